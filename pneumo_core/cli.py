@@ -1,0 +1,185 @@
+"""``python -m pneumo_core train|evaluate|predict|export`` — a stable, scriptable contract."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off stdout/stderr
+
+
+def _cmd_train(args) -> int:
+    from .config import backbone_weights
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(
+        variant=args.variant, data=args.data, weights=args.weights or backbone_weights(), out=args.out,
+        seed=args.seed, distribute=args.distribute, limit=args.limit,
+    )
+    if args.epochs is not None:
+        cfg.epochs = args.epochs
+    if args.head_epochs is not None:
+        cfg.head_epochs = args.head_epochs
+    train(cfg, command="python -m pneumo_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    return 0
+
+
+def _expand_inputs(items) -> list[str]:
+    """Files as given; folders expanded (recursively) to the image and DICOM files inside."""
+    from pathlib import Path
+
+    suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom"}
+    out = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+        else:
+            out.append(item)
+    return out
+
+
+def _load_predictor(args):
+    from .infer import Predictor
+    from .model import ModelLoadError
+
+    try:
+        return Predictor(args.model, threshold=args.threshold)
+    except (ModelLoadError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None
+
+
+def _cmd_predict(args) -> int:
+    predictor = _load_predictor(args)
+    if predictor is None:
+        return 2
+    files = _expand_inputs(args.images)
+    results = predictor.predict_files(files, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2))
+    else:
+        print(f"model {predictor.name}, threshold {predictor.threshold:.3f} (research and teaching use only)")
+        for r in results:
+            if r.error:
+                print(f"{r.file}\tERROR\t{r.error}")
+            else:
+                print(f"{r.file}\t{r.label}\tp_pneumonia={r.p_pneumonia:.4f}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+
+    from . import data as D
+    from .evaluate import THRESHOLD_RULE, full_report, write_report
+
+    predictor = _load_predictor(args)
+    if predictor is None:
+        return 2
+    split_dir = D.resolve_split_dir(args.data, "test")
+    df = D.list_images(split_dir)
+    results = predictor.predict_files(df.path, batch_size=args.batch_size, reject_ood=False)
+    failed = [r for r in results if r.error]
+    if failed:
+        print(f"error: {len(failed)} file(s) could not be read, e.g. {failed[0].file}: {failed[0].error}", file=sys.stderr)
+        return 2
+    preds = pd.DataFrame({"file": df.file, "label": df.label, "p_pneumonia": [r.p_pneumonia for r in results],
+                          "is_chest_xray": [r.is_chest_xray for r in results]})
+    meta = {
+        "model": predictor.name, "model_sha256": predictor.sha256, "data": str(split_dir),
+        "counts": {"NORMAL": int((df.label == 0).sum()), "PNEUMONIA": int((df.label == 1).sum())},
+        "threshold_rule": THRESHOLD_RULE if args.threshold is None else "given on the command line",
+        "ood_rejected_fraction": (float(1 - preds.is_chest_xray.mean()) if predictor.ood is not None else None),
+    }
+    y, p = preds.label.to_numpy(), preds.p_pneumonia.to_numpy()
+    if args.write_report:
+        report = write_report(Path(args.write_report), preds, predictor.threshold, meta)
+    else:
+        report = {**meta, **full_report(y, p, predictor.threshold, n_boot=args.bootstrap)}
+    summary = {k: v for k, v in report["at_threshold"].items() if k != "ci95"}
+    out = {**meta, **summary, "ci95": report["at_threshold"]["ci95"], "at_0.5": report["at_0.5"]}
+    if args.json:
+        print(json.dumps(out, indent=2))
+    else:
+        print(f"{predictor.name} on {split_dir} ({len(df)} images), threshold {predictor.threshold:.3f}")
+        for k in ("accuracy", "precision", "recall", "specificity", "f1", "auc"):
+            lo, hi = out["ci95"][k]
+            print(f"  {k:12s} {out[k]:.4f}  (95% CI {lo:.4f}-{hi:.4f})")
+        print(f"  confusion [[TN, FP], [FN, TP]] = {out['confusion_matrix']}")
+    return 0
+
+
+def _cmd_calibrate_ood(args) -> int:
+    from .train import TrainConfig, calibrate_ood
+    from .model import resolve_model_path
+
+    info = calibrate_ood(resolve_model_path(args.model), TrainConfig(data=args.data, seed=args.seed))
+    print(json.dumps(info, indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m pneumo_core", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a variant on DIR/train (validation carved from it by patient)")
+    t.add_argument("--variant", choices=["frozen", "finetuned"], required=True)
+    t.add_argument("--data", required=True, help="dataset root with train/ (or the train folder itself)")
+    t.add_argument("--weights", help="ImageNet MobileNetV2 weights: a local .weights.h5 or 'imagenet' "
+                   "(default: $PNEUMO_WEIGHTS, the offline copy in ../shared/weights, else 'imagenet')")
+    t.add_argument("--out", default="models", help="output folder (default: models)")
+    t.add_argument("--epochs", type=int, help="fine-tuning epochs (max; early stopping on val AUC)")
+    t.add_argument("--head-epochs", type=int, help="head-training epochs (max)")
+    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--distribute", choices=["default", "mirrored", "multiworker"], default="default",
+                   help="tf.distribute strategy (mirrored: all local GPUs; multiworker: TF_CONFIG cluster)")
+    t.add_argument("--limit", type=int, help="train on at most this many images (smoke runs)")
+    t.set_defaults(func=_cmd_train)
+
+    def model_args(sp):
+        sp.add_argument("--model", default="finetuned",
+                        help="'finetuned' (default), 'frozen', or a path to a .keras model")
+        sp.add_argument("--threshold", type=float, help="decision threshold (default: the model's validation-chosen one)")
+        sp.add_argument("--batch-size", type=int, default=32)
+        sp.add_argument("--json", action="store_true", help="machine-readable output")
+
+    e = sub.add_parser("evaluate", help="metrics on a labelled split (NORMAL/ and PNEUMONIA/ inside, or a dataset root)")
+    model_args(e)
+    e.add_argument("--data", required=True)
+    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    e.add_argument("--write-report", metavar="DIR", help="also write metrics.json, test_predictions.csv, roc_curve.csv")
+    e.set_defaults(func=_cmd_evaluate)
+
+    pr = sub.add_parser("predict", help="label images (files or folders; PNG, JPEG, DICOM, ...)")
+    model_args(pr)
+    pr.add_argument("images", nargs="+")
+    pr.set_defaults(func=_cmd_predict)
+
+    c = sub.add_parser("calibrate-ood", help="fit a model's not-a-chest-X-ray detector on the training films")
+    c.add_argument("--model", default="finetuned")
+    c.add_argument("--data", required=True)
+    c.add_argument("--seed", type=int, default=42, help="the seed the model was trained with (same patient split)")
+    c.set_defaults(func=_cmd_calibrate_ood)
+
+    m = sub.add_parser("manifest", help="record the SHA-256 of the models in models/MANIFEST.json")
+    m.add_argument("--dir", default=None)
+    m.set_defaults(func=_cmd_manifest)
+    return p
+
+
+def _cmd_manifest(args) -> int:
+    from .config import MODELS_DIR
+    from .model import write_manifest
+
+    print(json.dumps(write_manifest(args.dir or MODELS_DIR), indent=2))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)

@@ -1,0 +1,115 @@
+"""Metrics (scikit-learn), threshold rules, bootstrap confidence intervals, reports."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+METRIC_NAMES = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
+THRESHOLD_RULE = "Youden's J (max sensitivity + specificity - 1) on the patient-grouped validation split"
+
+
+def metrics_at(y_true, p, threshold: float) -> dict:
+    """Classification metrics of scores ``p`` at ``threshold`` (PNEUMONIA when p >= threshold)."""
+    y_true = np.asarray(y_true).astype(int)
+    p = np.asarray(p, dtype=float)
+    y_pred = (p >= threshold).astype(int)
+    cm = skm.confusion_matrix(y_true, y_pred, labels=[0, 1])
+    tn, fp, fn, tp = (int(v) for v in cm.ravel())
+    both = len(np.unique(y_true)) == 2
+    return {
+        "threshold": float(threshold),
+        "n": int(len(y_true)),
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "precision": float(skm.precision_score(y_true, y_pred, zero_division=0)),
+        "recall": float(skm.recall_score(y_true, y_pred, zero_division=0)),
+        "specificity": float(tn / (tn + fp)) if (tn + fp) else 0.0,
+        "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
+        "auc": float(skm.roc_auc_score(y_true, p)) if both else float("nan"),
+        "confusion_matrix": [[tn, fp], [fn, tp]],
+    }
+
+
+def bootstrap_ci(y_true, p, threshold: float, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile bootstrap CIs (resampling images) for every metric in ``METRIC_NAMES``."""
+    y_true = np.asarray(y_true).astype(int)
+    p = np.asarray(p, dtype=float)
+    rng = np.random.default_rng(seed)
+    samples = {k: [] for k in METRIC_NAMES}
+    n = len(y_true)
+    for _ in range(n_boot):
+        idx = rng.integers(0, n, n)
+        if len(np.unique(y_true[idx])) < 2:
+            continue
+        m = metrics_at(y_true[idx], p[idx], threshold)
+        for k in METRIC_NAMES:
+            samples[k].append(m[k])
+    lo, hi = (1 - level) / 2 * 100, (1 + level) / 2 * 100
+    return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for k, v in samples.items()}
+
+
+def youden_threshold(y_true, p) -> float:
+    fpr, tpr, thr = skm.roc_curve(y_true, p)
+    j = tpr - fpr
+    best = int(np.argmax(j))
+    return float(min(thr[best], 1.0))
+
+
+def threshold_for_sensitivity(y_true, p, target: float) -> float:
+    """The highest threshold whose sensitivity is at least ``target``."""
+    fpr, tpr, thr = skm.roc_curve(y_true, p)
+    ok = np.where(tpr >= target)[0]
+    return float(min(thr[ok[0]], 1.0))
+
+
+def threshold_for_specificity(y_true, p, target: float) -> float:
+    """The lowest threshold whose specificity is at least ``target``."""
+    fpr, tpr, thr = skm.roc_curve(y_true, p)
+    ok = np.where(1 - fpr >= target)[0]
+    return float(min(thr[ok[-1]], 1.0))
+
+
+def operating_points(y_true, p) -> dict:
+    """Named thresholds chosen on validation scores, with the validation sens/spec they give."""
+    points = {
+        "balanced (Youden)": youden_threshold(y_true, p),
+        "high sensitivity (98%)": threshold_for_sensitivity(y_true, p, 0.98),
+        "high specificity (95%)": threshold_for_specificity(y_true, p, 0.95),
+        "default 0.5": 0.5,
+    }
+    out = {}
+    for name, t in points.items():
+        m = metrics_at(y_true, p, t)
+        out[name] = {"threshold": t, "val_sensitivity": m["recall"], "val_specificity": m["specificity"]}
+    return out
+
+
+def roc_points(y_true, p) -> pd.DataFrame:
+    fpr, tpr, thr = skm.roc_curve(y_true, p)
+    return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(thr, 1.0)})
+
+
+def full_report(y_true, p, threshold: float, n_boot: int = 1000) -> dict:
+    """Metrics at the chosen threshold and at 0.5, each with bootstrap CIs."""
+    return {
+        "at_threshold": {**metrics_at(y_true, p, threshold), "ci95": bootstrap_ci(y_true, p, threshold, n_boot)},
+        "at_0.5": {**metrics_at(y_true, p, 0.5), "ci95": bootstrap_ci(y_true, p, 0.5, n_boot)},
+    }
+
+
+def write_report(out_dir: str | Path, predictions: pd.DataFrame, threshold: float, meta: dict) -> dict:
+    """Write ``metrics.json``, ``test_predictions.csv`` and ``roc_curve.csv`` into ``out_dir``.
+
+    ``predictions`` has columns ``file``, ``label``, ``p_pneumonia``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    y, p = predictions["label"].to_numpy(), predictions["p_pneumonia"].to_numpy()
+    report = {**meta, **full_report(y, p, threshold)}
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
+    predictions.assign(predicted=(p >= threshold).astype(int)).to_csv(out_dir / "test_predictions.csv", index=False)
+    roc_points(y, p).to_csv(out_dir / "roc_curve.csv", index=False)
+    return report

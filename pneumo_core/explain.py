@@ -1,0 +1,80 @@
+"""Grad-CAM (Selvaraju et al. 2017) on the last conv block ``out_relu``, and OpenCV overlays.
+
+The map shows which regions raised the pre-sigmoid pneumonia score. It is not a lesion
+outline: it is coarse (7x7 cells upsampled), and it can highlight anything the model found
+predictive, tubes and text markers included.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .model import split_model
+
+
+def cam_from_maps(fmap, grads):
+    """Grad-CAM from feature maps and d(logit)/d(maps), batched: (B,h,w,C) -> (B,h,w), >= 0."""
+    import tensorflow as tf
+
+    weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)  # channel importance
+    return tf.nn.relu(tf.reduce_sum(weights * fmap, axis=-1))
+
+
+def make_explain_fn(backbone, head):
+    """One compiled function returning (p_pneumonia, raw cam, pooled features) for a batch:
+    a forward pass plus one backward pass from the logit to ``out_relu``."""
+    import tensorflow as tf
+
+    from .config import IMAGE_SIZE
+
+    @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)], reduce_retracing=True)
+    def explain(x):
+        fmap = backbone(x, training=False)
+        with tf.GradientTape() as tape:
+            tape.watch(fmap)
+            logit = head(fmap, training=False)
+        grads = tape.gradient(logit, fmap)
+        return tf.sigmoid(logit)[:, 0], cam_from_maps(fmap, grads), tf.reduce_mean(fmap, axis=(1, 2))
+
+    return explain
+
+
+def gradcam(model, x) -> np.ndarray:
+    """Reference Grad-CAM for a batch of model inputs; returns raw (unnormalised) 7x7 maps."""
+    import tensorflow as tf
+
+    backbone, head = split_model(model)
+    x = tf.convert_to_tensor(x, tf.float32)
+    with tf.GradientTape() as tape:
+        fmap = backbone(x, training=False)
+        tape.watch(fmap)
+        logit = head(fmap, training=False)
+    grads = tape.gradient(logit, fmap)
+    return cam_from_maps(fmap, grads).numpy()
+
+
+def normalise_heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Raw cam (h, w) -> float32 heatmap of ``size`` (height, width) in [0, 1]."""
+    import cv2
+
+    cam = np.asarray(cam, dtype=np.float32)
+    cam = np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0)
+    peak = float(cam.max())
+    cam = cam / peak if peak > 0 else np.zeros_like(cam)
+    heat = cv2.resize(cam, (int(size[1]), int(size[0])), interpolation=cv2.INTER_CUBIC)
+    return np.clip(heat, 0.0, 1.0)
+
+
+def overlay(image_rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
+            colormap: int | None = None) -> np.ndarray:
+    """Blend a [0, 1] heatmap over an RGB uint8 image (colour-blind-safe viridis by default)."""
+    import cv2
+
+    if colormap is None:
+        colormap = cv2.COLORMAP_VIRIDIS
+    if image_rgb.ndim == 2:
+        image_rgb = np.repeat(image_rgb[..., None], 3, axis=2)
+    if heatmap.shape[:2] != image_rgb.shape[:2]:
+        heatmap = cv2.resize(heatmap, (image_rgb.shape[1], image_rgb.shape[0]), interpolation=cv2.INTER_CUBIC)
+    colour = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), colormap)
+    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
+    return cv2.addWeighted(image_rgb.astype(np.uint8), 1.0 - alpha, colour, alpha, 0.0)

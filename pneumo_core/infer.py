@@ -1,0 +1,200 @@
+"""Inference on one or many images: label, probability, out-of-distribution check, Grad-CAM.
+
+The compiled path: one ``tf.function`` with a fixed input signature per model, no
+``model.predict`` per image (its per-call overhead is several times the model's own compute
+on a small CPU). Grad-CAM reuses the same forward pass and adds one backward pass.
+"""
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import CLASS_NAMES, IMAGE_SIZE
+from .images import ImageError, LoadedImage, load_image, load_path
+from .model import load_model, resolve_model_path, sha256_file, split_model
+from .ood import OOD_REASON, MahalanobisOOD
+
+MIN_CONTRAST = 2.0  # grey-level standard deviation below which an image is treated as blank
+
+
+@dataclass
+class Prediction:
+    file: str
+    label: str | None = None
+    p_pneumonia: float | None = None
+    threshold: float | None = None
+    error: str | None = None
+    is_chest_xray: bool | None = None
+    ood_distance: float | None = None
+    model: str | None = None
+    notes: list = field(default_factory=list)
+    image: np.ndarray | None = field(default=None, repr=False)  # display copy (uint8 RGB)
+    heatmap: np.ndarray | None = field(default=None, repr=False)  # [0, 1], image size
+
+    def to_json(self) -> dict:
+        return {
+            "file": self.file, "label": self.label, "p_pneumonia": self.p_pneumonia, "threshold": self.threshold,
+            "is_chest_xray": self.is_chest_xray, "ood_distance": self.ood_distance, "model": self.model,
+            "error": self.error,
+        }
+
+
+def prepare(loaded: LoadedImage) -> np.ndarray:
+    """Decoded image -> model input (224x224x3 float32 in [-1, 1]); refuses blank images."""
+    from .data import to_model_input
+
+    px = loaded.pixels
+    if float(px.std()) < MIN_CONTRAST:
+        raise ImageError("image is blank or nearly uniform; no chest film can be seen in it")
+    return to_model_input(loaded.rgb()).numpy()
+
+
+class Predictor:
+    """A loaded classifier with its decision threshold and out-of-distribution detector."""
+
+    def __init__(self, model: str | Path | None = None, threshold: float | None = None, verify: bool = True,
+                 keras_model=None, ood: MahalanobisOOD | None = None, warm_up: bool = True):
+        import tensorflow as tf
+
+        from .explain import make_explain_fn
+
+        if keras_model is None:
+            self.path = resolve_model_path(model)
+            self.model = load_model(self.path, verify=verify)
+            self.sha256 = sha256_file(self.path)
+        else:
+            self.path, self.model, self.sha256 = None, keras_model, None
+        self.name = self.path.stem if self.path else self.model.name
+        self.info = self._training_info()
+        self.threshold = float(threshold if threshold is not None else self.info.get("threshold", 0.5))
+        self.ood = ood if ood is not None else self._load_ood()
+        backbone, head = split_model(self.model)
+
+        @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)],
+                     reduce_retracing=True)
+        def forward(x):
+            fmap = backbone(x, training=False)
+            return tf.sigmoid(head(fmap, training=False))[:, 0], tf.reduce_mean(fmap, axis=(1, 2))
+
+        self._forward = forward
+        self._explain = make_explain_fn(backbone, head)
+        if warm_up:  # trace both graphs now, not on the first user's upload
+            zeros = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
+            self._forward(zeros)
+            self._explain(zeros)
+
+    # ------------------------------------------------------------ metadata
+    @property
+    def report_dir(self) -> Path | None:
+        return self.path.parent / "reports" / self.path.stem if self.path else None
+
+    def _training_info(self) -> dict:
+        rd = self.report_dir
+        if rd is not None and (rd / "training.json").exists():
+            return json.loads((rd / "training.json").read_text())
+        return {}
+
+    def _load_ood(self) -> MahalanobisOOD | None:
+        rd = self.report_dir
+        if rd is not None and (rd / "ood.npz").exists():
+            return MahalanobisOOD.load(rd / "ood.npz")
+        return None
+
+    @property
+    def operating_points(self) -> dict:
+        return self.info.get("operating_points", {})
+
+    # ------------------------------------------------------------ batch arrays
+    def predict_arrays(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Model inputs (B,224,224,3) -> (p_pneumonia (B,), pooled features (B,1280))."""
+        p, pooled = self._forward(np.asarray(x, np.float32))
+        return p.numpy(), pooled.numpy()
+
+    def explain_arrays(self, x: np.ndarray):
+        """Model inputs -> (p_pneumonia, raw 7x7 Grad-CAM maps, pooled features)."""
+        p, cam, pooled = self._explain(np.asarray(x, np.float32))
+        return p.numpy(), cam.numpy(), pooled.numpy()
+
+    def label_for(self, p: float) -> str:
+        return CLASS_NAMES[int(p >= self.threshold)]
+
+    def _finish(self, pred: Prediction, p: float, pooled: np.ndarray, reject_ood: bool = True) -> Prediction:
+        if self.ood is not None:
+            dist = float(self.ood.distance(pooled)[0])
+            pred.ood_distance = round(dist, 2)
+            pred.is_chest_xray = dist <= self.ood.threshold
+            if not pred.is_chest_xray and reject_ood:
+                pred.error = OOD_REASON.format(d=dist, t=self.ood.threshold)
+                return pred
+        pred.p_pneumonia = float(p)
+        pred.label = self.label_for(p)
+        return pred
+
+    # ------------------------------------------------------------ single image
+    def predict(self, source, name: str | None = None, explain: bool = False, keep_image: bool = False) -> Prediction:
+        """One image: ``source`` is bytes, a path, or a :class:`LoadedImage`. Never raises for bad
+        input: the reason is in ``Prediction.error``."""
+        label = name or (str(source) if isinstance(source, (str, Path)) else "upload")
+        pred = Prediction(file=label, threshold=self.threshold, model=self.name)
+        try:
+            if isinstance(source, LoadedImage):
+                loaded = source
+            elif isinstance(source, (bytes, bytearray, memoryview)):
+                loaded = load_image(bytes(source), label)
+            else:
+                loaded = load_path(source)
+            x = prepare(loaded)[None]
+        except ImageError as exc:
+            pred.error = str(exc)
+            return pred
+        pred.notes = list(loaded.notes)
+        if keep_image or explain:
+            pred.image = loaded.rgb()
+        if explain:
+            from .explain import normalise_heatmap
+
+            p, cam, pooled = self.explain_arrays(x)
+            pred.heatmap = normalise_heatmap(cam[0], loaded.pixels.shape[:2])
+        else:
+            p, pooled = self.predict_arrays(x)
+        return self._finish(pred, p[0], pooled)
+
+    # ------------------------------------------------------------ many files
+    def predict_files(self, paths, batch_size: int = 32, workers: int = 4, reject_ood: bool = True) -> list[Prediction]:
+        """Many files: parallel decode (threads; Pillow and OpenCV release the GIL) overlapped with
+        batched inference. A bad file gets its own error and never stops the others.
+        ``reject_ood=False`` scores every readable image (evaluation) and only flags OOD ones."""
+        paths = [str(p) for p in paths]
+        results: list[Prediction] = [Prediction(file=p, threshold=self.threshold, model=self.name) for p in paths]
+
+        def load(i):
+            try:
+                return i, prepare(load_path(paths[i])), None
+            except ImageError as exc:
+                return i, None, str(exc)
+            except Exception as exc:  # a file must never stop the batch
+                return i, None, f"could not process file ({type(exc).__name__})"
+
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            batch_idx, batch_x = [], []
+            for i, x, err in pool.map(load, range(len(paths))):
+                if err is not None:
+                    results[i].error = err
+                    continue
+                batch_idx.append(i)
+                batch_x.append(x)
+                if len(batch_x) == batch_size:
+                    self._run_batch(results, batch_idx, batch_x, reject_ood)
+                    batch_idx, batch_x = [], []
+            if batch_x:
+                self._run_batch(results, batch_idx, batch_x, reject_ood)
+        return results
+
+    def _run_batch(self, results, idx, xs, reject_ood):
+        p, pooled = self.predict_arrays(np.stack(xs))
+        for k, i in enumerate(idx):
+            self._finish(results[i], p[k], pooled[k : k + 1], reject_ood)

@@ -1,0 +1,167 @@
+"""MobileNetV2 transfer-learning classifiers, and safe loading of the shipped models.
+
+Architecture (both variants)::
+
+    image (224x224x3, preprocessed to [-1, 1])
+      -> MobileNetV2 base (ImageNet, include_top=False), last conv block ``out_relu``
+      -> GlobalAveragePooling2D [-> BatchNormalization, fine-tuned only] -> Dropout
+      -> Dense(1) named ``logit`` -> sigmoid named ``p_pneumonia``
+
+The logit is a layer of its own so Grad-CAM can differentiate the pre-sigmoid score.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from .config import IMAGE_SIZE, MODELS_DIR, SHIPPED_VARIANTS
+
+VARIANTS = ("frozen", "finetuned")
+BASE_NAME = "mobilenetv2_base"
+FINE_TUNE_LAYERS = 30
+MANIFEST = "MANIFEST.json"
+
+
+class ModelLoadError(RuntimeError):
+    """A model file is missing, tampered with, truncated or not a model."""
+
+
+def build_backbone(weights: str | None = "imagenet"):
+    """ImageNet MobileNetV2 without its top. ``weights``: ``"imagenet"`` (Keras' download),
+    a local ``.weights.h5`` file (offline use), or ``None`` (random, for tests)."""
+    import keras
+
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise FileNotFoundError(f"backbone weights file not found: {weights}")
+    base = keras.applications.MobileNetV2(
+        input_shape=(IMAGE_SIZE, IMAGE_SIZE, 3), alpha=1.0, include_top=False, weights=weights
+    )
+    base.name = BASE_NAME
+    return base
+
+
+def build_head(variant: str, feature_dim: int, dropout: float = 0.3):
+    """Classifier head on the pooled backbone features (also trained alone on cached features)."""
+    import keras
+
+    features = keras.Input((feature_dim,), name="pooled_features")
+    x = features
+    if variant == "finetuned":
+        x = keras.layers.BatchNormalization(name="head_bn")(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    logit = keras.layers.Dense(1, name="logit")(x)
+    prob = keras.layers.Activation("sigmoid", name="p_pneumonia", dtype="float32")(logit)
+    return keras.Model(features, prob, name=f"{variant}_head")
+
+
+def set_trainable(base, variant: str, fine_tune_layers: int = FINE_TUNE_LAYERS) -> None:
+    """frozen: nothing trainable. finetuned: the top ``fine_tune_layers`` layers, except
+    BatchNormalization (kept frozen: their statistics come from ImageNet and a batch of 32
+    films would only make them noisy)."""
+    import keras
+
+    base.trainable = variant == "finetuned"
+    if variant == "finetuned":
+        for i, layer in enumerate(base.layers):
+            top = i >= len(base.layers) - fine_tune_layers
+            layer.trainable = top and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def build_model(variant: str, weights: str | None = "imagenet", dropout: float = 0.3, base=None):
+    """The full classifier for ``variant`` (``frozen`` or ``finetuned``)."""
+    import keras
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    base = base if base is not None else build_backbone(weights)
+    set_trainable(base, variant)
+    head = build_head(variant, base.output_shape[-1], dropout)
+    image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    # training=False keeps every BatchNormalization in inference mode, also while fine-tuning.
+    fmap = base(image, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(fmap)
+    for layer in head.layers[1:]:
+        x = layer(x)
+    return keras.Model(image, x, name=f"pneumonia_mobilenetv2_{variant}")
+
+
+def split_model(model):
+    """(backbone, head): the base returning ``out_relu`` maps, and a model from those maps to the
+    logit. Used by Grad-CAM and the compiled inference path."""
+    import keras
+
+    base = model.get_layer(BASE_NAME)
+    fmap = keras.Input(base.output.shape[1:], name="out_relu_maps")
+    x = fmap
+    started = False
+    for layer in model.layers:
+        if layer is base:
+            started = True
+            continue
+        if not started or isinstance(layer, keras.layers.InputLayer):
+            continue
+        x = layer(x)
+        if layer.name == "logit":
+            break
+    return base, keras.Model(fmap, x, name="head_to_logit")
+
+
+# ---------------------------------------------------------------- shipped models
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def resolve_model_path(model: str | Path | None) -> Path:
+    """``None`` / ``"finetuned"`` / ``"frozen"`` -> the shipped file; anything else is a path."""
+    from .config import DEFAULT_VARIANT
+
+    name = str(model) if model is not None else DEFAULT_VARIANT
+    if name in SHIPPED_VARIANTS:
+        return MODELS_DIR / f"{name}.keras"
+    return Path(name)
+
+
+def expected_hash(path: Path) -> str | None:
+    """SHA-256 recorded for ``path`` in the manifest beside it, if it is listed."""
+    manifest = path.parent / MANIFEST
+    if not manifest.exists():
+        return None
+    entries = json.loads(manifest.read_text())
+    entry = entries.get("models", {}).get(path.name)
+    return entry.get("sha256") if entry else None
+
+
+def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:
+    """Record the SHA-256 of every shipped ``*.keras`` and ``reports/*/ood.npz`` in ``MANIFEST.json``."""
+    models_dir = Path(models_dir)
+    entries = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(models_dir.glob("*.keras"))}
+    ood = {str(p.relative_to(models_dir)): {"sha256": sha256_file(p)} for p in sorted(models_dir.glob("reports/*/ood.npz"))}
+    manifest = {"models": entries, "ood_detectors": ood}
+    (models_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def load_model(model: str | Path | None = None, verify: bool = True):
+    """Load a ``.keras`` classifier with ``safe_mode=True`` (no arbitrary code), checking its
+    SHA-256 against ``MANIFEST.json`` when the file is listed there."""
+    import keras
+
+    path = resolve_model_path(model)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    if verify:
+        want = expected_hash(path)
+        if want is not None and sha256_file(path) != want:
+            raise ModelLoadError(
+                f"{path.name} does not match the SHA-256 in {MANIFEST}: the file was changed or "
+                "truncated. Restore it (git checkout models/) or retrain."
+            )
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # keras raises many types for a bad archive
+        raise ModelLoadError(f"could not load model {path.name}: {str(exc).splitlines()[0][:200]}") from exc

@@ -1,0 +1,225 @@
+"""Training both variants: head on cached backbone features, then (fine-tuned) the top layers.
+
+Protocol: a patient-grouped, stratified validation split is carved from ``train/``; early
+stopping, checkpoint choice and the decision threshold use it alone. The test split is never
+read here.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import data as D
+from .evaluate import THRESHOLD_RULE, metrics_at, operating_points, youden_threshold
+from .model import BASE_NAME, build_backbone, build_head, build_model
+
+
+@dataclass
+class TrainConfig:
+    variant: str = "finetuned"
+    data: str = ""
+    weights: str = "imagenet"
+    out: str = "models"
+    seed: int = 42
+    val_fraction: float = 0.15
+    batch_size: int = 32
+    head_epochs: int = 40
+    head_lr: float = 1e-3
+    epochs: int = 30  # fine-tuning epochs (finetuned only)
+    fine_tune_lr: float = 5e-5
+    patience: int = 6
+    dropout: float = 0.3
+    augment: dict = field(default_factory=lambda: asdict(D.Augment()))
+    distribute: str = "default"  # default | mirrored | multiworker
+    limit: int | None = None  # use only this many training images (smoke tests)
+
+
+def get_strategy(name: str):
+    """``default`` (one device), ``mirrored`` (all local GPUs), ``multiworker`` (TF_CONFIG cluster)."""
+    import tensorflow as tf
+
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}")
+
+
+def _seed_everything(seed: int) -> None:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+def pooled_features(base, df: pd.DataFrame, batch_size: int) -> np.ndarray:
+    """GlobalAveragePooled ``out_relu`` features of every image (one backbone pass, no augmentation)."""
+    import keras
+
+    pool = keras.Sequential([base, keras.layers.GlobalAveragePooling2D()])
+    ds = D.make_dataset(df, batch_size=batch_size, with_labels=False)
+    return pool.predict(ds, verbose=0).astype("float32")
+
+
+def _fit_head(head, f_train, y_train, f_val, y_val, cfg: TrainConfig, weights: dict, log_dir: Path):
+    import keras
+
+    head.compile(
+        optimizer=keras.optimizers.Adam(cfg.head_lr),
+        loss="binary_crossentropy",
+        metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+    )
+    hist = head.fit(
+        f_train, y_train, validation_data=(f_val, y_val), epochs=cfg.head_epochs, batch_size=cfg.batch_size,
+        class_weight=weights, verbose=2, shuffle=True,
+        callbacks=[
+            keras.callbacks.EarlyStopping("val_auc", mode="max", patience=cfg.patience, restore_best_weights=True),
+            keras.callbacks.CSVLogger(str(log_dir / "history_head.csv")),
+        ],
+    )
+    return hist.history
+
+
+def train(cfg: TrainConfig, command: str | None = None) -> dict:
+    """Train ``cfg.variant``; write ``<out>/<variant>.keras`` and ``<out>/reports/<variant>/``."""
+    import keras
+    import tensorflow as tf
+
+    t0 = time.time()
+    _seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    report_dir = out / "reports" / cfg.variant
+    report_dir.mkdir(parents=True, exist_ok=True)
+
+    train_dir = D.resolve_split_dir(cfg.data, "train")
+    df = D.list_images(train_dir)
+    if cfg.limit:
+        df = pd.concat(
+            [g.sample(min(len(g), cfg.limit // 2), random_state=cfg.seed) for _, g in df.groupby("label")]
+        ).sort_values("path").reset_index(drop=True)
+    df_train, df_val = D.patient_split(df, cfg.val_fraction, cfg.seed)
+    assert not set(df_train.patient) & set(df_val.patient)
+    weights = D.class_weights(df_train.label)
+    y_train = df_train.label.to_numpy("float32")
+    y_val = df_val.label.to_numpy("float32")
+    print(f"train {len(df_train)} images / {df_train.patient.nunique()} patients, "
+          f"val {len(df_val)} / {df_val.patient.nunique()}; class weights {weights}", flush=True)
+
+    strategy = get_strategy(cfg.distribute)
+    with strategy.scope():
+        base = build_backbone(cfg.weights)
+        base.trainable = False
+        # Phase 1 (both variants): the head alone, on features computed once. The base is
+        # frozen here, so recomputing it every epoch would only burn time.
+        t_feat = time.time()
+        f_train = pooled_features(base, df_train, cfg.batch_size)
+        f_val = pooled_features(base, df_val, cfg.batch_size)
+        feat_s = time.time() - t_feat
+        print(f"features: {len(df_train) + len(df_val)} images in {feat_s:.0f}s", flush=True)
+        head = build_head(cfg.variant, f_train.shape[-1], cfg.dropout)
+        history = {"head": _fit_head(head, f_train, y_train, f_val, y_val, cfg, weights, report_dir)}
+        model = build_model(cfg.variant, base=base, dropout=cfg.dropout)
+        for layer in head.layers[1:]:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
+
+        ft_s = 0.0
+        if cfg.variant == "finetuned":
+            # Phase 2: unfreeze the top layers and train end to end on augmented films.
+            t_ft = time.time()
+            aug = D.Augment(**cfg.augment)
+            ds_train = D.make_dataset(df_train, cfg.batch_size, shuffle=True, augment=aug, seed=cfg.seed)
+            ds_val = D.make_dataset(df_val, cfg.batch_size)
+            model.compile(
+                optimizer=keras.optimizers.Adam(cfg.fine_tune_lr),
+                loss="binary_crossentropy",
+                metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
+            )
+            ckpt = report_dir / "best.weights.h5"
+            hist = model.fit(
+                ds_train, validation_data=ds_val, epochs=cfg.epochs, class_weight=weights, verbose=2,
+                callbacks=[
+                    keras.callbacks.ModelCheckpoint(str(ckpt), "val_auc", mode="max", save_best_only=True,
+                                                    save_weights_only=True),
+                    keras.callbacks.EarlyStopping("val_auc", mode="max", patience=cfg.patience),
+                    keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-7),
+                    keras.callbacks.CSVLogger(str(report_dir / "history_finetune.csv")),
+                ],
+            )
+            history["finetune"] = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+            model.load_weights(str(ckpt))
+            ckpt.unlink()
+            ft_s = time.time() - t_ft
+
+    # Threshold and operating points from validation predictions of the final model.
+    p_val = model.predict(D.make_dataset(df_val, cfg.batch_size, with_labels=False), verbose=0).ravel()
+    threshold = youden_threshold(y_val, p_val)
+    pd.DataFrame({"file": df_val.file, "patient": df_val.patient, "label": df_val.label, "p_pneumonia": p_val}).to_csv(
+        report_dir / "validation_predictions.csv", index=False)
+
+    # Save an uncompiled copy: the shipped file carries no optimizer state.
+    path = out / f"{cfg.variant}.keras"
+    clean = build_model(cfg.variant, weights=None, dropout=cfg.dropout)
+    clean.set_weights(model.get_weights())
+    clean.save(path)
+
+    info = {
+        "variant": cfg.variant,
+        "model_file": path.name,
+        "command": command or " ".join(sys.argv),
+        "config": asdict(cfg),
+        "data": {
+            "root": str(train_dir),
+            "train_images": len(df_train), "train_patients": int(df_train.patient.nunique()),
+            "train_counts": {"NORMAL": int((df_train.label == 0).sum()), "PNEUMONIA": int((df_train.label == 1).sum())},
+            "val_images": len(df_val), "val_patients": int(df_val.patient.nunique()),
+            "val_counts": {"NORMAL": int((df_val.label == 0).sum()), "PNEUMONIA": int((df_val.label == 1).sum())},
+            "class_weights": weights,
+        },
+        "threshold": threshold,
+        "threshold_rule": THRESHOLD_RULE,
+        "operating_points": operating_points(y_val, p_val),
+        "validation": metrics_at(y_val, p_val, threshold),
+        "timing_s": {"total": round(time.time() - t0, 1), "feature_cache": round(feat_s, 1), "fine_tune": round(ft_s, 1)},
+        "versions": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+                     "numpy": np.__version__},
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
+        "epochs_run": {k: len(next(iter(v.values()))) for k, v in history.items()},
+    }
+    info["ood"] = calibrate_ood(path, cfg)
+    (report_dir / "training.json").write_text(json.dumps(info, indent=2))
+    print(json.dumps({"model": str(path), "threshold": threshold, "validation": info["validation"]}, indent=2), flush=True)
+    return info
+
+
+def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 0.01) -> dict:
+    """Fit the model's out-of-distribution detector on its own pooled features of the training
+    films, with the threshold set on the validation films (same patient split as training)."""
+    from .infer import Predictor
+    from .ood import MahalanobisOOD
+
+    model_path = Path(model_path)
+    df = D.list_images(D.resolve_split_dir(cfg.data, "train"))
+    df_train, df_val = D.patient_split(df, cfg.val_fraction, cfg.seed)
+    pred = Predictor(model_path, verify=False, ood=None)
+    pred.ood = None
+
+    def feats(frame):
+        out = []
+        for xb in D.make_dataset(frame, cfg.batch_size, with_labels=False):
+            out.append(pred.predict_arrays(xb.numpy())[1])
+        return np.concatenate(out)
+
+    det = MahalanobisOOD.fit(feats(df_train), feats(df_val), target_frr)
+    report_dir = model_path.parent / "reports" / model_path.stem
+    report_dir.mkdir(parents=True, exist_ok=True)
+    det.save(report_dir / "ood.npz")
+    return {"method": "Mahalanobis distance, pooled out_relu features, Ledoit-Wolf covariance",
+            "threshold": det.threshold, "target_false_rejection_on_validation": target_frr}

@@ -1,0 +1,66 @@
+"""Shared fixtures. Real-data tests read the Kermany set from ``PNEUMO_DATA_DIR`` (default
+``../shared/data/chest_xray``); where it is absent they skip, unless ``PNEUMO_REQUIRE_DATA=1``
+(set by ``.ci/run``) turns the skip into a failure."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pneumo_core.config import backbone_weights, data_dir  # noqa: E402
+
+REQUIRE = os.environ.get("PNEUMO_REQUIRE_DATA") == "1"
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip with ``reason`` when ``condition`` is false; fail instead under CI."""
+    if not condition:
+        if REQUIRE:
+            pytest.fail(f"required by PNEUMO_REQUIRE_DATA=1: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    root = data_dir()
+    require((root / "test" / "NORMAL").is_dir(), f"Kermany data not found at {root} (set PNEUMO_DATA_DIR)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def test_normal(data_root) -> Path:
+    return sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[0]
+
+
+@pytest.fixture(scope="session")
+def test_pneumonia(data_root) -> Path:
+    return sorted((data_root / "test" / "PNEUMONIA").glob("*.jpeg"))[0]
+
+
+@pytest.fixture(scope="session")
+def local_weights() -> str:
+    w = backbone_weights()
+    require(w != "imagenet" and Path(w).is_file(), "offline ImageNet weights not found (set PNEUMO_WEIGHTS)")
+    return w
+
+
+@pytest.fixture(scope="session")
+def shipped_predictor():
+    """The shipped fine-tuned model, loaded once for the whole session."""
+    from pneumo_core.infer import Predictor
+
+    return Predictor("finetuned")
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A randomly initialised classifier: no weights file needed, builds in seconds."""
+    from pneumo_core.model import build_model
+
+    return build_model("finetuned", weights=None)
