@@ -18,6 +18,18 @@ def _cmd_train(args) -> int:
         variant=args.variant, data=args.data, weights=args.weights or backbone_weights(), out=args.out,
         seed=args.seed, distribute=args.distribute, limit=args.limit,
     )
+    if args.lr is not None:
+        cfg.fine_tune_lr = args.lr
+    if args.lr_schedule:
+        cfg.lr_schedule = args.lr_schedule
+    if args.patience is not None:
+        cfg.patience = args.patience
+    if args.augment_scale is not None:
+        from dataclasses import asdict
+
+        from .data import Augment
+
+        cfg.augment = {k: v * args.augment_scale for k, v in asdict(Augment()).items()}
     if args.epochs is not None:
         cfg.epochs = args.epochs
     if args.head_epochs is not None:
@@ -136,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="fine-tuning epochs (max; early stopping on val AUC)")
     t.add_argument("--head-epochs", type=int, help="head-training epochs (max)")
     t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--lr", type=float, help="fine-tuning learning rate (default 5e-5)")
+    t.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="fine-tuning LR schedule (default plateau)")
+    t.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 6)")
+    t.add_argument("--augment-scale", type=float, help="multiply every augmentation magnitude (default 1.0)")
     t.add_argument("--distribute", choices=["default", "mirrored", "multiworker"], default="default",
                    help="tf.distribute strategy (mirrored: all local GPUs; multiworker: TF_CONFIG cluster)")
     t.add_argument("--limit", type=int, help="train on at most this many images (smoke runs)")
@@ -143,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def model_args(sp):
         sp.add_argument("--model", default="finetuned",
-                        help="'finetuned' (default), 'frozen', or a path to a .keras model")
+                        help="'finetuned' (default), 'frozen', or a path to a .keras or exported .tflite model")
         sp.add_argument("--threshold", type=float, help="decision threshold (default: the model's validation-chosen one)")
         sp.add_argument("--batch-size", type=int, default=32)
         sp.add_argument("--json", action="store_true", help="machine-readable output")
@@ -169,7 +185,34 @@ def build_parser() -> argparse.ArgumentParser:
     m = sub.add_parser("manifest", help="record the SHA-256 of the models in models/MANIFEST.json")
     m.add_argument("--dir", default=None)
     m.set_defaults(func=_cmd_manifest)
+
+    x = sub.add_parser("export", help="export a model to TensorFlow Lite (float32, float16 or int8)")
+    x.add_argument("--model", default="finetuned", help="'finetuned' (default), 'frozen', or a path to a .keras model")
+    x.add_argument("--format", choices=["tflite"], default="tflite")
+    x.add_argument("--quantize", choices=["none", "float16", "int8"], default="none",
+                   help="none: float32; float16: float16 weights; int8: weights and activations, calibrated "
+                        "on training films")
+    x.add_argument("--out", help="output file (default: models/<model>[.<quantize>].tflite)")
+    x.add_argument("--data", help="dataset root with train/ (or the train folder) for int8 calibration "
+                   "(default: $PNEUMO_DATA_DIR or ../shared/data/chest_xray)")
+    x.add_argument("--calibration-images", type=int, default=300, help="training films used for int8 calibration")
+    x.add_argument("--seed", type=int, default=42)
+    x.set_defaults(func=_cmd_export)
     return p
+
+
+def _cmd_export(args) -> int:
+    from .export import export_tflite
+    from .model import ModelLoadError
+
+    try:
+        meta = export_tflite(args.model, out=args.out, quantize=args.quantize, data=args.data,
+                             n_calib=args.calibration_images, seed=args.seed)
+    except (ModelLoadError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(meta, indent=2))
+    return 0
 
 
 def _cmd_manifest(args) -> int:

@@ -7,6 +7,7 @@ on a small CPU). Grad-CAM reuses the same forward pass and adds one backward pas
 from __future__ import annotations
 
 import json
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,17 +45,26 @@ class Prediction:
 
 
 def prepare(loaded: LoadedImage) -> np.ndarray:
-    """Decoded image -> model input (224x224x3 float32 in [-1, 1]); refuses blank images."""
-    from .data import to_model_input
+    """Decoded image -> model input (224x224x3 float32 in [-1, 1]); refuses blank images.
+    Same values as ``data.to_model_input(loaded.rgb())``, without eager-TF overhead (see preprocess)."""
+    from .preprocess import model_input, pixel_std
 
     px = loaded.pixels
-    if float(px.std()) < MIN_CONTRAST:
+    if pixel_std(px) < MIN_CONTRAST:
         raise ImageError("image is blank or nearly uniform; no chest film can be seen in it")
-    return to_model_input(loaded.rgb()).numpy()
+    return model_input(px)
 
 
 class Predictor:
-    """A loaded classifier with its decision threshold and out-of-distribution detector."""
+    """A loaded classifier with its decision threshold and out-of-distribution detector.
+    A ``.tflite`` path gives a :class:`tflite.TFLitePredictor` (same surface)."""
+
+    def __new__(cls, model=None, *args, **kwargs):
+        if cls is Predictor and model is not None and str(model).lower().endswith(".tflite"):
+            from .tflite import TFLitePredictor
+
+            cls = TFLitePredictor
+        return super().__new__(cls)
 
     def __init__(self, model: str | Path | None = None, threshold: float | None = None, verify: bool = True,
                  keras_model=None, ood: MahalanobisOOD | None = None, warm_up: bool = True):
@@ -122,9 +132,10 @@ class Predictor:
     def label_for(self, p: float) -> str:
         return CLASS_NAMES[int(p >= self.threshold)]
 
-    def _finish(self, pred: Prediction, p: float, pooled: np.ndarray, reject_ood: bool = True) -> Prediction:
+    def _finish(self, pred: Prediction, p: float, pooled: np.ndarray, reject_ood: bool = True,
+                dist: float | None = None) -> Prediction:
         if self.ood is not None:
-            dist = float(self.ood.distance(pooled)[0])
+            dist = float(self.ood.distance(pooled)[0]) if dist is None else float(dist)
             pred.ood_distance = round(dist, 2)
             pred.is_chest_xray = dist <= self.ood.threshold
             if not pred.is_chest_xray and reject_ood:
@@ -179,9 +190,21 @@ class Predictor:
             except Exception as exc:  # a file must never stop the batch
                 return i, None, f"could not process file ({type(exc).__name__})"
 
+        def decoded():
+            """Decoded images in order, at most ``window`` ahead of inference: ``pool.map`` would
+            decode the whole folder into memory first (600 KB an image, 6 GB for 10,000 files)."""
+            window = 2 * batch_size + workers
+            pending = deque()
+            for i in range(len(paths)):
+                pending.append(pool.submit(load, i))
+                if len(pending) >= window:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+
         with ThreadPoolExecutor(max_workers=workers) as pool:
             batch_idx, batch_x = [], []
-            for i, x, err in pool.map(load, range(len(paths))):
+            for i, x, err in decoded():
                 if err is not None:
                     results[i].error = err
                     continue
@@ -196,5 +219,6 @@ class Predictor:
 
     def _run_batch(self, results, idx, xs, reject_ood):
         p, pooled = self.predict_arrays(np.stack(xs))
+        dist = self.ood.distance(pooled) if self.ood is not None else [None] * len(idx)  # one call per batch
         for k, i in enumerate(idx):
-            self._finish(results[i], p[k], pooled[k : k + 1], reject_ood)
+            self._finish(results[i], p[k], pooled[k : k + 1], reject_ood, dist[k])

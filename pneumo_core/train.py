@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from . import data as D
-from .evaluate import THRESHOLD_RULE, metrics_at, operating_points, youden_threshold
+from .evaluate import THRESHOLD_RULE, choose_threshold, metrics_at, operating_points
 from .model import BASE_NAME, build_backbone, build_head, build_model
 
 
@@ -34,11 +34,25 @@ class TrainConfig:
     head_lr: float = 1e-3
     epochs: int = 30  # fine-tuning epochs (finetuned only)
     fine_tune_lr: float = 5e-5
+    lr_schedule: str = "plateau"  # plateau: x0.3 when val loss stalls; cosine: decay to 0 over `epochs`
     patience: int = 6
     dropout: float = 0.3
     augment: dict = field(default_factory=lambda: asdict(D.Augment()))
     distribute: str = "default"  # default | mirrored | multiworker
     limit: int | None = None  # use only this many training images (smoke tests)
+
+
+def training_split(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The (train, validation) frames for ``cfg``: patient-grouped, stratified, seeded."""
+    df = D.list_images(D.resolve_split_dir(cfg.data, "train"))
+    if cfg.limit:
+        df = pd.concat(
+            [g.sample(min(len(g), cfg.limit // 2), random_state=cfg.seed) for _, g in df.groupby("label")]
+        ).sort_values("path").reset_index(drop=True)
+    df_train, df_val = D.patient_split(df, cfg.val_fraction, cfg.seed)
+    if set(df_train.patient) & set(df_val.patient):
+        raise RuntimeError("a patient is on both sides of the validation split")
+    return df_train, df_val
 
 
 def get_strategy(name: str):
@@ -100,13 +114,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
     report_dir.mkdir(parents=True, exist_ok=True)
 
     train_dir = D.resolve_split_dir(cfg.data, "train")
-    df = D.list_images(train_dir)
-    if cfg.limit:
-        df = pd.concat(
-            [g.sample(min(len(g), cfg.limit // 2), random_state=cfg.seed) for _, g in df.groupby("label")]
-        ).sort_values("path").reset_index(drop=True)
-    df_train, df_val = D.patient_split(df, cfg.val_fraction, cfg.seed)
-    assert not set(df_train.patient) & set(df_val.patient)
+    df_train, df_val = training_split(cfg)
     weights = D.class_weights(df_train.label)
     y_train = df_train.label.to_numpy("float32")
     y_val = df_val.label.to_numpy("float32")
@@ -137,21 +145,26 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
             aug = D.Augment(**cfg.augment)
             ds_train = D.make_dataset(df_train, cfg.batch_size, shuffle=True, augment=aug, seed=cfg.seed)
             ds_val = D.make_dataset(df_val, cfg.batch_size)
+            steps = int(np.ceil(len(df_train) / cfg.batch_size))
+            lr = (keras.optimizers.schedules.CosineDecay(cfg.fine_tune_lr, decay_steps=cfg.epochs * steps)
+                  if cfg.lr_schedule == "cosine" else cfg.fine_tune_lr)
+            callbacks = [
+                keras.callbacks.ModelCheckpoint(str(report_dir / "best.weights.h5"), "val_auc", mode="max",
+                                                save_best_only=True, save_weights_only=True),
+                keras.callbacks.EarlyStopping("val_auc", mode="max", patience=cfg.patience),
+                keras.callbacks.CSVLogger(str(report_dir / "history_finetune.csv")),
+            ]
+            if cfg.lr_schedule == "plateau":
+                callbacks.append(keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-7))
             model.compile(
-                optimizer=keras.optimizers.Adam(cfg.fine_tune_lr),
+                optimizer=keras.optimizers.Adam(lr),
                 loss="binary_crossentropy",
                 metrics=[keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")],
             )
             ckpt = report_dir / "best.weights.h5"
             hist = model.fit(
                 ds_train, validation_data=ds_val, epochs=cfg.epochs, class_weight=weights, verbose=2,
-                callbacks=[
-                    keras.callbacks.ModelCheckpoint(str(ckpt), "val_auc", mode="max", save_best_only=True,
-                                                    save_weights_only=True),
-                    keras.callbacks.EarlyStopping("val_auc", mode="max", patience=cfg.patience),
-                    keras.callbacks.ReduceLROnPlateau("val_loss", factor=0.3, patience=2, min_lr=1e-7),
-                    keras.callbacks.CSVLogger(str(report_dir / "history_finetune.csv")),
-                ],
+                callbacks=callbacks,
             )
             history["finetune"] = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
             model.load_weights(str(ckpt))
@@ -160,7 +173,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
 
     # Threshold and operating points from validation predictions of the final model.
     p_val = model.predict(D.make_dataset(df_val, cfg.batch_size, with_labels=False), verbose=0).ravel()
-    threshold = youden_threshold(y_val, p_val)
+    threshold = choose_threshold(y_val, p_val)
     pd.DataFrame({"file": df_val.file, "patient": df_val.patient, "label": df_val.label, "p_pneumonia": p_val}).to_csv(
         report_dir / "validation_predictions.csv", index=False)
 
@@ -206,8 +219,7 @@ def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 
     from .ood import MahalanobisOOD
 
     model_path = Path(model_path)
-    df = D.list_images(D.resolve_split_dir(cfg.data, "train"))
-    df_train, df_val = D.patient_split(df, cfg.val_fraction, cfg.seed)
+    df_train, df_val = training_split(cfg)
     pred = Predictor(model_path, verify=False, ood=None)
     pred.ood = None
 
@@ -223,3 +235,18 @@ def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 
     det.save(report_dir / "ood.npz")
     return {"method": "Mahalanobis distance, pooled out_relu features, Ledoit-Wolf covariance",
             "threshold": det.threshold, "target_false_rejection_on_validation": target_frr}
+
+
+def update_threshold(report_dir: str | Path) -> dict:
+    """Re-derive the threshold and operating points in ``training.json`` from the saved
+    validation predictions (after a change of rule; no retraining, no test data)."""
+    report_dir = Path(report_dir)
+    info = json.loads((report_dir / "training.json").read_text())
+    val = pd.read_csv(report_dir / "validation_predictions.csv")
+    y, p = val.label.to_numpy(), val.p_pneumonia.to_numpy()
+    info["threshold"] = choose_threshold(y, p)
+    info["threshold_rule"] = THRESHOLD_RULE
+    info["operating_points"] = operating_points(y, p)
+    info["validation"] = metrics_at(y, p, info["threshold"])
+    (report_dir / "training.json").write_text(json.dumps(info, indent=2))
+    return info

@@ -1,0 +1,42 @@
+"""Compare models: frozen vs fine-tuned on the official test split, with the evaluation protocol."""
+import streamlit as st
+
+from pneumo_core import reports
+from ui import widgets as w
+
+w.page_setup("Compare models", ":material/bar_chart:")
+st.title("Compare models: frozen vs fine-tuned")
+reps = w.get_reports()
+w.show_missing(reps)
+ready = w.available(reps)
+if not ready:
+    st.error("No evaluated model to compare yet.")
+    st.stop()
+
+basis = st.radio("Metrics at", ["each model's validation-chosen threshold", "threshold 0.5 for both"],
+                 horizontal=True, key="compare_basis")
+which = "at_threshold" if basis.startswith("each") else "at_0.5"
+table = reports.metrics_table(ready, which)
+data_caption = next(iter(ready.values())).data_caption()
+
+chart, protocol = st.columns([3, 2], gap="large")
+with chart:
+    w.plot(w.metrics_bar_figure(table, f"at {basis}", data_caption), key="metrics_bar",
+           caption="Error bars: 95% percentile bootstrap intervals over test images (from metrics.json). "
+                   "Overlapping intervals do not by themselves show that two models are equivalent.")
+    st.dataframe(reports.metrics_wide(table), width="stretch")
+with protocol:
+    st.subheader("Protocol")
+    for v, rep in ready.items():
+        with st.expander(rep.name, expanded=True):
+            for k, text in reports.protocol(rep).items():
+                st.markdown(f"**{k}.** {text}")
+
+st.subheader("Training curves")
+st.caption("Loss and AUC per epoch on the training and validation parts of the Kermany train folder "
+           "(the test split is never seen during training).")
+for v, rep in reps.items():
+    if rep.history is not None:
+        w.plot(w.history_figure(rep), key=f"history_{v}")
+    else:
+        st.info(f"{rep.name}: no training history yet.")

@@ -1,0 +1,160 @@
+"""Running an exported ``.tflite`` classifier with the same surface as :class:`infer.Predictor`.
+
+``Predictor("models/finetuned.int8.tflite")`` returns a :class:`TFLitePredictor` (the CLI's
+``--model PATH.tflite`` too): ``predict``, ``predict_files``, ``predict_arrays``,
+``explain_arrays``, threshold, OOD check. Grad-CAM works when the file carries the ``cam``
+output, as every file written by :mod:`export` does; for a ``.tflite`` without it,
+``predict(explain=True)`` returns the label with no heatmap and says so in ``notes``.
+
+The decision threshold and the OOD detector are the source model's
+(``reports/<source stem>/``, found through the ``<file>.json`` sidecar that ``export`` writes).
+For int8 files both are approximations: the features the detector sees are quantised.
+
+The interpreter is LiteRT's (``ai_edge_litert``) when that package is installed, else
+``tf.lite.Interpreter`` (still shipped in TF 2.21, with a deprecation warning that is silenced
+here). Calls are serialised with a lock: a TFLite interpreter is not thread-safe.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .config import IMAGE_SIZE
+from .infer import Predictor
+from .model import ModelLoadError, expected_hash, sha256_file
+
+GRADCAM_UNAVAILABLE = "Grad-CAM is not available for this TFLite model (it has no cam output); label only"
+
+
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def make_interpreter(path: str | Path, num_threads: int | None = None):
+    """A LiteRT/TFLite interpreter for ``path`` (XNNPACK CPU delegate, ``num_threads`` threads)."""
+    num_threads = num_threads or _cpu_count()
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        return Interpreter(model_path=str(path), num_threads=num_threads)
+
+
+class TFLitePredictor(Predictor):
+    """A ``.tflite`` classifier; see the module docstring."""
+
+    def __init__(self, model: str | Path | None = None, threshold: float | None = None, verify: bool = True,
+                 keras_model=None, ood=None, warm_up: bool = True, num_threads: int | None = None):
+        if keras_model is not None:
+            raise TypeError("TFLitePredictor runs a .tflite file; pass its path")
+        self.path = Path(model)
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file not found: {self.path}")
+        self.sha256 = sha256_file(self.path)
+        if verify:
+            want = expected_hash(self.path)
+            if want is not None and self.sha256 != want:
+                raise ModelLoadError(f"{self.path.name} does not match the SHA-256 in MANIFEST.json")
+        from .export import sidecar
+
+        meta_path = sidecar(self.path)
+        self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        self.model = None  # no Keras model behind this predictor
+        self.name = self.path.name[: -len(".tflite")]
+        self.info = self._training_info()
+        fallback = self.meta.get("threshold")
+        self.threshold = float(threshold if threshold is not None else self.info.get("threshold", fallback or 0.5))
+        self.ood = ood if ood is not None else self._load_ood()
+        try:
+            self._interp = make_interpreter(self.path, num_threads)
+        except Exception as exc:
+            raise ModelLoadError(f"could not load TFLite model {self.path.name}: {str(exc).splitlines()[0][:200]}") \
+                from exc
+        self._lock = threading.Lock()
+        self._input = self._interp.get_input_details()[0]
+        # Outputs are told apart by rank: p (B,), pooled (B, 1280), cam (B, 7, 7).
+        by_rank = {len(d["shape_signature"]): d["index"] for d in self._interp.get_output_details()}
+        self._out_p, self._out_pooled, self._out_cam = by_rank.get(1), by_rank.get(2), by_rank.get(3)
+        if self._out_p is None:
+            raise ModelLoadError(f"{self.path.name} has no (B,) probability output; export it with "
+                                 "python -m pneumo_core export")
+        self._batch = None
+        if warm_up:
+            self.predict_arrays(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
+
+    @property
+    def report_dir(self) -> Path | None:
+        """The source model's reports: ``<dir>/reports/<source stem>/`` beside the .tflite file,
+        else beside the source model recorded in the sidecar."""
+        stem = self.meta.get("source_name") or self.path.name.split(".")[0]
+        local = self.path.parent / "reports" / stem
+        if local.is_dir():
+            return local
+        src = self.meta.get("source_model")
+        if src:
+            other = Path(src).parent / "reports" / Path(src).stem
+            if other.is_dir():
+                return other
+        return local
+
+    @property
+    def has_gradcam(self) -> bool:
+        return self._out_cam is not None
+
+    def _run(self, x: np.ndarray):
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
+            raise ValueError(f"expected (B, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) model inputs, got {x.shape}")
+        with self._lock:
+            if self._batch != x.shape[0]:
+                self._interp.resize_tensor_input(self._input["index"], list(x.shape))
+                self._interp.allocate_tensors()
+                self._batch = x.shape[0]
+            self._interp.set_tensor(self._input["index"], x)
+            self._interp.invoke()
+            get = self._interp.get_tensor
+            p = get(self._out_p).copy()
+            pooled = get(self._out_pooled).copy() if self._out_pooled is not None else None
+            cam = get(self._out_cam).copy() if self._out_cam is not None else None
+        return p, cam, pooled
+
+    def predict_arrays(self, x: np.ndarray):
+        p, _, pooled = self._run(x)
+        return p, pooled
+
+    def explain_arrays(self, x: np.ndarray):
+        if not self.has_gradcam:
+            raise NotImplementedError(GRADCAM_UNAVAILABLE)
+        return self._run(x)
+
+    def _finish(self, pred, p, pooled, reject_ood=True, dist=None):
+        if pooled is None:  # a foreign .tflite without features: no OOD check possible
+            pred.p_pneumonia, pred.label = float(p), self.label_for(p)
+            return pred
+        return super()._finish(pred, p, pooled, reject_ood, dist)
+
+    def _run_batch(self, results, idx, xs, reject_ood):
+        if self._out_pooled is not None:
+            return super()._run_batch(results, idx, xs, reject_ood)
+        p, _ = self.predict_arrays(np.stack(xs))
+        for k, i in enumerate(idx):
+            self._finish(results[i], p[k], None, reject_ood)
+
+    def predict(self, source, name=None, explain=False, keep_image=False):
+        if explain and not self.has_gradcam:
+            pred = super().predict(source, name, explain=False, keep_image=True)
+            pred.notes.append(GRADCAM_UNAVAILABLE)
+            return pred
+        return super().predict(source, name, explain, keep_image)

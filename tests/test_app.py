@@ -1,0 +1,373 @@
+"""The Streamlit dashboard, driven headlessly with ``streamlit.testing.v1.AppTest``.
+
+Every page renders without an exception and shows the disclaimer; the Diagnose page, given a real
+test-split X-ray through its file uploader, shows the same label and probability as
+``Predictor("finetuned").predict(path)``; a bad upload is reported for that file only; thresholds
+re-label without re-running the model; a missing model variant gives a message, not a crash.
+Also the pure helpers behind the pages (pneumo_core.reports, pneumo_core.report_image).
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import require
+
+ROOT = Path(__file__).resolve().parents[1]
+APP = str(ROOT / "app.py")
+MODELS = ROOT / "models"
+TIMEOUT = 300  # first model load on a busy 2-core machine
+PAGES = ["pages/diagnose.py", "pages/compare.py", "pages/roc.py", "pages/about.py"]
+DISCLAIMER_TEXT = "not a diagnostic device"
+
+AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
+
+
+# ---------------------------------------------------------------------------- helpers
+def open_page(page: str | None = None) -> "AppTest":
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    if page:
+        at.switch_page(page)
+        at.run()
+    return at
+
+
+def assert_healthy(at) -> None:
+    assert not at.exception, f"page raised: {[e.value for e in at.exception]}"
+    assert any(DISCLAIMER_TEXT in w.value for w in at.warning), "research/teaching disclaimer missing"
+
+
+def metrics(at) -> list[tuple[str, str]]:
+    return [(m.label, m.value) for m in at.metric]
+
+
+def studies(at) -> list[dict]:
+    """(label, probability) of each study shown, in page order."""
+    ms = metrics(at)
+    labels = [v for k, v in ms if k == "Label"]
+    probs = [v for k, v in ms if k == "P(pneumonia)"]
+    assert len(labels) == len(probs)
+    return [{"label": a, "p": b} for a, b in zip(labels, probs)]
+
+
+def both_models_required() -> None:
+    for v in ("finetuned", "frozen"):
+        require((MODELS / f"{v}.keras").is_file() and (MODELS / "reports" / v / "metrics.json").is_file(),
+                f"shipped model {v} and its reports are needed (train and evaluate it first)")
+
+
+def upload(at, files: list[tuple[str, bytes, str]]):
+    at.file_uploader(key="uploads").set_value(files)
+    at.run()
+    return at
+
+
+def dicom_16bit(path: Path) -> bytes:
+    """A 16-bit MONOCHROME2 DICOM made in memory from a JPEG film."""
+    from PIL import Image
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    px = np.asarray(Image.open(path).convert("L")).astype(np.uint16) * 257
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CR"
+    ds.Rows, ds.Columns = px.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.PixelData = px.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def png_16bit_large(path: Path, size=(1600, 1300)) -> bytes:
+    """A 16-bit greyscale PNG, upscaled past the display size, made in memory."""
+    import cv2
+
+    px = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    px = cv2.resize(px, size, interpolation=cv2.INTER_CUBIC).astype(np.uint16) * 257
+    ok, buf = cv2.imencode(".png", px)
+    assert ok
+    return buf.tobytes()
+
+
+# ---------------------------------------------------------------------------- every page renders
+def test_home_page_lists_models_and_links():
+    both_models_required()
+    at = open_page()
+    assert_healthy(at)
+    assert at.title[0].value == "Pneumonia chest X-ray workbench"
+    table = at.dataframe[0].value
+    assert set(table["model"]) == {"Fine-tuned MobileNetV2", "Frozen MobileNetV2 (head only)"}
+    for v in ("finetuned", "frozen"):
+        m = json.loads((MODELS / "reports" / v / "metrics.json").read_text())
+        row = table[table["file"] == f"models/{v}.keras"].iloc[0]
+        assert row["test AUC"] == pytest.approx(m["at_threshold"]["auc"], abs=1e-3)
+        assert row["test accuracy"] == pytest.approx(m["at_threshold"]["accuracy"], abs=1e-3)
+        assert row["status"] == "ready"
+        assert row["matches evaluated model"] == "yes", "model file hash differs from the evaluated one"
+    links = at.get("page_link")
+    assert len(links) == 4
+    assert not any("not available" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders(page):
+    at = open_page(page)
+    assert_healthy(at)
+    assert at.title, f"{page} has no title"
+
+
+def test_compare_page_shows_both_models_with_cis():
+    both_models_required()
+    at = open_page("pages/compare.py")
+    assert_healthy(at)
+    wide = at.dataframe[0].value
+    for v, name in (("finetuned", "Fine-tuned MobileNetV2"), ("frozen", "Frozen MobileNetV2 (head only)")):
+        m = json.loads((MODELS / "reports" / v / "metrics.json").read_text())["at_threshold"]
+        lo, hi = m["ci95"]["auc"]
+        assert wide.loc["ROC AUC", name] == f"{m['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
+    charts = at.get("plotly_chart")
+    assert len(charts) >= 3  # metrics bars + one training-curve figure per model
+    bar = json.loads(charts[0].proto.spec)
+    assert {t["name"].split(" (")[0] for t in bar["data"]} == {"Fine-tuned MobileNetV2", "Frozen MobileNetV2"}
+    assert all("error_y" in t for t in bar["data"])
+    # switching the basis to 0.5 changes the numbers to metrics.json's "at_0.5"
+    at.radio(key="compare_basis").set_value("threshold 0.5 for both").run()
+    m05 = json.loads((MODELS / "reports" / "frozen" / "metrics.json").read_text())["at_0.5"]
+    assert at.dataframe[0].value.loc["Accuracy", "Frozen MobileNetV2 (head only)"].startswith(f"{m05['accuracy']:.3f}")
+
+
+def test_roc_page_confusion_follows_threshold():
+    both_models_required()
+    import pandas as pd
+
+    from pneumo_core.evaluate import metrics_at
+
+    at = open_page("pages/roc.py")
+    assert_healthy(at)
+    preds = pd.read_csv(MODELS / "reports" / "frozen" / "test_predictions.csv")
+
+    def cm_annotations(at):
+        specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+        return [s for s in specs if s["layout"].get("title", {}).get("text", "").startswith("Confusion matrix: Frozen")]
+
+    for t in (0.2, 0.9):
+        at.slider(key="thr_frozen").set_value(t).run()
+        assert_healthy(at)
+        expected = metrics_at(preds["label"], preds["p_pneumonia"], t)["confusion_matrix"]
+        (spec,) = cm_annotations(at)
+        texts = [a["text"] for a in spec["layout"]["annotations"]]
+        counts = [int(x.split("</b>")[0].replace("<b>", "")) for x in texts]
+        assert counts == [expected[0][0], expected[0][1], expected[1][0], expected[1][1]]
+        assert f"threshold {t:.3f}" in spec["layout"]["title"]["text"]
+        assert at.selectbox(key="op_frozen").value == "custom (slider)"
+    # a preset moves the slider to its validation threshold
+    training = json.loads((MODELS / "reports" / "frozen" / "training.json").read_text())
+    at.selectbox(key="op_frozen").set_value("default 0.5").run()
+    assert at.slider(key="thr_frozen").value == pytest.approx(training["operating_points"]["default 0.5"]["threshold"])
+    roc = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
+           if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("ROC curves")]
+    assert len(roc) == 1
+    names = [t["name"] for t in roc[0]["data"]]
+    assert any("Fine-tuned MobileNetV2 (AUC" in n for n in names) and any("Frozen MobileNetV2" in n for n in names)
+    assert any(n.startswith("Frozen MobileNetV2 (head only) at threshold 0.500") for n in names)
+
+
+# ---------------------------------------------------------------------------- Diagnose
+@pytest.mark.parametrize("which", ["test_normal", "test_pneumonia"])
+def test_diagnose_upload_matches_predictor(which, request, shipped_predictor):
+    both_models_required()
+    path: Path = request.getfixturevalue(which)
+    at = open_page("pages/diagnose.py")
+    assert at.radio(key="model").value == "finetuned", "fine-tuned must be the default model"
+    upload(at, [(path.name, path.read_bytes(), "image/jpeg")])
+    assert_healthy(at)
+    assert not at.error, [e.value for e in at.error]
+    expected = shipped_predictor.predict(path)
+    assert expected.error is None
+    (shown,) = studies(at)
+    assert shown["label"] == expected.label
+    assert shown["p"] == f"{expected.p_pneumonia:.3f}"
+    assert at.slider(key="thr_finetuned").value == pytest.approx(shipped_predictor.threshold)
+    assert len(at.get("image")) == 2, "original and Grad-CAM overlay expected"
+    assert any("what drove the score" in c.value for c in at.caption)
+    # the threshold re-labels without re-running the model
+    p = expected.p_pneumonia
+    at.slider(key="thr_finetuned").set_value(min(1.0, p + 0.002)).run()
+    assert studies(at)[0] == {"label": "NORMAL", "p": f"{p:.3f}"}
+    at.slider(key="thr_finetuned").set_value(max(0.0, p - 0.002)).run()
+    assert studies(at)[0] == {"label": "PNEUMONIA", "p": f"{p:.3f}"}
+
+
+def test_diagnose_bad_file_only_affects_that_file(test_pneumonia):
+    both_models_required()
+    at = open_page("pages/diagnose.py")
+    upload(at, [("x.png", b"this is plain text, not an image\n" * 4, "image/png"),
+                (test_pneumonia.name, test_pneumonia.read_bytes(), "image/jpeg"),
+                ("film16.dcm", dicom_16bit(test_pneumonia), "application/dicom"),
+                ("empty.jpg", b"", "image/jpeg"),
+                ("big16.png", png_16bit_large(test_pneumonia), "image/png")])
+    assert_healthy(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 2, errors
+    assert "x.png" in errors[0] and "not an image" in errors[0]
+    assert "empty.jpg" in errors[1]
+    shown = studies(at)
+    assert len(shown) == 3  # the JPEG, the 16-bit DICOM and the large 16-bit PNG still work
+    assert all(s["label"] in ("NORMAL", "PNEUMONIA") for s in shown)
+    assert len(at.get("image")) == 6  # original + overlay for each good file
+    review = at.dataframe[0].value
+    assert list(review["file"]) == ["x.png", test_pneumonia.name, "film16.dcm", "empty.jpg", "big16.png"]
+    assert list(review["flag"][[0, 3]]) == ["unreadable file", "unreadable file"]
+    assert review["label"][0] == "" and review["label"][1] == shown[0]["label"]
+    assert review["p_pneumonia"][1] == pytest.approx(float(shown[0]["p"]), abs=6e-4)
+
+
+def test_diagnose_example_shows_true_label(data_root):
+    both_models_required()
+    at = open_page("pages/diagnose.py")
+    choice = at.selectbox(key="example_choice")
+    pneumonia = [o for o in choice.options if o.startswith("person")][0]
+    path = next(p for p in (data_root / "test" / "PNEUMONIA").glob("*.jpeg") if p.name == pneumonia)
+    choice.set_value(str(path))
+    at.button(key="example_run").click().run()
+    assert_healthy(at)
+    assert len(studies(at)) == 1
+    assert any("True label (dataset folder): **PNEUMONIA**" in i.value for i in at.info)
+
+
+def test_diagnose_frozen_model_choice(test_pneumonia):
+    both_models_required()
+    from pneumo_core.infer import Predictor
+
+    at = open_page("pages/diagnose.py")
+    at.radio(key="model").set_value("frozen").run()
+    upload(at, [(test_pneumonia.name, test_pneumonia.read_bytes(), "image/jpeg")])
+    assert_healthy(at)
+    expected = Predictor("frozen").predict(test_pneumonia)
+    assert studies(at) == [{"label": expected.label, "p": f"{expected.p_pneumonia:.3f}"}]
+
+
+# ---------------------------------------------------------------------------- missing models
+def _models_subset(tmp_path: Path, variants) -> Path:
+    d = tmp_path / "models"
+    (d / "reports").mkdir(parents=True)
+    for v in variants:
+        (d / f"{v}.keras").symlink_to(MODELS / f"{v}.keras")
+        (d / "reports" / v).symlink_to(MODELS / "reports" / v, target_is_directory=True)
+    return d
+
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_missing_finetuned_variant_is_explained(page, tmp_path, monkeypatch):
+    require((MODELS / "frozen.keras").is_file(), "shipped frozen model needed")
+    from ui import widgets
+
+    monkeypatch.setattr(widgets, "MODELS_DIR", _models_subset(tmp_path, ["frozen"]))
+    at = open_page(page)
+    assert_healthy(at)
+    if page in (None, "pages/compare.py", "pages/roc.py"):
+        assert any("Fine-tuned MobileNetV2 is not available yet" in i.value for i in at.info)
+    if page == "pages/diagnose.py":
+        assert at.radio(key="model").options == ["Frozen MobileNetV2 (head only)"]
+        assert at.radio(key="model").value == "frozen"
+
+
+@pytest.mark.parametrize("page", [None, *PAGES])
+def test_no_models_at_all(page, tmp_path, monkeypatch):
+    from ui import widgets
+
+    monkeypatch.setattr(widgets, "MODELS_DIR", _models_subset(tmp_path, []))
+    at = open_page(page)
+    assert_healthy(at)
+    if page in ("pages/diagnose.py", "pages/compare.py", "pages/roc.py"):
+        assert at.error, "an empty models folder must be explained"
+
+
+# ---------------------------------------------------------------------------- helpers behind the pages
+def test_reports_match_metrics_json():
+    both_models_required()
+    from pneumo_core import reports
+
+    reps = reports.load_reports(MODELS)
+    for v, rep in reps.items():
+        assert rep.available, rep.status_message()
+        block = rep.metrics["at_threshold"]
+        m = reports.confusion_at(rep, block["threshold"])
+        assert m["confusion_matrix"] == block["confusion_matrix"]
+        assert m["auc"] == pytest.approx(block["auc"])
+        assert np.allclose(np.sum(m["rates"], axis=1), 1.0)
+        assert reports.validation_at(rep, rep.threshold)["val_sensitivity"] == pytest.approx(
+            rep.operating_points["balanced (Youden)"]["val_sensitivity"])
+        assert rep.history is not None and rep.history["step"].is_monotonic_increasing
+    table = reports.metrics_table(reps)
+    assert len(table) == 12 and (table["ci_lo"] <= table["value"] + 1e-9).all()
+    assert (table["value"] <= table["ci_hi"] + 1e-9).all()
+    assert "fine-tune" in set(reps["finetuned"].history["phase"])
+
+
+def test_label_and_confidence_helpers():
+    from pneumo_core.reports import confidence, label_at
+
+    assert label_at(0.5, 0.5) == "PNEUMONIA" and label_at(0.4999, 0.5) == "NORMAL"
+    assert confidence(0.51, 0.5)["level"] == "low"
+    assert confidence(0.99, 0.5)["level"] == "high"
+    assert confidence(0.0, 0.3)["margin"] == 1.0
+    assert confidence(0.3, 0.3)["margin"] == 0.0
+
+
+def test_missing_report_files_are_listed(tmp_path):
+    from pneumo_core.reports import load_report
+
+    rep = load_report("finetuned", tmp_path)
+    assert not rep.available
+    assert "models/finetuned.keras" in rep.status_message()
+    assert "metrics.json" in rep.missing
+
+
+def test_study_report_png_contents():
+    import cv2
+
+    from pneumo_core.report_image import study_report_png
+
+    img = (np.random.default_rng(0).random((300, 260)) * 255).astype(np.uint8)
+    heat = np.zeros((300, 260), np.float32)
+    heat[100:200, 50:150] = 1.0
+    png = study_report_png(img, heat, file_name="a.png", p_pneumonia=0.8, label="PNEUMONIA", threshold=0.4,
+                           model_name="Fine-tuned MobileNetV2", model_sha256="ab" * 32, operating_point="balanced")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    decoded = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded.shape[0] > 480 and decoded.shape[1] >= 900
+
+
+def test_streamlit_config():
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert cfg["server"]["enableXsrfProtection"] is True
+    assert cfg["server"]["headless"] is True
+    assert cfg["server"]["maxUploadSize"] <= 64
+    assert cfg["browser"]["gatherUsageStats"] is False
+    assert cfg["client"]["showErrorDetails"] == "none"
+
+
+def test_pages_hold_no_model_or_metric_logic():
+    """Pages lay out what ui.widgets returns: no TensorFlow, sklearn, metric maths or file writes."""
+    banned = ("tensorflow", "keras", "sklearn", "metrics_at", "Predictor(", "open(", "write_bytes", "to_csv(")
+    for f in [ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]:
+        text = f.read_text()
+        hits = [b for b in banned if b in text]
+        assert not hits, f"{f.name} contains {hits}"

@@ -1,0 +1,108 @@
+"""The CLI contract other tools rely on: ``python -m pneumo_core predict|evaluate --json``."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "pneumo_core", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def predict_output(tmp_path_factory, test_normal, test_pneumonia):
+    tmp = tmp_path_factory.mktemp("cli")
+    empty = tmp / "empty.png"
+    empty.write_bytes(b"")
+    html = tmp / "page.jpg"
+    html.write_text("<!DOCTYPE html><html><body>not an image</body></html>")
+    files = [test_normal, empty, test_pneumonia, html, tmp / "missing.png"]
+    res = run_cli("predict", "--json", *files)
+    return files, res
+
+
+def test_predict_json_contract(predict_output):
+    files, res = predict_output
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)  # stdout is pure JSON
+    assert [o["file"] for o in out] == [str(f) for f in files]
+    for o in out:
+        assert {"file", "label", "p_pneumonia", "error"} <= set(o)
+    good = [out[0], out[2]]
+    for o in good:
+        assert o["error"] is None
+        assert o["label"] in ("NORMAL", "PNEUMONIA")
+        assert isinstance(o["p_pneumonia"], float) and 0.0 <= o["p_pneumonia"] <= 1.0
+        assert o["label"] == ("PNEUMONIA" if o["p_pneumonia"] >= o["threshold"] else "NORMAL")
+
+
+def test_predict_bad_files_get_one_line_errors_and_do_not_stop_others(predict_output):
+    _, res = predict_output
+    out = json.loads(res.stdout)
+    for o, word in [(out[1], "empty"), (out[3], "HTML"), (out[4], "cannot read")]:
+        assert o["label"] is None and o["p_pneumonia"] is None
+        assert word in o["error"] and "\n" not in o["error"]
+    assert "Traceback" not in res.stderr
+
+
+def test_predict_matches_library(predict_output, shipped_predictor, test_pneumonia):
+    _, res = predict_output
+    cli = json.loads(res.stdout)[2]
+    lib = shipped_predictor.predict(test_pneumonia)
+    assert cli["label"] == lib.label
+    assert cli["p_pneumonia"] == pytest.approx(lib.p_pneumonia, abs=1e-5)
+
+
+def test_predict_expands_folders(tmp_path, test_normal):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "a.jpeg").write_bytes(test_normal.read_bytes())
+    (tmp_path / "readme.txt").write_text("skip me")
+    res = run_cli("predict", "--json", "--model", "frozen", tmp_path)
+    out = json.loads(res.stdout)
+    assert len(out) == 1 and out[0]["file"].endswith("a.jpeg") and out[0]["error"] is None
+    assert out[0]["model"] == "frozen"
+
+
+def test_evaluate_json_on_a_small_split(tmp_path, data_root):
+    import numpy as np
+
+    from pneumo_core.evaluate import metrics_at
+    from pneumo_core.infer import Predictor
+
+    files = {}
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / cls).mkdir()
+        files[cls] = sorted((data_root / "test" / cls).glob("*.jpeg"))[:6]
+        for f in files[cls]:
+            (tmp_path / cls / f.name).symlink_to(f)
+    res = run_cli("evaluate", "--model", "frozen", "--data", tmp_path, "--json", "--bootstrap", "50")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    for key in ("accuracy", "precision", "recall", "specificity", "f1", "auc", "threshold", "n", "confusion_matrix"):
+        assert key in out, key
+    assert out["n"] == 12
+    pred = Predictor("frozen")
+    p = [pred.predict(f).p_pneumonia for cls in ("NORMAL", "PNEUMONIA") for f in files[cls]]
+    ref = metrics_at(np.array([0] * 6 + [1] * 6), np.array(p), pred.threshold)
+    for key in ("accuracy", "auc", "specificity"):
+        assert out[key] == pytest.approx(ref[key], abs=1e-6)
+    assert out["confusion_matrix"] == ref["confusion_matrix"]
+
+
+def test_evaluate_refuses_a_folder_without_classes(tmp_path):
+    res = run_cli("evaluate", "--data", tmp_path, "--json")
+    assert res.returncode != 0
+    assert "neither a split folder" in res.stderr
+
+
+def test_missing_model_is_a_clear_error(tmp_path, test_normal):
+    res = run_cli("predict", "--model", tmp_path / "nope.keras", test_normal)
+    assert res.returncode == 2
+    assert "model file not found" in res.stderr and "Traceback" not in res.stderr

@@ -1,0 +1,117 @@
+"""Dataset listing, patient grouping and the tf.data pipeline on real and odd images."""
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from pneumo_core import data as D
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("person123_bacteria_586.jpeg", "PERSON123"),
+    ("person1_virus_6.jpeg", "PERSON1"),
+    ("IM-0123-0001.jpeg", "IM-0123"),
+    ("IM-0123-0001-0002.jpeg", "IM-0123"),
+    ("NORMAL2-IM-0123-0001.jpeg", "NORMAL2-IM-0123"),
+    ("scan.png", "scan"),
+])
+def test_patient_id(name, expected):
+    assert D.patient_id(name) == expected
+
+
+def test_normal2_and_im_prefix_are_different_patients():
+    assert D.patient_id("NORMAL2-IM-0123-0001.jpeg") != D.patient_id("IM-0123-0001.jpeg")
+
+
+def test_list_images_ignores_non_images(tmp_path):
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / cls).mkdir()
+        Image.new("L", (80, 80), 128).save(tmp_path / cls / f"{cls}-IM-0001-0001.png")
+        (tmp_path / cls / ".DS_Store").write_bytes(b"\0\0")
+        (tmp_path / cls / "notes.txt").write_text("hello")
+    df = D.list_images(tmp_path)
+    assert list(df.label) == [0, 1]
+    assert all(df.file.str.endswith(".png"))
+
+
+def test_resolve_split_dir(tmp_path):
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / "test" / cls).mkdir(parents=True)
+    assert D.resolve_split_dir(tmp_path) == tmp_path / "test"
+    assert D.resolve_split_dir(tmp_path / "test") == tmp_path / "test"
+    with pytest.raises(FileNotFoundError, match="neither a split folder"):
+        D.resolve_split_dir(tmp_path / "test" / "NORMAL")
+
+
+def test_real_train_split_is_grouped_by_patient_and_stratified(data_root):
+    df = D.list_images(data_root / "train")
+    assert len(df) == 5216 and df.label.sum() == 3875
+    train, val = D.patient_split(df, 0.15, seed=42)
+    assert not set(train.patient) & set(val.patient), "a patient is on both sides"
+    assert len(train) + len(val) == len(df)
+    assert 0.12 < len(val) / len(df) < 0.18
+    # stratified: the class balance of validation is close to the whole set's
+    assert abs(val.label.mean() - df.label.mean()) < 0.03
+    # seeded: the same seed gives the same split, another seed a different one
+    again = D.patient_split(df, 0.15, seed=42)[1]
+    other = D.patient_split(df, 0.15, seed=7)[1]
+    assert list(again.file) == list(val.file)
+    assert list(other.file) != list(val.file)
+    # patients with several films exist, so grouping matters
+    assert df.patient.value_counts().max() > 1
+
+
+def test_class_weights_balance_the_loss():
+    w = D.class_weights([0] * 10 + [1] * 30)
+    assert w[0] == pytest.approx(2.0) and w[1] == pytest.approx(2 / 3)
+    assert 10 * w[0] == pytest.approx(30 * w[1])
+
+
+def _odd_images(tmp_path):
+    rng = np.random.default_rng(0)
+    specs = {
+        "grey_portrait.png": Image.fromarray(rng.integers(0, 255, (500, 300), dtype=np.uint8), "L"),
+        "rgb_landscape.jpeg": Image.fromarray(rng.integers(0, 255, (120, 400, 3), dtype=np.uint8), "RGB"),
+        "tiny_square.bmp": Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8), "L"),
+    }
+    rows = []
+    for i, (name, img) in enumerate(specs.items()):
+        path = tmp_path / name
+        img.save(path)
+        rows.append({"path": str(path), "file": name, "label": i % 2, "patient": name})
+    return pd.DataFrame(rows)
+
+
+def test_pipeline_handles_odd_sizes_and_modes(tmp_path):
+    df = _odd_images(tmp_path)
+    batches = list(D.make_dataset(df, batch_size=2))
+    x = np.concatenate([b[0].numpy() for b in batches])
+    y = np.concatenate([b[1].numpy() for b in batches])
+    assert x.shape == (3, 224, 224, 3) and x.dtype == np.float32
+    assert x.min() >= -1.0 and x.max() <= 1.0
+    assert list(y) == [0, 1, 0]
+    # a greyscale image becomes three identical channels
+    assert np.allclose(x[0, ..., 0], x[0, ..., 1])
+
+
+def test_pipeline_matches_single_image_preprocessing(test_normal):
+    """Training/evaluation (tf.data) and inference (to_model_input) see the same tensor."""
+    df = pd.DataFrame([{"path": str(test_normal), "file": test_normal.name, "label": 0, "patient": "p"}])
+    x_ds = next(iter(D.make_dataset(df, batch_size=1, with_labels=False))).numpy()[0]
+    from pneumo_core.images import load_path
+
+    x_inf = D.to_model_input(load_path(test_normal).rgb()).numpy()
+    assert np.abs(x_ds - x_inf).max() < 0.02
+
+
+def test_augmentation_changes_images_but_keeps_shape_and_range(test_normal):
+    df = pd.DataFrame([{"path": str(test_normal), "file": "a", "label": 0, "patient": "p"}] * 4)
+    clean = next(iter(D.make_dataset(df, batch_size=4)))[0].numpy()
+    aug_ds = D.make_dataset(df, batch_size=4, augment=D.Augment(), seed=1)
+    epoch1 = next(iter(aug_ds))[0].numpy()
+    epoch2 = next(iter(aug_ds))[0].numpy()
+    assert epoch1.shape == clean.shape
+    assert epoch1.min() >= -1.0 and epoch1.max() <= 1.0
+    assert np.abs(epoch1 - clean).mean() > 0.01, "augmentation did nothing"
+    assert np.abs(epoch1[0] - epoch1[1]).mean() > 0.01, "every copy got the same augmentation"
+    assert np.abs(epoch1 - epoch2).mean() > 0.01, "each epoch must draw new augmentations"

@@ -1,0 +1,119 @@
+"""TFLite export round trip on a small random model: float32 and float16 match Keras, int8 runs
+and follows it; a .tflite path gives a predictor with the usual surface; the CLI writes a file."""
+import json
+
+import numpy as np
+import pytest
+from _tiny import lively_model, random_inputs
+
+from pneumo_core import explain
+from pneumo_core.export import convert, export_tflite, sidecar
+from pneumo_core.infer import Predictor
+from pneumo_core.tflite import TFLitePredictor
+
+
+@pytest.fixture(scope="module")
+def frozen_tiny():
+    return lively_model("frozen", seed=2)
+
+
+@pytest.fixture(scope="module")
+def exported(frozen_tiny, tmp_path_factory):
+    """float32 (through the CLI, from a saved .keras file) and float16 (through the API) exports."""
+    from pneumo_core.cli import main
+
+    out = tmp_path_factory.mktemp("tflite")
+    frozen_tiny.save(out / "tiny.keras")
+    assert main(["export", "--model", str(out / "tiny.keras"), "--out", str(out / "tiny.none.tflite")]) == 0
+    export_tflite(frozen_tiny, out=out / "tiny.float16.tflite", quantize="float16")
+    return {"none": out / "tiny.none.tflite", "float16": out / "tiny.float16.tflite"}
+
+
+@pytest.fixture(scope="module")
+def reference(frozen_tiny):
+    x = random_inputs(4, seed=5)
+    p = frozen_tiny(x, training=False).numpy()[:, 0]
+    assert p.std() > 1e-3, "test model is degenerate"
+    return x, p, explain.gradcam(frozen_tiny, x)
+
+
+@pytest.mark.parametrize("quantize,p_tol,cam_tol", [("none", 2e-4, 1e-3), ("float16", 0.02, 0.05)])
+def test_tflite_matches_keras(exported, reference, quantize, p_tol, cam_tol):
+    x, p_ref, cam_ref = reference
+    pred = TFLitePredictor(exported[quantize], warm_up=False)
+    p, cam, pooled = pred.explain_arrays(x)
+    assert p.shape == (4,) and cam.shape == (4, 7, 7) and pooled.shape == (4, 1280)
+    np.testing.assert_allclose(p, p_ref, atol=p_tol, rtol=0)
+    assert np.abs(cam - cam_ref).max() <= cam_tol * cam_ref.max()
+    # batch size changes (1 after 4) re-plan the interpreter and give the same numbers
+    p1, _ = pred.predict_arrays(x[2:3])
+    assert p1[0] == pytest.approx(p[2], abs=1e-6)
+
+
+def test_sidecar_records_the_export(exported):
+    meta = json.loads(sidecar(exported["none"]).read_text())
+    assert meta["quantize"] == "none" and meta["source_name"] == "tiny" and len(meta["source_sha256"]) == 64
+    meta = json.loads(sidecar(exported["float16"]).read_text())
+    assert meta["quantize"] == "float16" and meta["format"] == "tflite"
+    assert meta["bytes"] == exported["float16"].stat().st_size
+    assert exported["float16"].stat().st_size < 0.6 * exported["none"].stat().st_size
+
+
+def test_int8_runs_and_correlates(frozen_tiny, reference, data_root):
+    from pneumo_core.export import calibration_paths
+
+    x, p_ref, cam_ref = reference
+    calib = calibration_paths(data_root, n=12, seed=0)
+    assert len(calib) >= 10 and all("/train/" in p for p in calib)
+    blob = convert(frozen_tiny, "int8", calib)
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(model_content=blob)
+    assert any(d["dtype"] == np.int8 for d in interp.get_tensor_details())
+    inp = interp.get_input_details()[0]
+    assert inp["dtype"] == np.float32  # float interface: the same preprocessing applies
+    interp.resize_tensor_input(inp["index"], list(x.shape))
+    interp.allocate_tensors()
+    interp.set_tensor(inp["index"], x)
+    interp.invoke()
+    outs = {len(d["shape_signature"]): interp.get_tensor(d["index"]) for d in interp.get_output_details()}
+    assert np.isfinite(outs[1]).all() and ((outs[1] >= 0) & (outs[1] <= 1)).all()
+    assert np.abs(outs[1] - p_ref).max() < 0.25
+    assert np.corrcoef(outs[3].ravel(), cam_ref.ravel())[0, 1] > 0.7
+
+
+def test_tflite_path_gives_a_predictor_with_the_same_surface(exported, test_pneumonia):
+    pred = Predictor(str(exported["none"]))
+    assert isinstance(pred, TFLitePredictor) and pred.name == "tiny.none"
+    one = pred.predict(test_pneumonia, explain=True)
+    assert one.error is None and one.label in ("NORMAL", "PNEUMONIA")
+    assert one.heatmap is not None and one.heatmap.shape == one.image.shape[:2]
+    many = pred.predict_files([test_pneumonia, test_pneumonia], batch_size=2)
+    assert [r.p_pneumonia for r in many] == pytest.approx([one.p_pneumonia] * 2, abs=1e-5)
+
+
+def test_predictor_without_cam_output_says_so(frozen_tiny, tmp_path, test_normal):
+    """A foreign .tflite with only a probability output: label, no heatmap, a note."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32)])
+    def prob(x):
+        return frozen_tiny(x, training=False)[:, 0]
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(prob.get_concrete_function())])
+    path = tmp_path / "plain.tflite"
+    path.write_bytes(conv.convert())
+    pred = Predictor(path)
+    r = pred.predict(test_normal, explain=True)
+    assert r.error is None and r.label is not None and r.heatmap is None
+    assert any("Grad-CAM is not available" in n for n in r.notes)
+    with pytest.raises(NotImplementedError):
+        pred.explain_arrays(random_inputs(1))
+
+
+def test_cli_export_refuses_a_missing_model(tmp_path, capsys):
+    from pneumo_core.cli import main
+
+    assert main(["export", "--model", str(tmp_path / "missing.keras"), "--out", str(tmp_path / "x.tflite")]) == 2
+    assert "not found" in capsys.readouterr().err

@@ -1,0 +1,95 @@
+"""The fast inference path gives the reference path's numbers: preprocessing, compiled forward,
+compiled Grad-CAM, batched OOD distances, and the bounded-window batch decoder."""
+import numpy as np
+import pytest
+from _tiny import lively_model, random_inputs
+
+from pneumo_core import explain
+from pneumo_core.data import to_model_input
+from pneumo_core.images import LoadedImage, load_path
+from pneumo_core.infer import Predictor, prepare
+from pneumo_core.ood import MahalanobisOOD
+from pneumo_core.preprocess import model_input, pixel_std
+
+
+@pytest.fixture(scope="module")
+def tiny_predictor():
+    return Predictor(keras_model=lively_model("finetuned"))
+
+
+@pytest.mark.parametrize("shape", [(224, 224), (224, 224, 3), (224, 224, 1), (1700, 2000), (2000, 1700, 3),
+                                   (300, 250), (100, 150, 3), (224, 300)])
+def test_fast_preprocessing_equals_reference(shape):
+    px = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    grey = px if px.ndim == 2 else (px[..., 0] if px.shape[2] == 1 else None)
+    rgb = np.repeat(grey[..., None], 3, axis=2) if grey is not None else px
+    ref = to_model_input(rgb).numpy()
+    fast = model_input(px)
+    assert fast.shape == (224, 224, 3) and fast.dtype == np.float32
+    np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-6)
+    assert pixel_std(px) == pytest.approx(float(px.std()), rel=1e-9, abs=1e-9)
+
+
+def test_prepare_equals_reference_on_real_films(test_normal, test_pneumonia):
+    for path in (test_normal, test_pneumonia):
+        loaded = load_path(path)
+        np.testing.assert_array_equal(prepare(loaded), to_model_input(loaded.rgb()).numpy())
+
+
+def test_prepare_still_refuses_blank_images():
+    from pneumo_core.images import ImageError
+
+    flat = LoadedImage(np.full((300, 300), 128, np.uint8), "PNG", (300, 300))
+    with pytest.raises(ImageError, match="blank"):
+        prepare(flat)
+
+
+def test_compiled_forward_equals_model_call(tiny_predictor):
+    x = random_inputs(3)
+    p, pooled = tiny_predictor.predict_arrays(x)
+    ref = tiny_predictor.model(x, training=False).numpy()[:, 0]
+    assert ref.std() > 1e-3, "test model is degenerate"
+    # float32 round-off only: graph and eager execution fuse and order the ops differently
+    np.testing.assert_allclose(p, ref, rtol=0, atol=2e-4)
+    base = tiny_predictor.model.get_layer("mobilenetv2_base")
+    np.testing.assert_allclose(pooled, base(x, training=False).numpy().mean(axis=(1, 2)), rtol=1e-3, atol=1e-3)
+
+
+def test_compiled_gradcam_equals_reference(tiny_predictor):
+    x = random_inputs(2, seed=3)
+    p, cam, _ = tiny_predictor.explain_arrays(x)
+    ref = explain.gradcam(tiny_predictor.model, x)
+    assert cam.shape == ref.shape == (2, 7, 7)
+    assert ref.max() > 0, "test model is degenerate"
+    np.testing.assert_allclose(cam, ref, rtol=1e-3, atol=1e-3 * float(ref.max()))
+    np.testing.assert_allclose(p, tiny_predictor.predict_arrays(x)[0], rtol=1e-6, atol=1e-7)
+
+
+def test_ood_distance_matches_three_operand_einsum():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, 40)).astype(np.float32)
+    precision = (a.T @ a / 50 + np.eye(40)).astype(np.float32)
+    det = MahalanobisOOD(rng.normal(size=40).astype(np.float32), precision, 10.0, 0.01)
+    f = rng.normal(size=(7, 40)).astype(np.float32)
+    d = f - det.mean
+    ref = np.sqrt(np.einsum("ij,jk,ik->i", d, precision, d))
+    np.testing.assert_allclose(det.distance(f), ref, rtol=1e-5)
+    np.testing.assert_allclose(det.distance(f[2]), ref[2:3], rtol=1e-5)
+
+
+def test_predict_files_keeps_order_and_errors_and_matches_single_image_path(tiny_predictor, data_root, tmp_path):
+    films = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[:4] + \
+        sorted((data_root / "test" / "PNEUMONIA").glob("*.jpeg"))[:5]
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    paths = films[:3] + [bad] + films[3:]
+    # batch 2 and one worker: a decode window of 5, smaller than the 10 files
+    results = tiny_predictor.predict_files(paths, batch_size=2, workers=1)
+    assert [r.file for r in results] == [str(p) for p in paths]
+    assert results[3].error and results[3].label is None
+    for path, r in zip(paths, results):
+        if path == bad:
+            continue
+        single = tiny_predictor.predict(path)
+        assert r.error is None and r.label == single.label
+        assert r.p_pneumonia == pytest.approx(single.p_pneumonia, abs=1e-5)

@@ -1,0 +1,88 @@
+"""Model building for both variants, saving/loading, manifest checks."""
+import json
+
+import numpy as np
+import pytest
+
+from pneumo_core import model as M
+
+
+@pytest.fixture(scope="module")
+def frozen_tiny():
+    return M.build_model("frozen", weights=None)
+
+
+def test_frozen_variant_trains_only_the_head(frozen_tiny):
+    base = frozen_tiny.get_layer(M.BASE_NAME)
+    assert not base.trainable
+    names = {w.path.split("/")[0] for w in frozen_tiny.trainable_weights}
+    assert names == {"logit"}
+    assert frozen_tiny.output_shape == (None, 1)
+
+
+def test_finetuned_variant_unfreezes_top_30_except_batchnorm(tiny_model):
+    import keras
+
+    base = tiny_model.get_layer(M.BASE_NAME)
+    trainable = [l for l in base.layers if l.trainable and l.weights]
+    assert trainable, "nothing unfrozen"
+    top = base.layers[-M.FINE_TUNE_LAYERS:]
+    for layer in base.layers:
+        if layer.trainable and layer.weights:
+            assert layer in top, f"{layer.name} is below the top {M.FINE_TUNE_LAYERS} layers"
+            assert not isinstance(layer, keras.layers.BatchNormalization)
+    assert any(isinstance(l, keras.layers.Conv2D) and l.trainable for l in top)
+    assert tiny_model.get_layer("head_bn") is not None
+
+
+def test_unknown_variant_is_refused():
+    with pytest.raises(ValueError, match="unknown variant"):
+        M.build_model("huge", weights=None)
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="backbone weights file not found"):
+        M.build_backbone(str(tmp_path / "nope.weights.h5"))
+
+
+def test_local_imagenet_weights_load(local_weights):
+    base = M.build_backbone(local_weights)
+    # the offline file must really be loaded: random init would not give these statistics
+    k = base.get_layer("Conv1").get_weights()[0]
+    rnd = M.build_backbone(None).get_layer("Conv1").get_weights()[0]
+    assert not np.allclose(k, rnd)
+
+
+def test_split_model_reproduces_the_logit(tiny_model):
+    import tensorflow as tf
+
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype("float32")
+    backbone, head = M.split_model(tiny_model)
+    logit = head(backbone(x, training=False), training=False)
+    assert np.allclose(tf.sigmoid(logit).numpy(), tiny_model(x, training=False).numpy(), atol=1e-5)
+
+
+def test_save_load_roundtrip_with_manifest(tmp_path, frozen_tiny):
+    path = tmp_path / "frozen.keras"
+    frozen_tiny.save(path)
+    M.write_manifest(tmp_path)
+    manifest = json.loads((tmp_path / M.MANIFEST).read_text())
+    assert manifest["models"]["frozen.keras"]["sha256"] == M.sha256_file(path)
+    loaded = M.load_model(path)
+    x = np.zeros((1, 224, 224, 3), "float32")
+    assert np.allclose(loaded(x).numpy(), frozen_tiny(x).numpy(), atol=1e-6)
+    # tampering is detected before Keras sees the file
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(M.ModelLoadError, match="does not match the SHA-256"):
+        M.load_model(path)
+
+
+def test_shipped_models_match_manifest():
+    from pneumo_core.config import MODELS_DIR
+
+    manifest = json.loads((MODELS_DIR / M.MANIFEST).read_text())
+    assert set(manifest["models"]) == {"finetuned.keras", "frozen.keras"}
+    for name, entry in manifest["models"].items():
+        assert M.sha256_file(MODELS_DIR / name) == entry["sha256"], name

@@ -1,0 +1,1 @@
+"""Streamlit UI helpers for the pneumonia X-ray workbench (shared by app.py and pages/)."""
