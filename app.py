@@ -7,7 +7,7 @@ import streamlit as st
 
 from ui import widgets as w
 
-PAGES_DIR = "pages"
+PAGES_DIR = "app_pages"  # not "pages/": that name switches Streamlit to its legacy multipage mode
 
 
 def home() -> None:

@@ -190,20 +190,24 @@ def evaluate(model: str, data: Path, items, batch_size: int = 32) -> dict:
     rejected = np.array([r.error is not None for r in res])
     dists = np.array([r.ood_distance if r.ood_distance is not None else np.nan for r in res])
     by_cat: dict[str, list] = defaultdict(list)
+    by_reason: dict[str, int] = defaultdict(int)
     accepted = []
     non_dists = []
     for name, cat, img in items:
         fmt = "JPEG" if img.ndim == 3 else "PNG"
         r = pred.predict(encode(img, fmt), name=name)
         by_cat[cat].append(r.error is not None)
+        if r.error is not None:
+            by_reason["not-a-chest-X-ray check" if r.is_chest_xray is False else
+                      "blank check" if "blank" in r.error else "loader"] += 1
         non_dists.append(r.ood_distance if r.ood_distance is not None else np.nan)
         if r.error is None:
             accepted.append(f"{name} (distance {r.ood_distance}, {r.label} p={r.p_pneumonia:.2f})")
     n_rej = sum(sum(v) for v in by_cat.values())
     n_all = sum(len(v) for v in by_cat.values())
     frr = float(rejected.mean())
-    print(f"\n== model {model}  (OOD limit {pred.ood.threshold:.1f}, calibrated for "
-          f"{pred.ood.target_frr:.0%} false rejection on validation films)")
+    print(f"\n== model {model} (sha256 {pred.sha256[:12]})  OOD limit {pred.ood.threshold:.1f}, calibrated for "
+          f"{pred.ood.target_frr:.0%} false rejection on validation films")
     print(f"test chest X-rays : {rejected.sum()}/{len(rejected)} rejected  -> false rejection "
           f"{frr:.2%}  (target <= 2%)  {'PASS' if frr <= 0.02 else 'FAIL'}")
     print(f"   distance percentiles 50/95/99/max: "
@@ -212,6 +216,7 @@ def evaluate(model: str, data: Path, items, batch_size: int = 32) -> dict:
         print(f"   rejected: {Path(res[i].file).parent.name}/{Path(res[i].file).name}: {res[i].error[:90]}")
     print(f"non-chest images  : {n_rej}/{n_all} rejected  -> rejection {n_rej / n_all:.2%}  (target >= 95%)  "
           f"{'PASS' if n_rej / n_all >= 0.95 else 'FAIL'}")
+    print("   rejected by: " + ", ".join(f"{k} {v}" for k, v in sorted(by_reason.items())))
     print(f"   {'category':28s} {'n':>4s} {'rejected':>9s}")
     for cat, v in sorted(by_cat.items()):
         print(f"   {cat:28s} {len(v):4d} {np.mean(v):9.0%}")

@@ -162,7 +162,7 @@ def evaluate(model: str, df, seed: int) -> dict:
             rows[name]["dp"].append(abs(r.p_pneumonia - ref.p_pneumonia))
     total = sum(v["agree"] for v in rows.values())
     overall = total / max(1, n_used * len(TRANSFORMS))
-    print(f"\n== model {model}: {n_used} films ({(df.label == 0).sum()} NORMAL / {(df.label == 1).sum()} PNEUMONIA "
+    print(f"\n== model {model} (sha256 {pred.sha256[:12]}): {n_used} films ({(df.label == 0).sum()} NORMAL / {(df.label == 1).sum()} PNEUMONIA "
           f"sampled, seed {seed}); {clean_rejected} clean films refused and left out; threshold {pred.threshold:.3f}")
     print(f"{'transform':34s} {'agreement':>10s} {'refused':>8s} {'mean|dp|':>9s} {'max|dp|':>8s}")
     out = {}

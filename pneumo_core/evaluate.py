@@ -90,8 +90,8 @@ def operating_points(y_true, p) -> dict:
         "default (95% sensitivity)": choose_threshold(y_true, p),
         "balanced (Youden)": youden_threshold(y_true, p),
         "high sensitivity (98%)": threshold_for_sensitivity(y_true, p, 0.98),
-        "high specificity (95%)": threshold_for_specificity(y_true, p, 0.95),
-        "default 0.5": 0.5,
+        "high specificity (99%)": threshold_for_specificity(y_true, p, 0.99),
+        "0.5": 0.5,
     }
     out = {}
     for name, t in points.items():

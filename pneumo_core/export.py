@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,8 @@ def convert(model, quantize: str = "none", calibration: list[str] | None = None)
 
     if quantize not in QUANTIZE:
         raise ValueError(f"unknown quantization {quantize!r}; expected one of {QUANTIZE}")
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([_frozen_function(model)])
+    # An empty trackable: the weights are constants already; without one TF takes a deprecated path.
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([_frozen_function(model)], tf.Module())
     if quantize == "float16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -127,7 +129,8 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
         "bytes": len(blob),
         "sha256": sha256_file(out),
         "quantize": quantize,
-        "source_model": str(source.resolve()) if source is not None else None,
+        # relative to the .tflite file's folder, so the pair can be moved together
+        "source_model": os.path.relpath(source.resolve(), out.parent.resolve()) if source is not None else None,
         "source_name": name,
         "source_sha256": source_sha,
         "threshold": threshold,

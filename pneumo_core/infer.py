@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import CLASS_NAMES, IMAGE_SIZE
 from .images import ImageError, LoadedImage, load_image, load_path
-from .model import load_model, resolve_model_path, sha256_file, split_model
+from .model import MANIFEST, ModelLoadError, load_model, resolve_model_path, sha256_file, split_model
 from .ood import OOD_REASON, MahalanobisOOD
 
 MIN_CONTRAST = 2.0  # grey-level standard deviation below which an image is treated as blank
@@ -72,6 +72,7 @@ class Predictor:
 
         from .explain import make_explain_fn
 
+        self._verify = verify
         if keras_model is None:
             self.path = resolve_model_path(model)
             self.model = load_model(self.path, verify=verify)
@@ -110,9 +111,15 @@ class Predictor:
 
     def _load_ood(self) -> MahalanobisOOD | None:
         rd = self.report_dir
-        if rd is not None and (rd / "ood.npz").exists():
-            return MahalanobisOOD.load(rd / "ood.npz")
-        return None
+        if rd is None or not (rd / "ood.npz").exists():
+            return None
+        path = rd / "ood.npz"
+        manifest = self.path.parent / MANIFEST
+        if self._verify and manifest.exists():
+            want = json.loads(manifest.read_text()).get("ood_detectors", {}).get(f"reports/{rd.name}/ood.npz")
+            if want and sha256_file(path) != want["sha256"]:
+                raise ModelLoadError(f"{path} does not match the SHA-256 in {MANIFEST}: restore it or recalibrate")
+        return MahalanobisOOD.load(path)
 
     @property
     def operating_points(self) -> dict:

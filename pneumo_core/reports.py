@@ -30,6 +30,10 @@ def display_name(variant: str) -> str:
     return DISPLAY_NAMES.get(variant, variant)
 
 
+def short_name(variant: str) -> str:
+    return {"finetuned": "fine-tuned"}.get(variant, variant)
+
+
 # ---------------------------------------------------------------------------- decisions
 def label_at(p: float, threshold: float) -> str:
     """The label of score ``p`` at ``threshold`` (PNEUMONIA when p >= threshold), as the core does."""
@@ -287,7 +291,8 @@ def protocol(rep: VariantReport) -> dict:
                       f"{cfg.get('val_fraction', 0.15):.0%} of the training folder, split by patient so no "
                       "patient is in both",
         "Test": rep.data_caption() + "; never used for training or threshold choice",
-        "Threshold rule": f"{t.get('threshold_rule', m.get('threshold_rule', '?'))} -> {rep.threshold:.3f}",
+        "Threshold rule": f"{t.get('threshold_rule', m.get('threshold_rule', '?'))} -> {rep.threshold:.3f}"
+                          + (f" ({t['threshold_note']})" if t.get("threshold_note") else ""),
         "Training": f"head {epochs.get('head', '?')} epochs (lr {cfg.get('head_lr', '?')})"
                     + (f", then fine-tune {epochs.get('finetune')} epochs (lr {cfg.get('fine_tune_lr', '?')})"
                        if epochs.get("finetune") else "")

@@ -38,27 +38,31 @@ def _cpu_count() -> int:
         return os.cpu_count() or 1
 
 
-def make_interpreter(path: str | Path, num_threads: int | None = None):
-    """A LiteRT/TFLite interpreter for ``path`` (XNNPACK CPU delegate, ``num_threads`` threads)."""
+def make_interpreter(path: str | Path, num_threads: int | None = None, xnnpack: bool = True):
+    """A LiteRT/TFLite interpreter for ``path`` with ``num_threads`` threads: XNNPACK CPU delegate
+    (the default), or TFLite's built-in kernels only (``xnnpack=False``)."""
     num_threads = num_threads or _cpu_count()
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:
         import tensorflow as tf
 
-        Interpreter = tf.lite.Interpreter
+        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    kw = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
-        return Interpreter(model_path=str(path), num_threads=num_threads)
+        return Interpreter(model_path=str(path), num_threads=num_threads, **kw)
 
 
 class TFLitePredictor(Predictor):
     """A ``.tflite`` classifier; see the module docstring."""
 
     def __init__(self, model: str | Path | None = None, threshold: float | None = None, verify: bool = True,
-                 keras_model=None, ood=None, warm_up: bool = True, num_threads: int | None = None):
+                 keras_model=None, ood=None, warm_up: bool = True, num_threads: int | None = None,
+                 xnnpack: bool = True):
         if keras_model is not None:
             raise TypeError("TFLitePredictor runs a .tflite file; pass its path")
+        self._verify = verify
         self.path = Path(model)
         if not self.path.is_file():
             raise ModelLoadError(f"model file not found: {self.path}")
@@ -77,8 +81,10 @@ class TFLitePredictor(Predictor):
         fallback = self.meta.get("threshold")
         self.threshold = float(threshold if threshold is not None else self.info.get("threshold", fallback or 0.5))
         self.ood = ood if ood is not None else self._load_ood()
+        self._threads = num_threads
+        self.delegate = "xnnpack" if xnnpack else "builtin"
         try:
-            self._interp = make_interpreter(self.path, num_threads)
+            self._interp = make_interpreter(self.path, num_threads, xnnpack)
         except Exception as exc:
             raise ModelLoadError(f"could not load TFLite model {self.path.name}: {str(exc).splitlines()[0][:200]}") \
                 from exc
@@ -104,7 +110,8 @@ class TFLitePredictor(Predictor):
             return local
         src = self.meta.get("source_model")
         if src:
-            other = Path(src).parent / "reports" / Path(src).stem
+            src = Path(src) if Path(src).is_absolute() else Path(os.path.normpath(self.path.parent / src))
+            other = src.parent / "reports" / src.stem
             if other.is_dir():
                 return other
         return local
@@ -119,9 +126,7 @@ class TFLitePredictor(Predictor):
             raise ValueError(f"expected (B, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) model inputs, got {x.shape}")
         with self._lock:
             if self._batch != x.shape[0]:
-                self._interp.resize_tensor_input(self._input["index"], list(x.shape))
-                self._interp.allocate_tensors()
-                self._batch = x.shape[0]
+                self._resize(x.shape)
             self._interp.set_tensor(self._input["index"], x)
             self._interp.invoke()
             get = self._interp.get_tensor
@@ -129,6 +134,22 @@ class TFLitePredictor(Predictor):
             pooled = get(self._out_pooled).copy() if self._out_pooled is not None else None
             cam = get(self._out_cam).copy() if self._out_cam is not None else None
         return p, cam, pooled
+
+    def _resize(self, shape):
+        """Plan the interpreter for batch ``shape[0]`` (under the lock). XNNPACK refuses a few
+        quantised graphs (degenerate quantisation ranges, seen on random test models):
+        TFLite's built-in kernels then run the same file, slower."""
+        try:
+            self._interp.resize_tensor_input(self._input["index"], list(shape))
+            self._interp.allocate_tensors()
+        except RuntimeError:
+            if self.delegate != "xnnpack":
+                raise
+            self._interp = make_interpreter(self.path, self._threads, xnnpack=False)
+            self.delegate = "builtin"
+            self._interp.resize_tensor_input(self._input["index"], list(shape))
+            self._interp.allocate_tensors()
+        self._batch = shape[0]
 
     def predict_arrays(self, x: np.ndarray):
         p, _, pooled = self._run(x)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from . import data as D
 from .evaluate import THRESHOLD_RULE, choose_threshold, metrics_at, operating_points
-from .model import BASE_NAME, build_backbone, build_head, build_model
+from .model import build_backbone, build_head, build_model, write_manifest
 
 
 @dataclass
@@ -208,6 +208,7 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
     }
     info["ood"] = calibrate_ood(path, cfg)
     (report_dir / "training.json").write_text(json.dumps(info, indent=2))
+    write_manifest(out)  # the files this run wrote are the ones to trust from now on
     print(json.dumps({"model": str(path), "threshold": threshold, "validation": info["validation"]}, indent=2), flush=True)
     return info
 

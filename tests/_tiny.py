@@ -20,11 +20,11 @@ def lively_model(variant: str = "frozen", seed: int = 0):
     rng = np.random.default_rng(seed)
     for w in model.weights:
         if w.path.endswith("moving_variance"):
-            w.assign(rng.uniform(0.02, 0.1, w.shape).astype("float32"))
+            w.assign(rng.uniform(0.05, 0.2, w.shape).astype("float32"))
         elif w.path.endswith("beta"):
-            w.assign(rng.uniform(0.0, 0.3, w.shape).astype("float32"))
+            w.assign(rng.uniform(0.1, 0.4, w.shape).astype("float32"))
         elif w.path.endswith("logit/kernel"):
-            w.assign(rng.normal(0.0, 0.05, w.shape).astype("float32"))
+            w.assign(rng.normal(0.0, 0.2, w.shape).astype("float32"))
     x = rng.uniform(-1, 1, (4, 224, 224, 3)).astype("float32")
     logit = model.get_layer("logit")
     pooled = model.get_layer("mobilenetv2_base")(x, training=False).numpy().mean(axis=(1, 2))

@@ -66,6 +66,8 @@ def test_upload_real_xray_in_browser(browser_ready, test_pneumonia):
                 page.goto(f"{server.url}/diagnose")
                 shots.wait_page_idle(page)
                 assert page.get_by_text("not a diagnostic device").first.is_visible()
+                nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+                assert "Home" in nav and "Compare models" in nav, f"navigation not from app.py: {nav!r}"
 
                 label = shots.upload_and_wait(page, test_pneumonia)
                 page.screenshot(path=str(ARTIFACTS / "browser_diagnose_upload.png"), full_page=True)

@@ -93,3 +93,32 @@ def test_predict_files_keeps_order_and_errors_and_matches_single_image_path(tiny
         single = tiny_predictor.predict(path)
         assert r.error is None and r.label == single.label
         assert r.p_pneumonia == pytest.approx(single.p_pneumonia, abs=1e-5)
+
+
+def test_single_image_path_uses_the_compiled_graphs_only(tiny_predictor, test_pneumonia, monkeypatch):
+    """No Keras ``model.predict`` per image, and no re-tracing for new images or batch sizes."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("model.predict called on the inference path")
+
+    monkeypatch.setattr(tiny_predictor.model, "predict", refuse)
+    traces = (tiny_predictor._forward.experimental_get_tracing_count(),
+              tiny_predictor._explain.experimental_get_tracing_count())
+    data = test_pneumonia.read_bytes()
+    for _ in range(2):
+        assert tiny_predictor.predict(data).error is None
+        assert tiny_predictor.predict(data, explain=True).heatmap is not None
+    tiny_predictor.predict_files([test_pneumonia] * 3, batch_size=2)
+    assert (tiny_predictor._forward.experimental_get_tracing_count(),
+            tiny_predictor._explain.experimental_get_tracing_count()) == traces
+
+
+@pytest.mark.parametrize("size", [(224, 224), (1700, 2000), (333, 517), (64, 90), (7, 7)])
+def test_heatmap_upsampling_equals_opencv_cubic(size):
+    import cv2
+
+    cam = np.random.default_rng(size[0]).random((7, 7)).astype(np.float32) * 3.0
+    ref = np.clip(cv2.resize(cam / cam.max(), (size[1], size[0]), interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+    heat = explain.normalise_heatmap(cam, size)
+    assert heat.shape == size and heat.dtype == np.float32
+    np.testing.assert_allclose(heat, ref, rtol=0, atol=1e-5)
+    assert explain.normalise_heatmap(np.zeros((7, 7)), size).max() == 0.0

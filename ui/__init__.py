@@ -1,1 +1,1 @@
-"""Streamlit UI helpers for the pneumonia X-ray workbench (shared by app.py and pages/)."""
+"""Streamlit UI helpers for the pneumonia X-ray workbench (shared by app.py and app_pages/)."""

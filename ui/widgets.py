@@ -8,7 +8,6 @@ scored and kept (bounded) in this browser session's state only; nothing is writt
 from __future__ import annotations
 
 import hashlib
-import io
 from collections import OrderedDict
 from pathlib import Path
 
@@ -434,7 +433,7 @@ def roc_figure(reps: dict, points: dict) -> go.Figure:
                             hovertemplate=f"threshold {t:.3f}: sensitivity %{{y:.3f}}, 1 - specificity %{{x:.3f}}"
                                           "<extra></extra>")
     cap = next(iter(reps.values())).data_caption() if reps else ""
-    thr = ", ".join(f"{reps[v].name} {t:.3f}" for v, (t, _) in points.items())
+    thr = ", ".join(f"{reports.short_name(v)} {t:.3f}" for v, (t, _) in points.items())
     fig.update_layout(title=_title("ROC curves on the test split", f"{cap}<br>markers = current thresholds: {thr}"),
                       xaxis={"title": "False positive rate (1 - specificity)", "range": [-0.01, 1.01],
                              "constrain": "domain"},
@@ -449,10 +448,10 @@ def confusion_figure(rep: reports.VariantReport, m: dict, threshold: float, heig
     cm = np.asarray(m["confusion_matrix"])
     rates = np.asarray(m["rates"])
     names = ["NORMAL", "PNEUMONIA"]
-    xs, ys = [f"predicted {n}" for n in names], [f"true {n}" for n in names]
+    xs, ys = names, names
     fig = go.Figure(go.Heatmap(z=rates, x=xs, y=ys, zmin=0, zmax=1, colorscale=[[0, "#f4f8fb"], [1, OKABE_ITO["blue"]]],
                                colorbar={"title": "share of<br>true class", "tickformat": ".0%"},
-                               customdata=cm, hovertemplate="%{y}, %{x}: %{customdata} (%{z:.1%})<extra></extra>"))
+                               customdata=cm, hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%})<extra></extra>"))
     for i in range(2):
         for j in range(2):
             fig.add_annotation(x=xs[j], y=ys[i], text=f"<b>{cm[i][j]}</b><br>{rates[i][j]:.1%}", showarrow=False,
@@ -540,8 +539,3 @@ def render_markdown_file(path: Path, missing_message: str) -> bool:
     st.markdown(text)
     return True
 
-
-def csv_bytes(df: pd.DataFrame) -> bytes:
-    buf = io.StringIO()
-    df.to_csv(buf, index=False)
-    return buf.getvalue().encode()
