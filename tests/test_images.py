@@ -200,6 +200,23 @@ def test_dicom_12bit_without_window_uses_full_range(normal_grey):
     assert np.abs(out.pixels - want).max() <= 1
 
 
+def test_dicom_palette_colour(normal_grey):
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(make_dicom(normal_grey, photometric="PALETTE COLOR")))
+    del ds.PlanarConfiguration
+    ds.SamplesPerPixel = 1
+    lut = (np.arange(256) * 257).astype("<u2").tobytes()  # a grey 16-bit palette
+    for c in ("Red", "Green", "Blue"):
+        setattr(ds, f"{c}PaletteColorLookupTableDescriptor", [256, 0, 16])
+        ds[f"{c}PaletteColorLookupTableDescriptor"].VR = "US"
+        setattr(ds, f"{c}PaletteColorLookupTableData", lut)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    out = load_image(buf.getvalue())
+    np.testing.assert_array_equal(out.rgb()[..., 0], normal_grey)
+
+
 def test_dicom_multiframe_uses_first_frame(normal_grey):
     out = load_image(make_dicom(np.stack([normal_grey, 255 - normal_grey, normal_grey]), frames=3))
     np.testing.assert_array_equal(out.pixels, normal_grey)
@@ -415,6 +432,8 @@ def test_random_bytes():
     ("xray.jpeg", "Röntgenbild des Thorax, Befund unauffällig\n".encode() * 5, "plain text"),
     ("xray.png", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n", "PDF"),
     ("xray.jpeg", b"PK\x03\x04" + bytes(100), "ZIP"),
+    ("xray.png", b"\x1f\x8b\x08\x00" + bytes(100), "gzip"),
+    ("xray.png", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>', "HTML/XML"),
 ])
 def test_text_and_documents_with_image_names(name, data, reason):
     assert_refused(data, reason, name=name)
