@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+_BUSY = None  # CPU busy fraction measured by warn_if_busy
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -34,7 +35,7 @@ def machine() -> dict:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count()
-    info = {"cpu": model, "cpus": cpus, "load_avg_1m": round(os.getloadavg()[0], 2),
+    info = {"cpu": model, "cpus": cpus, "load_avg_1m": round(os.getloadavg()[0], 2), "cpu_busy_before_run": _BUSY,
             "python": platform.python_version()}
     try:
         import tensorflow as tf
@@ -45,12 +46,34 @@ def machine() -> dict:
     return info
 
 
-def warn_if_busy(limit: float = 0.5) -> None:
-    """Timings on a shared 2-core machine are only meaningful when nothing else runs."""
-    load = os.getloadavg()[0]
-    if load > limit:
-        print(f"WARNING: 1-minute load average is {load:.2f} before the run; other processes compete for "
-              "the CPU and the figures below will be slower and noisier than on a quiet machine.", file=sys.stderr)
+def cpu_busy(seconds: float = 1.0) -> float | None:
+    """Fraction of all CPUs busy over the next ``seconds`` (from /proc/stat), or None off Linux.
+    Unlike the load average it does not remember a run that has just finished."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)  # idle + iowait, total
+
+    try:
+        i0, t0 = sample()
+        time.sleep(seconds)
+        i1, t1 = sample()
+    except OSError:
+        return None
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
+def warn_if_busy(limit: float = 0.15) -> float | None:
+    """Timings on a shared 2-core machine are only meaningful when nothing else runs: warn when
+    more than ``limit`` of the CPU is busy in the second before the run; returns that fraction."""
+    global _BUSY
+    busy = _BUSY = cpu_busy()
+    if busy is not None:
+        _BUSY = round(busy, 3)
+    if busy is not None and busy > limit:
+        print(f"WARNING: {busy:.0%} of the CPU was busy just before the run; other processes compete for it "
+              "and the figures below will be slower and noisier than on a quiet machine.", file=sys.stderr)
+    return busy
 
 
 def timeit(fn, runs: int = 50, warmup: int = 5) -> np.ndarray:

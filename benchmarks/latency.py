@@ -114,7 +114,7 @@ def main(argv=None) -> int:
 
     m = results["machine"]
     print(f"model {pred.name}; {m['cpu']}, {m['cpus']} CPUs; TF {m.get('tensorflow')}; "
-          f"load avg before run {m['load_avg_1m']}; {args.runs} runs each after {args.warmup} warm-up")
+          f"CPU busy before run {m['cpu_busy_before_run']}; {args.runs} runs each after {args.warmup} warm-up")
     B.print_table(rows, ["input", "path", "median_ms", "p95_ms", "min_ms", "runs"])
     for label in ("224x224 JPEG (test film)", "2000x1700 JPEG (upload)"):
         r = results[label]

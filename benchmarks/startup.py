@@ -173,7 +173,7 @@ def main(argv=None) -> int:
             out["dashboard"] = "app.py not found"
 
     m = out["machine"]
-    print(f"{m['cpu']}, {m['cpus']} CPUs; TF {m.get('tensorflow')}; load avg before run {m['load_avg_1m']}; "
+    print(f"{m['cpu']}, {m['cpus']} CPUs; TF {m.get('tensorflow')}; CPU busy before run {m['cpu_busy_before_run']}; "
           f"medians of {args.repeats} fresh processes")
     rows = [{"model": k, **v} for k, v in out["model_load"].items()]
     B.print_table(rows, ["model", "import_s", "load_s", "warmup_s", "first_predict_s", "total_s", "process_wall_s"])

@@ -119,7 +119,7 @@ def main(argv=None) -> int:
 
     mc = out["machine"]
     print(f"model {keras_pred.name}, threshold {threshold:.4f}; {mc['cpu']}, {mc['cpus']} CPUs; TF "
-          f"{mc.get('tensorflow')}; load avg before run {mc['load_avg_1m']}; latency: batch 1, medians of "
+          f"{mc.get('tensorflow')}; CPU busy before run {mc['cpu_busy_before_run']}; latency: batch 1, medians of "
           f"{args.runs} runs; metrics: 624 test films; int8 calibrated on {args.calibration_images} training films")
     B.print_table(rows, ["format", "file_MB", "label_ms", "label_p95_ms", "gradcam_ms", "gradcam_p95_ms",
                          "end_to_end_ms", "speedup_label_vs_keras", "files_img_per_s"])

@@ -101,8 +101,8 @@ def main(argv=None) -> int:
                               "command": "python -m pneumo_core predict --model {} --json DIR...".format(args.model)}
 
     m = out["machine"]
-    print(f"model {pred.name}; {m['cpu']}, {m['cpus']} CPUs; TF {m.get('tensorflow')}; load avg before run "
-          f"{m['load_avg_1m']}; {n} images, batch {args.batch_size}, {args.workers} decode threads, "
+    print(f"model {pred.name}; {m['cpu']}, {m['cpus']} CPUs; TF {m.get('tensorflow')}; CPU busy before run "
+          f"{m['cpu_busy_before_run']}; {n} images, batch {args.batch_size}, {args.workers} decode threads, "
           f"median of {args.passes} passes")
     pb = out["bare_batched_forward"]["per_batch"]
     print(f"bare batched forward   {bare_ips:7.1f} img/s   (per batch of {args.batch_size}: median "

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
 
     m = out["machine"]
     print(f"{n} training films, batch {args.batch_size}, weights {out['weights']}; {m['cpu']}, {m['cpus']} CPUs; "
-          f"TF {m.get('tensorflow')}; load avg before run {m['load_avg_1m']}")
+          f"TF {m.get('tensorflow')}; CPU busy before run {m['cpu_busy_before_run']}")
     rows = [{"stage": k, **v} for k, v in out.items() if isinstance(v, dict) and "images_per_s" in v]
     B.print_table(rows, ["stage", "images_per_s", "seconds"])
     print(f"head epoch on cached features is {out['head epoch speed-up, cached vs end to end']}x faster than a "

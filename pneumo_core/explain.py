@@ -64,8 +64,8 @@ def _cubic_weights(src: int, dst: int) -> np.ndarray:
     c2 = ((a + 2) * (1 - f) - (a + 3)) * (1 - f) * (1 - f) + 1
     w = np.zeros((dst, src), np.float32)
     rows = np.arange(dst)
-    for k, c in enumerate((c0, c1, c2, 1 - c0 - c1 - c2)):
-        np.add.at(w, (rows, np.clip(sx - 1 + k, 0, src - 1)), c)
+    for k, c in enumerate((c0, c1, c2, 1 - c0 - c1 - c2)):  # one tap per row and k: no duplicate index
+        w[rows, np.clip(sx - 1 + k, 0, src - 1)] += c
     return w
 
 
@@ -73,7 +73,7 @@ def normalise_heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Raw cam (h, w) -> float32 heatmap of ``size`` (height, width) in [0, 1].
 
     The upsampling is ``cv2.resize(..., INTER_CUBIC)`` written as two small matrix products
-    (equal within 2e-6): about 8x faster for a full-size film (0.6 ms instead of 4.7 ms at 2000x1700),
+    (equal within 2e-6): about 4x faster for a full-size film (1.4 ms instead of 5.3 ms at 2000x1700),
     since the source is only 7x7."""
     cam = np.asarray(cam, dtype=np.float32)
     cam = np.nan_to_num(cam, nan=0.0, posinf=0.0, neginf=0.0)

@@ -50,8 +50,9 @@ def _resizer():
 
         @tf.function(input_signature=[tf.TensorSpec([None, None, None], tf.uint8)], reduce_retracing=True)
         def resize(img):
-            img = tf.image.resize(tf.cast(img, tf.float32), (IMAGE_SIZE, IMAGE_SIZE), method="bilinear",
-                                  antialias=True)
+            # uint8 straight into the resize kernel (it computes in float32): the same values as
+            # casting first, without a float copy of the full-size image.
+            img = tf.image.resize(img, (IMAGE_SIZE, IMAGE_SIZE), method="bilinear", antialias=True)
             return tf.clip_by_value(img, 0.0, 255.0)
 
         _resize_fn = resize
@@ -73,7 +74,14 @@ def model_input(px: np.ndarray) -> np.ndarray:
         x = px.astype(np.float32)
     else:
         x = _resizer()(np.ascontiguousarray(px)).numpy()
-    x = x / np.float32(127.5) - np.float32(1.0)  # same float32 ops as the reference
-    if grey:
-        x = np.repeat(x, 3, axis=2)
-    return np.ascontiguousarray(x, dtype=np.float32)
+        if not x.flags.writeable:
+            x = x.copy()
+    # Same float32 ops as the reference, in place: a second 600 KB temporary costs more than the
+    # arithmetic (glibc returns freed blocks of that size to the OS, so each new one page-faults).
+    x /= np.float32(127.5)
+    x -= np.float32(1.0)
+    if grey:  # == np.repeat(x, 3, axis=2)
+        import cv2
+
+        x = cv2.cvtColor(x[..., 0], cv2.COLOR_GRAY2RGB)
+    return x

@@ -169,7 +169,7 @@ class TFLitePredictor(Predictor):
     def _run_batch(self, results, idx, xs, reject_ood):
         if self._out_pooled is not None:
             return super()._run_batch(results, idx, xs, reject_ood)
-        p, _ = self.predict_arrays(np.stack(xs))
+        p, _ = self.predict_arrays(xs if isinstance(xs, np.ndarray) else np.stack(xs))
         for k, i in enumerate(idx):
             self._finish(results[i], p[k], None, reject_ood)
 

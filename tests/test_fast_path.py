@@ -122,3 +122,10 @@ def test_heatmap_upsampling_equals_opencv_cubic(size):
     assert heat.shape == size and heat.dtype == np.float32
     np.testing.assert_allclose(heat, ref, rtol=0, atol=1e-5)
     assert explain.normalise_heatmap(np.zeros((7, 7)), size).max() == 0.0
+
+
+def test_greyscale_rgb_copy_equals_repeat():
+    px = np.random.default_rng(4).integers(0, 256, (301, 257), dtype=np.uint8)
+    rgb = LoadedImage(px, "PNG", px.shape).rgb()
+    np.testing.assert_array_equal(rgb, np.repeat(px[..., None], 3, axis=2))
+    assert rgb.flags.writeable
