@@ -27,7 +27,6 @@ import io
 import sys
 
 import _bench as B
-import numpy as np
 
 
 def main(argv=None) -> int:

@@ -210,7 +210,7 @@ def evaluate(model: str, data: Path, items, batch_size: int = 32) -> dict:
           f"{pred.ood.target_frr:.0%} false rejection on validation films")
     print(f"test chest X-rays : {rejected.sum()}/{len(rejected)} rejected  -> false rejection "
           f"{frr:.2%}  (target <= 2%)  {'PASS' if frr <= 0.02 else 'FAIL'}")
-    print(f"   distance percentiles 50/95/99/max: "
+    print("   distance percentiles 50/95/99/max: "
           + " / ".join(f"{np.nanpercentile(dists, q):.1f}" for q in (50, 95, 99, 100)))
     for i in np.flatnonzero(rejected)[:10]:
         print(f"   rejected: {Path(res[i].file).parent.name}/{Path(res[i].file).name}: {res[i].error[:90]}")

@@ -18,7 +18,7 @@ def test_training_split_keeps_patients_apart(data_root):
 def test_train_writes_model_history_and_provenance(tmp_path, data_root, variant):
     cfg = TrainConfig(variant=variant, data=str(data_root), weights=None, out=str(tmp_path), limit=40,
                       head_epochs=2, epochs=1, batch_size=8)
-    info = train(cfg, command="pytest")
+    train(cfg, command="pytest")
     model_path = tmp_path / f"{variant}.keras"
     report = tmp_path / "reports" / variant
     assert model_path.is_file()
