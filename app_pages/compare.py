@@ -6,12 +6,7 @@ from ui import widgets as w
 
 w.page_setup("Compare models", ":material/bar_chart:")
 st.title("Compare models: frozen vs fine-tuned")
-reps = w.get_reports()
-w.show_missing(reps)
-ready = w.available(reps)
-if not ready:
-    st.error("No evaluated model to compare yet.")
-    st.stop()
+ready = w.evaluated_reports_or_stop("No evaluated model to compare yet.")
 
 basis = st.radio("Metrics at", ["each model's validation-chosen threshold", "threshold 0.5 for both"],
                  horizontal=True, key="compare_basis")
@@ -35,7 +30,7 @@ with protocol:
 st.subheader("Training curves")
 st.caption("Loss and AUC per epoch on the training and validation parts of the Kermany train folder "
            "(the test split is never seen during training).")
-for v, rep in reps.items():
+for v, rep in w.get_reports().items():
     if rep.history is not None:
         w.plot(w.history_figure(rep), key=f"history_{v}")
     else:

@@ -7,12 +7,7 @@ w.page_setup("ROC and confusion matrices", ":material/show_chart:")
 st.title("ROC curves and confusion matrices")
 st.caption("Computed from the saved test-split scores (test_predictions.csv); no model is re-run. A threshold "
            "moved here is also used on the Diagnose page.")
-reps = w.get_reports()
-w.show_missing(reps)
-ready = w.available(reps)
-if not ready:
-    st.error("No evaluated model yet.")
-    st.stop()
+ready = w.evaluated_reports_or_stop("No evaluated model yet.")
 
 points = {}
 for col, (v, rep) in zip(st.columns(len(ready), gap="large"), ready.items()):

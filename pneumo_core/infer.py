@@ -75,8 +75,10 @@ class Predictor:
         self._verify = verify
         if keras_model is None:
             self.path = resolve_model_path(model)
-            self.model = load_model(self.path, verify=verify)
-            self.sha256 = sha256_file(self.path)
+            if not self.path.is_file():
+                raise ModelLoadError(f"model file not found: {self.path}")
+            self.sha256 = sha256_file(self.path)  # hashed once: checked against the manifest and shown in the UI
+            self.model = load_model(self.path, verify=verify, sha256=self.sha256)
         else:
             self.path, self.model, self.sha256 = None, keras_model, None
         self.name = self.path.stem if self.path else self.model.name

@@ -146,9 +146,10 @@ def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:
     return manifest
 
 
-def load_model(model: str | Path | None = None, verify: bool = True):
+def load_model(model: str | Path | None = None, verify: bool = True, sha256: str | None = None):
     """Load a ``.keras`` classifier with ``safe_mode=True`` (no arbitrary code), checking its
-    SHA-256 against ``MANIFEST.json`` when the file is listed there."""
+    SHA-256 against ``MANIFEST.json`` when the file is listed there (``sha256``: the file's
+    digest if the caller already has it)."""
     import keras
 
     path = resolve_model_path(model)
@@ -156,7 +157,7 @@ def load_model(model: str | Path | None = None, verify: bool = True):
         raise ModelLoadError(f"model file not found: {path}")
     if verify:
         want = expected_hash(path)
-        if want is not None and sha256_file(path) != want:
+        if want is not None and (sha256 or sha256_file(path)) != want:
             raise ModelLoadError(
                 f"{path.name} does not match the SHA-256 in {MANIFEST}: the file was changed or "
                 "truncated. Restore it (git checkout models/) or retrain."

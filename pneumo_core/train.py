@@ -221,8 +221,7 @@ def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 
 
     model_path = Path(model_path)
     df_train, df_val = training_split(cfg)
-    pred = Predictor(model_path, verify=False, ood=None)
-    pred.ood = None
+    pred = Predictor(model_path, verify=False)
 
     def feats(frame):
         out = []

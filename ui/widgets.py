@@ -77,6 +77,17 @@ def show_missing(reps: dict) -> None:
             st.info(rep.status_message(), icon=":material/hourglass_empty:")
 
 
+def evaluated_reports_or_stop(empty_message: str) -> dict:
+    """The evaluated variants' reports; notes the missing ones, and stops the page when none is ready."""
+    reps = get_reports()
+    show_missing(reps)
+    ready = available(reps)
+    if not ready:
+        st.error(empty_message)
+        st.stop()
+    return ready
+
+
 @st.cache_data(show_spinner=False, max_entries=8)
 def file_sha256(path: str, mtime_ns: int) -> str:
     from pneumo_core.model import sha256_file
