@@ -1,4 +1,4 @@
-"""``python -m pneumo_core train|evaluate|predict|export`` — a stable, scriptable contract."""
+"""``python -m pneumo_core train|soup|evaluate|predict|calibrate-ood|manifest|export`` — a stable, scriptable contract."""
 from __future__ import annotations
 
 import argparse
@@ -16,7 +16,7 @@ def _cmd_train(args) -> int:
 
     cfg = TrainConfig(
         variant=args.variant, data=args.data, weights=args.weights or backbone_weights(), out=args.out,
-        seed=args.seed, distribute=args.distribute, limit=args.limit,
+        seed=args.seed, head_seed=args.head_seed, distribute=args.distribute, limit=args.limit,
     )
     if args.lr is not None:
         cfg.fine_tune_lr = args.lr
@@ -30,11 +30,26 @@ def _cmd_train(args) -> int:
         from .data import Augment
 
         cfg.augment = {k: v * args.augment_scale for k, v in asdict(Augment()).items()}
+        cfg.augment["jpeg"] = min(1.0, cfg.augment["jpeg"])  # a probability
     if args.epochs is not None:
         cfg.epochs = args.epochs
     if args.head_epochs is not None:
         cfg.head_epochs = args.head_epochs
     train(cfg, command="python -m pneumo_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    return 0
+
+
+def _cmd_soup(args) -> int:
+    from .model import ModelLoadError
+    from .train import TrainConfig, soup
+
+    cfg = TrainConfig(variant=args.variant, data=args.data, out=args.out, seed=args.seed, limit=args.limit)
+    try:
+        soup(args.members, cfg, method=args.method,
+             command="python -m pneumo_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    except (ModelLoadError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -148,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, help="fine-tuning epochs (max; early stopping on val AUC)")
     t.add_argument("--head-epochs", type=int, help="head-training epochs (max)")
     t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--head-seed", type=int, help="seed of phase 1 (head training) if not --seed; runs that share "
+                   "it start fine-tuning from the same weights and can be averaged with `soup`")
     t.add_argument("--lr", type=float, help="fine-tuning learning rate (default 5e-5)")
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="fine-tuning LR schedule (default plateau)")
     t.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 6)")
@@ -156,6 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tf.distribute strategy (mirrored: all local GPUs; multiworker: TF_CONFIG cluster)")
     t.add_argument("--limit", type=int, help="train on at most this many images (smoke runs)")
     t.set_defaults(func=_cmd_train)
+
+    so = sub.add_parser("soup", help="average fine-tuned models that share their starting weights (model soup)")
+    so.add_argument("members", nargs="+", help=".keras files of one variant, trained with the same --head-seed")
+    so.add_argument("--variant", choices=["frozen", "finetuned"], default="finetuned")
+    so.add_argument("--data", required=True, help="dataset root with train/ (the validation split is carved from it)")
+    so.add_argument("--out", default="models", help="output folder (default: models)")
+    so.add_argument("--method", choices=["greedy", "uniform"], default="greedy",
+                    help="greedy: add members in order of validation loss while the soup's loss does not rise; "
+                         "uniform: average all")
+    so.add_argument("--seed", type=int, default=42, help="the split seed the members were trained with")
+    so.add_argument("--limit", type=int, help="the --limit the members were trained with (smoke runs)")
+    so.set_defaults(func=_cmd_soup)
 
     def model_args(sp):
         sp.add_argument("--model", default="finetuned",

@@ -117,6 +117,12 @@ class Augment:
     contrast: float = 0.25
     brightness: float = 0.15
     gamma: float = 0.30  # log-gamma range
+    # Share of films re-encoded as JPEG at a random quality in JPEG_QUALITY. Uploads and
+    # other hospitals' exports are often compressed harder than the training copies, and
+    # block artefacts alone push an untrained-for model towards PNEUMONIA (docs/robustness.md).
+    jpeg: float = 0.5
+
+    JPEG_QUALITY = (30, 95)
 
     def layer(self, seed: int):
         import keras
@@ -131,11 +137,20 @@ class Augment:
         )
 
     def photometric(self, image, seed):
-        """Random gamma, contrast and brightness on a float 0..255 image (``seed``: int64 pair)."""
+        """Random gamma, contrast, brightness and JPEG re-encoding on a float 0..255 image
+        (``seed``: int64 pair)."""
         import tensorflow as tf
 
-        seeds = tf.random.experimental.stateless_split(seed, 3)
+        seeds = tf.random.experimental.stateless_split(seed, 5)
         x = image / 255.0
+        if self.jpeg > 0:
+            lo, hi = self.JPEG_QUALITY
+            recode = tf.random.stateless_uniform([], seeds[3]) < self.jpeg
+            x = tf.cond(
+                recode,
+                lambda: tf.image.stateless_random_jpeg_quality(tf.clip_by_value(x, 0.0, 1.0), lo, hi, seeds[4]),
+                lambda: x,
+            )
         g = tf.exp(tf.random.stateless_uniform([], seeds[0], -self.gamma, self.gamma))
         x = tf.pow(tf.clip_by_value(x, 1e-6, 1.0), g)
         c = tf.random.stateless_uniform([], seeds[1], 1 - self.contrast, 1 + self.contrast)

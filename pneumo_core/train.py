@@ -28,6 +28,9 @@ class TrainConfig:
     weights: str = "imagenet"
     out: str = "models"
     seed: int = 42
+    # Seed of phase 1 (the head on cached features) when it differs from ``seed``: runs that
+    # share it start fine-tuning from the same weights, which is what a weight soup needs.
+    head_seed: int | None = None
     val_fraction: float = 0.15
     batch_size: int = 32
     head_epochs: int = 40
@@ -108,12 +111,10 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
     import tensorflow as tf
 
     t0 = time.time()
-    _seed_everything(cfg.seed)
-    out = Path(cfg.out)
-    report_dir = out / "reports" / cfg.variant
+    _seed_everything(cfg.seed if cfg.head_seed is None else cfg.head_seed)
+    report_dir = Path(cfg.out) / "reports" / cfg.variant
     report_dir.mkdir(parents=True, exist_ok=True)
 
-    train_dir = D.resolve_split_dir(cfg.data, "train")
     df_train, df_val = training_split(cfg)
     weights = D.class_weights(df_train.label)
     y_train = df_train.label.to_numpy("float32")
@@ -142,6 +143,8 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
         if cfg.variant == "finetuned":
             # Phase 2: unfreeze the top layers and train end to end on augmented films.
             t_ft = time.time()
+            if cfg.head_seed is not None:
+                _seed_everything(cfg.seed)
             aug = D.Augment(**cfg.augment)
             ds_train = D.make_dataset(df_train, cfg.batch_size, shuffle=True, augment=aug, seed=cfg.seed)
             ds_val = D.make_dataset(df_val, cfg.batch_size)
@@ -171,8 +174,32 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
             ckpt.unlink()
             ft_s = time.time() - t_ft
 
+    info = {
+        "command": command or " ".join(sys.argv),
+        "timing_s": {"total": round(time.time() - t0, 1), "feature_cache": round(feat_s, 1), "fine_tune": round(ft_s, 1)},
+        "epochs_run": {k: len(next(iter(v.values()))) for k, v in history.items()},
+    }
+    return _save_with_reports(model, cfg, df_train, df_val, info)
+
+
+def _validation_predictions(model, df_val: pd.DataFrame, batch_size: int) -> np.ndarray:
+    return model.predict(D.make_dataset(df_val, batch_size, with_labels=False), verbose=0).ravel()
+
+
+def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: pd.DataFrame, extra: dict,
+                       p_val: np.ndarray | None = None) -> dict:
+    """Save ``model`` as ``<out>/<variant>.keras`` with its validation predictions, threshold,
+    operating points, provenance (``training.json``), OOD detector and manifest entry."""
+    import keras
+    import tensorflow as tf
+
+    out = Path(cfg.out)
+    report_dir = out / "reports" / cfg.variant
+    report_dir.mkdir(parents=True, exist_ok=True)
+    y_val = df_val.label.to_numpy("float32")
     # Threshold and operating points from validation predictions of the final model.
-    p_val = model.predict(D.make_dataset(df_val, cfg.batch_size, with_labels=False), verbose=0).ravel()
+    if p_val is None:
+        p_val = _validation_predictions(model, df_val, cfg.batch_size)
     threshold = choose_threshold(y_val, p_val)
     pd.DataFrame({"file": df_val.file, "patient": df_val.patient, "label": df_val.label, "p_pneumonia": p_val}).to_csv(
         report_dir / "validation_predictions.csv", index=False)
@@ -186,31 +213,112 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
     info = {
         "variant": cfg.variant,
         "model_file": path.name,
-        "command": command or " ".join(sys.argv),
+        "command": extra.get("command") or " ".join(sys.argv),
         "config": asdict(cfg),
         "data": {
-            "root": str(train_dir),
+            "root": str(D.resolve_split_dir(cfg.data, "train")),
             "train_images": len(df_train), "train_patients": int(df_train.patient.nunique()),
             "train_counts": {"NORMAL": int((df_train.label == 0).sum()), "PNEUMONIA": int((df_train.label == 1).sum())},
             "val_images": len(df_val), "val_patients": int(df_val.patient.nunique()),
             "val_counts": {"NORMAL": int((df_val.label == 0).sum()), "PNEUMONIA": int((df_val.label == 1).sum())},
-            "class_weights": weights,
+            "class_weights": D.class_weights(df_train.label),
         },
         "threshold": threshold,
         "threshold_rule": THRESHOLD_RULE,
         "operating_points": operating_points(y_val, p_val),
         "validation": metrics_at(y_val, p_val, threshold),
-        "timing_s": {"total": round(time.time() - t0, 1), "feature_cache": round(feat_s, 1), "fine_tune": round(ft_s, 1)},
+        **{k: v for k, v in extra.items() if k != "command"},
         "versions": {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
                      "numpy": np.__version__},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
-        "epochs_run": {k: len(next(iter(v.values()))) for k, v in history.items()},
     }
     info["ood"] = calibrate_ood(path, cfg)
     (report_dir / "training.json").write_text(json.dumps(info, indent=2))
     write_manifest(out)  # the files this run wrote are the ones to trust from now on
     print(json.dumps({"model": str(path), "threshold": threshold, "validation": info["validation"]}, indent=2), flush=True)
     return info
+
+
+# ---------------------------------------------------------------- weight soup
+def balanced_log_loss(y, p) -> float:
+    """Validation log-loss with each class weighted equally, as in the training loss."""
+    from sklearn.metrics import log_loss
+
+    y = np.asarray(y)
+    w = D.class_weights(y)
+    return float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), sample_weight=np.where(y == 1, w[1], w[0]), labels=[0, 1]))
+
+
+def average_weights(weight_lists: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Element-wise mean of several models' ``get_weights()`` (same architecture)."""
+    first = weight_lists[0]
+    for other in weight_lists[1:]:
+        if len(other) != len(first) or any(a.shape != b.shape for a, b in zip(first, other)):
+            raise ValueError("soup members must have the same architecture (same variant and head)")
+    return [np.mean([w[i] for w in weight_lists], axis=0).astype(first[i].dtype) for i in range(len(first))]
+
+
+def greedy_soup(weight_lists: list[list[np.ndarray]], member_losses: list[float], score,
+                method: str = "greedy") -> tuple[list[int], list[np.ndarray]]:
+    """Model soup (Wortsman et al., ICML 2022). ``score(weights)`` is a loss on validation data;
+    ``member_losses`` the members' own losses.
+
+    ``uniform``: the mean of all members. ``greedy``: members sorted by their own loss; each
+    is kept only if adding it to the soup does not raise the loss. Returns the indices used and
+    the averaged weights."""
+    if method == "uniform":
+        return list(range(len(weight_lists))), average_weights(weight_lists)
+    if method != "greedy":
+        raise ValueError(f"unknown soup method {method!r}")
+    order = sorted(range(len(weight_lists)), key=lambda i: member_losses[i])
+    used, best = [order[0]], member_losses[order[0]]
+    for i in order[1:]:
+        candidate = average_weights([weight_lists[j] for j in used + [i]])
+        loss = score(candidate)
+        if loss <= best:
+            used, best = used + [i], loss
+    return used, average_weights([weight_lists[j] for j in used])
+
+
+def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", command: str | None = None) -> dict:
+    """Average fine-tuned models that started from the same weights into one model.
+
+    The members (``.keras`` files of one variant) are scored on the validation split of
+    ``cfg`` (the split they were trained with); the soup is saved like a trained model, with
+    its own validation threshold, OOD detector and provenance. The test split is never read."""
+    from .model import load_model, sha256_file
+
+    t0 = time.time()
+    df_train, df_val = training_split(cfg)
+    y_val = df_val.label.to_numpy()
+    model = build_model(cfg.variant, weights=None, dropout=cfg.dropout)
+    weight_lists = [load_model(m).get_weights() for m in members]
+
+    def evaluate(weights) -> tuple[float, np.ndarray]:
+        model.set_weights(weights)
+        p = _validation_predictions(model, df_val, cfg.batch_size)
+        return balanced_log_loss(y_val, p), p
+
+    member_info = []
+    for path, w in zip(members, weight_lists):
+        loss, p = evaluate(w)
+        member_info.append({"file": str(path), "sha256": sha256_file(path), "val_log_loss": loss,
+                            "val_auc": metrics_at(y_val, p, 0.5)["auc"]})
+        print(f"member {path}: validation balanced log-loss {loss:.4f}, AUC {member_info[-1]['val_auc']:.4f}", flush=True)
+    used, weights = greedy_soup(weight_lists, [m["val_log_loss"] for m in member_info], lambda w: evaluate(w)[0], method)
+    loss, p_val = evaluate(weights)
+    for i, m in enumerate(member_info):
+        m["in_soup"] = i in used
+    print(f"soup ({method}) of members {used}: validation balanced log-loss {loss:.4f}", flush=True)
+    model.set_weights(weights)
+    extra = {
+        "command": command,
+        "soup": {"method": method, "score": "class-balanced log-loss on the validation split",
+                 "members": member_info, "val_log_loss": loss,
+                 "reference": "Wortsman et al., Model soups, ICML 2022"},
+        "timing_s": {"total": round(time.time() - t0, 1)},
+    }
+    return _save_with_reports(model, cfg, df_train, df_val, extra, p_val=p_val)
 
 
 def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 0.01) -> dict:

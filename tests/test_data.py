@@ -115,3 +115,24 @@ def test_augmentation_changes_images_but_keeps_shape_and_range(test_normal):
     assert np.abs(epoch1 - clean).mean() > 0.01, "augmentation did nothing"
     assert np.abs(epoch1[0] - epoch1[1]).mean() > 0.01, "every copy got the same augmentation"
     assert np.abs(epoch1 - epoch2).mean() > 0.01, "each epoch must draw new augmentations"
+
+
+def test_jpeg_augmentation_adds_block_artefacts_only_when_enabled(test_normal):
+    """jpeg=1: every film re-encoded (8x8 block edges appear); jpeg=0: none. The photometric
+    part is otherwise identical for the same seed, so any difference is the re-encoding."""
+    import tensorflow as tf
+
+    img = tf.cast(D.decode_file(str(test_normal)), tf.float32)
+    seed = tf.constant([3, 4], tf.int64)
+    no_jpeg = D.Augment(jpeg=0.0).photometric(img, seed).numpy()
+    jpeg = D.Augment(jpeg=1.0).photometric(img, seed).numpy()
+    assert jpeg.shape == no_jpeg.shape and 0.0 <= jpeg.min() and jpeg.max() <= 255.0
+    assert np.abs(jpeg - no_jpeg).mean() > 0.5, "jpeg=1 must re-encode the film"
+    again = D.Augment(jpeg=1.0).photometric(img, seed).numpy()
+    np.testing.assert_array_equal(jpeg, again)  # stateless: same seed, same quality
+
+    def blockiness(x):  # mean jump across 8-px block borders minus the jump inside blocks
+        d = np.abs(np.diff(x[..., 0], axis=1))
+        return d[:, 7::8].mean() - d[:, 3::8].mean()
+
+    assert blockiness(jpeg) > blockiness(no_jpeg)
