@@ -16,7 +16,7 @@ def _cmd_train(args) -> int:
 
     cfg = TrainConfig(
         variant=args.variant, data=args.data, weights=args.weights or backbone_weights(), out=args.out,
-        seed=args.seed, head_seed=args.head_seed, distribute=args.distribute, limit=args.limit,
+        seed=args.seed, split_seed=args.split_seed, head_seed=args.head_seed, distribute=args.distribute, limit=args.limit,
     )
     if args.lr is not None:
         cfg.fine_tune_lr = args.lr
@@ -43,7 +43,7 @@ def _cmd_soup(args) -> int:
     from .model import ModelLoadError
     from .train import TrainConfig, soup
 
-    cfg = TrainConfig(variant=args.variant, data=args.data, out=args.out, seed=args.seed, limit=args.limit)
+    cfg = TrainConfig(variant=args.variant, data=args.data, out=args.out, split_seed=args.split_seed, limit=args.limit)
     try:
         soup(args.members, cfg, method=args.method,
              command="python -m pneumo_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
@@ -145,7 +145,7 @@ def _cmd_calibrate_ood(args) -> int:
     from .train import TrainConfig, calibrate_ood
     from .model import resolve_model_path
 
-    info = calibrate_ood(resolve_model_path(args.model), TrainConfig(data=args.data, seed=args.seed))
+    info = calibrate_ood(resolve_model_path(args.model), TrainConfig(data=args.data, split_seed=args.split_seed))
     print(json.dumps(info, indent=2))
     return 0
 
@@ -162,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default="models", help="output folder (default: models)")
     t.add_argument("--epochs", type=int, help="fine-tuning epochs (max; early stopping on val AUC)")
     t.add_argument("--head-epochs", type=int, help="head-training epochs (max)")
-    t.add_argument("--seed", type=int, default=42)
+    t.add_argument("--seed", type=int, default=42, help="training seed (data order, augmentation, dropout)")
+    t.add_argument("--split-seed", type=int, default=42,
+                   help="seed of the patient-grouped validation split (keep it fixed to compare or average runs)")
     t.add_argument("--head-seed", type=int, help="seed of phase 1 (head training) if not --seed; runs that share "
                    "it start fine-tuning from the same weights and can be averaged with `soup`")
     t.add_argument("--lr", type=float, help="fine-tuning learning rate (default 5e-5)")
@@ -182,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     so.add_argument("--method", choices=["greedy", "uniform"], default="greedy",
                     help="greedy: add members in order of validation loss while the soup's loss does not rise; "
                          "uniform: average all")
-    so.add_argument("--seed", type=int, default=42, help="the split seed the members were trained with")
+    so.add_argument("--split-seed", type=int, default=42, help="the --split-seed the members were trained with")
     so.add_argument("--limit", type=int, help="the --limit the members were trained with (smoke runs)")
     so.set_defaults(func=_cmd_soup)
 
@@ -208,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate-ood", help="fit a model's not-a-chest-X-ray detector on the training films")
     c.add_argument("--model", default="finetuned")
     c.add_argument("--data", required=True)
-    c.add_argument("--seed", type=int, default=42, help="the seed the model was trained with (same patient split)")
+    c.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=42,
+                   help="the --split-seed the model was trained with (same patient split)")
     c.set_defaults(func=_cmd_calibrate_ood)
 
     m = sub.add_parser("manifest", help="record the SHA-256 of the models in models/MANIFEST.json")

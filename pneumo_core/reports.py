@@ -92,6 +92,11 @@ class VariantReport:
         return float(t)
 
     @property
+    def soup(self) -> dict | None:
+        """The weight-soup record (members, method) when this model is an average of several runs."""
+        return self.training.get("soup")
+
+    @property
     def operating_points(self) -> dict:
         return self.training.get("operating_points", {})
 
@@ -114,14 +119,16 @@ class VariantReport:
                 "(and evaluate it), then reload this page.")
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
+    """The JSON object in ``path``, or {} when it is missing or unreadable."""
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 
 
-def _read_csv(path: Path) -> pd.DataFrame | None:
+def read_csv(path: Path) -> pd.DataFrame | None:
+    """The table in ``path``, or None when it is missing or unreadable."""
     try:
         return pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError):
@@ -132,7 +139,7 @@ def load_history(report_dir: Path) -> pd.DataFrame | None:
     """Head-training epochs then fine-tuning epochs on one axis (``step`` = 1, 2, ...)."""
     parts = []
     for phase, fname in (("head", "history_head.csv"), ("fine-tune", "history_finetune.csv")):
-        df = _read_csv(report_dir / fname)
+        df = read_csv(report_dir / fname)
         if df is not None and len(df):
             parts.append(df.assign(phase=phase))
     if not parts:
@@ -147,11 +154,11 @@ def load_report(variant: str, models_dir: str | Path = MODELS_DIR) -> VariantRep
     rd = models_dir / "reports" / variant
     rep = VariantReport(variant=variant, report_dir=rd, model_path=models_dir / f"{variant}.keras")
     rep.missing = [f for f in REPORT_FILES if not (rd / f).is_file()]
-    rep.training = _read_json(rd / "training.json")
-    rep.metrics = _read_json(rd / "metrics.json")
-    rep.test_predictions = _read_csv(rd / "test_predictions.csv")
-    rep.roc = _read_csv(rd / "roc_curve.csv")
-    rep.validation = _read_csv(rd / "validation_predictions.csv")
+    rep.training = read_json(rd / "training.json")
+    rep.metrics = read_json(rd / "metrics.json")
+    rep.test_predictions = read_csv(rd / "test_predictions.csv")
+    rep.roc = read_csv(rd / "roc_curve.csv")
+    rep.validation = read_csv(rd / "validation_predictions.csv")
     rep.history = load_history(rd)
     for fname, ok in (("training.json", rep.training), ("metrics.json", rep.metrics)):
         if fname not in rep.missing and not ok:
@@ -275,6 +282,27 @@ def test_examples(root: str | Path, per_class: int = 4) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["file", "path", "true_label"])
 
 
+def soup_members(rep: VariantReport) -> pd.DataFrame:
+    """One row per candidate run of a weight soup: its recipe, validation scores, and whether it was kept."""
+    rows = []
+    for m in (rep.soup or {}).get("members", []):
+        cfg = m.get("config") or {}
+        aug = cfg.get("augment") or {}
+        rows.append({
+            "run": Path(m["file"]).parent.name or m["file"],
+            "in soup": "yes" if m.get("in_soup") else "no",
+            "validation log-loss": round(m["val_log_loss"], 4),
+            "validation AUC": round(m["val_auc"], 4),
+            "seed": cfg.get("seed"),
+            "lr": cfg.get("fine_tune_lr"),
+            "schedule": cfg.get("lr_schedule"),
+            "JPEG re-encoding": f"{aug['jpeg']:.0%} of films" if aug.get("jpeg") else "no",
+            "fine-tune epochs": (m.get("epochs_run") or {}).get("finetune"),
+            "sha256": m["sha256"][:12],
+        })
+    return pd.DataFrame(rows)
+
+
 def protocol(rep: VariantReport) -> dict:
     """The evaluation protocol in words: data counts, validation rule, threshold rule, training setup."""
     t, m = rep.training, rep.metrics
@@ -300,6 +328,12 @@ def protocol(rep: VariantReport) -> dict:
                       f"class weights; seed {cfg.get('seed', '?')}",
         "Confidence intervals": "95% percentile bootstrap over test images (1000 resamples)",
     }
+    if rep.soup:
+        kept = [m for m in rep.soup.get("members", []) if m.get("in_soup")]
+        out["Training"] = (f"weight soup: the average of {len(kept)} of {len(rep.soup.get('members', []))} "
+                           f"fine-tuned runs ({rep.soup.get('method', '?')}, chosen by {rep.soup.get('score', '?')}; "
+                           "Wortsman et al. 2022). Each run: head on cached features, then the top 30 layers "
+                           "fine-tuned with early stopping on validation AUC and class weights")
     if m.get("ood_rejected_fraction") is not None:
         out["Not-a-chest-X-ray filter on test"] = f"{m['ood_rejected_fraction']:.1%} of test images flagged"
     return out

@@ -28,6 +28,9 @@ class TrainConfig:
     weights: str = "imagenet"
     out: str = "models"
     seed: int = 42
+    # The validation split has its own seed, so runs with different training seeds are
+    # validated (early stopping, threshold, soup selection) on the same films.
+    split_seed: int = 42
     # Seed of phase 1 (the head on cached features) when it differs from ``seed``: runs that
     # share it start fine-tuning from the same weights, which is what a weight soup needs.
     head_seed: int | None = None
@@ -50,9 +53,9 @@ def training_split(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     df = D.list_images(D.resolve_split_dir(cfg.data, "train"))
     if cfg.limit:
         df = pd.concat(
-            [g.sample(min(len(g), cfg.limit // 2), random_state=cfg.seed) for _, g in df.groupby("label")]
+            [g.sample(min(len(g), cfg.limit // 2), random_state=cfg.split_seed) for _, g in df.groupby("label")]
         ).sort_values("path").reset_index(drop=True)
-    df_train, df_val = D.patient_split(df, cfg.val_fraction, cfg.seed)
+    df_train, df_val = D.patient_split(df, cfg.val_fraction, cfg.split_seed)
     if set(df_train.patient) & set(df_val.patient):
         raise RuntimeError("a patient is on both sides of the validation split")
     return df_train, df_val
@@ -280,6 +283,31 @@ def greedy_soup(weight_lists: list[list[np.ndarray]], member_losses: list[float]
     return used, average_weights([weight_lists[j] for j in used])
 
 
+def _member_recipe(path: Path) -> dict:
+    """How a member was trained, from the ``training.json`` written next to it (if any)."""
+    from .reports import read_json
+
+    info = read_json(path.parent / "reports" / path.stem / "training.json")
+    if not info:
+        return {}
+    cfg = info.get("config", {})
+    keep = ("seed", "head_seed", "fine_tune_lr", "lr_schedule", "patience", "augment")
+    return {"command": info.get("command"), "config": {k: cfg.get(k) for k in keep},
+            "epochs_run": info.get("epochs_run"), "own_val_threshold": info.get("threshold")}
+
+
+def _check_same_validation_split(path: Path, df_val: pd.DataFrame) -> None:
+    """Refuse a member whose own validation films (saved next to it) differ from ``df_val``:
+    it may have trained on films the soup is scored and thresholded on."""
+    from .reports import read_csv
+
+    saved = read_csv(path.parent / "reports" / path.stem / "validation_predictions.csv")
+    if saved is not None and set(saved["file"]) != set(df_val["file"]):
+        raise ValueError(f"{path} was validated on a different split ({len(saved)} films, "
+                         f"{len(set(saved['file']) - set(df_val['file']))} not in this one): train every member "
+                         "with the same --split-seed and pass it to soup")
+
+
 def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", command: str | None = None) -> dict:
     """Average fine-tuned models that started from the same weights into one model.
 
@@ -299,11 +327,13 @@ def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", co
         p = _validation_predictions(model, df_val, cfg.batch_size)
         return balanced_log_loss(y_val, p), p
 
+    for path in members:
+        _check_same_validation_split(Path(path), df_val)
     member_info = []
     for path, w in zip(members, weight_lists):
         loss, p = evaluate(w)
         member_info.append({"file": str(path), "sha256": sha256_file(path), "val_log_loss": loss,
-                            "val_auc": metrics_at(y_val, p, 0.5)["auc"]})
+                            "val_auc": metrics_at(y_val, p, 0.5)["auc"], **_member_recipe(Path(path))})
         print(f"member {path}: validation balanced log-loss {loss:.4f}, AUC {member_info[-1]['val_auc']:.4f}", flush=True)
     used, weights = greedy_soup(weight_lists, [m["val_log_loss"] for m in member_info], lambda w: evaluate(w)[0], method)
     loss, p_val = evaluate(weights)

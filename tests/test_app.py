@@ -139,7 +139,13 @@ def test_compare_page_shows_both_models_with_cis():
         lo, hi = m["ci95"]["auc"]
         assert wide.loc["ROC AUC", name] == f"{m['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
     charts = at.get("plotly_chart")
-    assert len(charts) >= 3  # metrics bars + one training-curve figure per model
+    souped = [v for v in ("finetuned", "frozen")
+              if "soup" in json.loads((MODELS / "reports" / v / "training.json").read_text())]
+    # metrics bars + one training-curve figure per trained model; a soup lists its runs instead
+    assert len(charts) == 3 - len(souped)
+    if souped:
+        members = [df.value for df in at.dataframe if "in soup" in getattr(df.value, "columns", [])]
+        assert len(members) == len(souped) and (members[0]["in soup"] == "yes").any()
     bar = json.loads(charts[0].proto.spec)
     assert {t["name"].split(" (")[0] for t in bar["data"]} == {"Fine-tuned MobileNetV2", "Frozen MobileNetV2"}
     assert all("error_y" in t for t in bar["data"])
@@ -315,11 +321,16 @@ def test_reports_match_metrics_json():
         val = reports.validation_at(rep, rep.threshold)
         assert val["val_sensitivity"] == pytest.approx(rep.operating_points[name]["val_sensitivity"])
         assert val["val_specificity"] == pytest.approx(rep.operating_points[name]["val_specificity"])
-        assert rep.history is not None and rep.history["step"].is_monotonic_increasing
+        if rep.soup:  # a weight soup has no curve of its own: its members are listed instead
+            members = reports.soup_members(rep)
+            assert (members["in soup"] == "yes").any() and members["validation AUC"].between(0.5, 1).all()
+            assert "weight soup" in reports.protocol(rep)["Training"]
+        else:
+            assert rep.history is not None and rep.history["step"].is_monotonic_increasing
     table = reports.metrics_table(reps)
     assert len(table) == 12 and (table["ci_lo"] <= table["value"] + 1e-9).all()
     assert (table["value"] <= table["ci_hi"] + 1e-9).all()
-    assert "fine-tune" in set(reps["finetuned"].history["phase"])
+    assert reps["finetuned"].soup or "fine-tune" in set(reps["finetuned"].history["phase"])
 
 
 def test_label_and_confidence_helpers():

@@ -14,6 +14,15 @@ def test_training_split_keeps_patients_apart(data_root):
     assert set(tr.label) == set(va.label) == {0, 1}
 
 
+def test_training_seed_does_not_move_the_validation_split(data_root):
+    """Runs with different training seeds must be validated on the same films (soups, comparisons)."""
+    _, va = training_split(TrainConfig(data=str(data_root), seed=42))
+    _, va_seed1 = training_split(TrainConfig(data=str(data_root), seed=1))
+    _, va_split1 = training_split(TrainConfig(data=str(data_root), split_seed=1))
+    assert set(va.file) == set(va_seed1.file)
+    assert set(va.file) != set(va_split1.file)
+
+
 @pytest.mark.parametrize("variant", ["frozen", "finetuned"])
 def test_train_writes_model_history_and_provenance(tmp_path, data_root, variant):
     cfg = TrainConfig(variant=variant, data=str(data_root), weights=None, out=str(tmp_path), limit=40,
@@ -105,3 +114,20 @@ def test_soup_cli_averages_members_and_writes_a_loadable_model(tmp_path, data_ro
 
     assert main(["soup", str(members[0]), str(tmp_path / "missing.keras"), "--data", str(data_root),
                  "--out", str(tmp_path / "x")]) == 2
+
+
+def test_soup_refuses_a_member_validated_on_other_films(tmp_path, data_root, capsys):
+    """A member trained with another split may have trained on the soup's validation films."""
+    from pneumo_core.cli import main
+    from pneumo_core.model import build_model
+
+    path = tmp_path / "m" / "finetuned.keras"
+    path.parent.mkdir()
+    build_model("finetuned", weights=None).save(path)
+    _, other_val = training_split(TrainConfig(data=str(data_root), limit=60, split_seed=7))
+    (path.parent / "reports" / "finetuned").mkdir(parents=True)
+    other_val.assign(p_pneumonia=0.5).to_csv(path.parent / "reports" / "finetuned" / "validation_predictions.csv")
+    assert main(["soup", str(path), str(path), "--data", str(data_root), "--out", str(tmp_path / "out"),
+                 "--limit", "60"]) == 2
+    assert "validated on a different split" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "finetuned.keras").exists()
