@@ -33,5 +33,10 @@ st.caption("Loss and AUC per epoch on the training and validation parts of the K
 for v, rep in w.get_reports().items():
     if rep.history is not None:
         w.plot(w.history_figure(rep), key=f"history_{v}")
+    elif rep.soup:
+        st.markdown(f"**{rep.name}** is a weight soup: the element-wise average of the runs marked "
+                    "*in soup* below, each fine-tuned from the same ImageNet weights. It has no training curve "
+                    "of its own; the runs were scored on the validation part only.")
+        st.dataframe(reports.soup_members(rep), hide_index=True, width="stretch")
     else:
         st.info(f"{rep.name}: no training history yet.")

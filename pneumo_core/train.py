@@ -262,13 +262,13 @@ def average_weights(weight_lists: list[list[np.ndarray]]) -> list[np.ndarray]:
 
 
 def greedy_soup(weight_lists: list[list[np.ndarray]], member_losses: list[float], score,
-                method: str = "greedy") -> tuple[list[int], list[np.ndarray]]:
+                method: str = "greedy", trace: list | None = None) -> tuple[list[int], list[np.ndarray]]:
     """Model soup (Wortsman et al., ICML 2022). ``score(weights)`` is a loss on validation data;
     ``member_losses`` the members' own losses.
 
     ``uniform``: the mean of all members. ``greedy``: members sorted by their own loss; each
-    is kept only if adding it to the soup does not raise the loss. Returns the indices used and
-    the averaged weights."""
+    is kept only if adding it to the soup does not raise the loss (each try is appended to
+    ``trace``). Returns the indices used and the averaged weights."""
     if method == "uniform":
         return list(range(len(weight_lists))), average_weights(weight_lists)
     if method != "greedy":
@@ -278,6 +278,8 @@ def greedy_soup(weight_lists: list[list[np.ndarray]], member_losses: list[float]
     for i in order[1:]:
         candidate = average_weights([weight_lists[j] for j in used + [i]])
         loss = score(candidate)
+        if trace is not None:
+            trace.append({"tried": used + [i], "val_log_loss": loss, "kept": loss <= best})
         if loss <= best:
             used, best = used + [i], loss
     return used, average_weights([weight_lists[j] for j in used])
@@ -335,7 +337,12 @@ def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", co
         member_info.append({"file": str(path), "sha256": sha256_file(path), "val_log_loss": loss,
                             "val_auc": metrics_at(y_val, p, 0.5)["auc"], **_member_recipe(Path(path))})
         print(f"member {path}: validation balanced log-loss {loss:.4f}, AUC {member_info[-1]['val_auc']:.4f}", flush=True)
-    used, weights = greedy_soup(weight_lists, [m["val_log_loss"] for m in member_info], lambda w: evaluate(w)[0], method)
+    trace: list = []
+    used, weights = greedy_soup(weight_lists, [m["val_log_loss"] for m in member_info], lambda w: evaluate(w)[0],
+                                method, trace)
+    for step in trace:
+        print(f"  tried members {step['tried']}: validation log-loss {step['val_log_loss']:.4f} "
+              f"({'kept' if step['kept'] else 'not kept'})", flush=True)
     loss, p_val = evaluate(weights)
     for i, m in enumerate(member_info):
         m["in_soup"] = i in used
@@ -344,7 +351,7 @@ def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", co
     extra = {
         "command": command,
         "soup": {"method": method, "score": "class-balanced log-loss on the validation split",
-                 "members": member_info, "val_log_loss": loss,
+                 "members": member_info, "greedy_steps": trace, "val_log_loss": loss,
                  "reference": "Wortsman et al., Model soups, ICML 2022"},
         "timing_s": {"total": round(time.time() - t0, 1)},
     }

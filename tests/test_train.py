@@ -74,8 +74,10 @@ def test_greedy_soup_keeps_only_members_that_lower_the_validation_loss():
         return float((w[0][0] - 0.4) ** 2)
 
     own = [loss(m) for m in members]
-    used, weights = greedy_soup(members, own, loss, "greedy")
+    trace = []
+    used, weights = greedy_soup(members, own, loss, "greedy", trace)
     assert used == [0, 1] and weights[0][0] == pytest.approx(0.5)  # 10.0 would drag the mean to 3.67
+    assert [(t["tried"], t["kept"]) for t in trace] == [([0, 1], True), ([0, 1, 2], False)]
     used, weights = greedy_soup(members, own, loss, "uniform")
     assert used == [0, 1, 2] and weights[0][0] == pytest.approx(11 / 3)
     with pytest.raises(ValueError, match="same architecture"):
