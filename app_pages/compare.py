@@ -31,12 +31,12 @@ st.subheader("Training curves")
 st.caption("Loss and AUC per epoch on the training and validation parts of the Kermany train folder "
            "(the test split is never seen during training).")
 for v, rep in w.get_reports().items():
+    if rep.soup:
+        st.markdown(f"**{rep.name}** was chosen by a greedy weight soup: the element-wise average of the runs "
+                    "marked *in soup* below (one run when averaging did not lower the validation loss), each "
+                    "fine-tuned from the same ImageNet weights and scored on the validation part only.")
+        st.dataframe(reports.soup_members(rep), hide_index=True, width="stretch")
     if rep.history is not None:
         w.plot(w.history_figure(rep), key=f"history_{v}")
-    elif rep.soup:
-        st.markdown(f"**{rep.name}** is a weight soup: the element-wise average of the runs marked "
-                    "*in soup* below, each fine-tuned from the same ImageNet weights. It has no training curve "
-                    "of its own; the runs were scored on the validation part only.")
-        st.dataframe(reports.soup_members(rep), hide_index=True, width="stretch")
-    else:
+    elif not rep.soup:
         st.info(f"{rep.name}: no training history yet.")

@@ -329,11 +329,14 @@ def protocol(rep: VariantReport) -> dict:
         "Confidence intervals": "95% percentile bootstrap over test images (1000 resamples)",
     }
     if rep.soup:
-        kept = [m for m in rep.soup.get("members", []) if m.get("in_soup")]
-        out["Training"] = (f"weight soup: the average of {len(kept)} of {len(rep.soup.get('members', []))} "
-                           f"fine-tuned runs ({rep.soup.get('method', '?')}, chosen by {rep.soup.get('score', '?')}; "
-                           "Wortsman et al. 2022). Each run: head on cached features, then the top 30 layers "
-                           "fine-tuned with early stopping on validation AUC and class weights")
+        runs = rep.soup.get("members", [])
+        kept = [m for m in runs if m.get("in_soup")]
+        what = (f"the average of {len(kept)} of {len(runs)} fine-tuned runs" if len(kept) > 1 else
+                f"one of {len(runs)} fine-tuned runs ({Path(kept[0]['file']).parent.name}): averaging it with "
+                "any other raised the validation loss" if kept else "no run")
+        out["Training"] = (f"{rep.soup.get('method', '?')} weight soup (Wortsman et al. 2022) scored by "
+                           f"{rep.soup.get('score', '?')}: {what}. Each run: head on cached features, then the top "
+                           "30 layers fine-tuned with early stopping on validation AUC and class weights")
     if m.get("ood_rejected_fraction") is not None:
         out["Not-a-chest-X-ray filter on test"] = f"{m['ood_rejected_fraction']:.1%} of test images flagged"
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import platform
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -348,6 +349,12 @@ def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", co
         m["in_soup"] = i in used
     print(f"soup ({method}) of members {used}: validation balanced log-loss {loss:.4f}", flush=True)
     model.set_weights(weights)
+    if len(used) == 1:  # the "soup" is one run: its training curves are the model's own
+        src = Path(members[used[0]]).parent / "reports" / Path(members[used[0]]).stem
+        dst = Path(cfg.out) / "reports" / cfg.variant
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in src.glob("history_*.csv"):
+            shutil.copyfile(f, dst / f.name)
     extra = {
         "command": command,
         "soup": {"method": method, "score": "class-balanced log-loss on the validation split",

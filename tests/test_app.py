@@ -141,8 +141,9 @@ def test_compare_page_shows_both_models_with_cis():
     charts = at.get("plotly_chart")
     souped = [v for v in ("finetuned", "frozen")
               if "soup" in json.loads((MODELS / "reports" / v / "training.json").read_text())]
-    # metrics bars + one training-curve figure per trained model; a soup lists its runs instead
-    assert len(charts) == 3 - len(souped)
+    curves = [v for v in ("finetuned", "frozen") if (MODELS / "reports" / v / "history_head.csv").is_file()]
+    # metrics bars + one training-curve figure per model with a history; a soup also lists its runs
+    assert len(charts) == 1 + len(curves)
     if souped:
         members = [df.value for df in at.dataframe if "in soup" in getattr(df.value, "columns", [])]
         assert len(members) == len(souped) and (members[0]["in soup"] == "yes").any()
@@ -321,10 +322,11 @@ def test_reports_match_metrics_json():
         val = reports.validation_at(rep, rep.threshold)
         assert val["val_sensitivity"] == pytest.approx(rep.operating_points[name]["val_sensitivity"])
         assert val["val_specificity"] == pytest.approx(rep.operating_points[name]["val_specificity"])
-        if rep.soup:  # a weight soup has no curve of its own: its members are listed instead
+        if rep.soup:  # a weight soup lists its runs; it has a curve only when it is a single run
             members = reports.soup_members(rep)
             assert (members["in soup"] == "yes").any() and members["validation AUC"].between(0.5, 1).all()
             assert "weight soup" in reports.protocol(rep)["Training"]
+            assert (rep.history is not None) == ((members["in soup"] == "yes").sum() == 1)
         else:
             assert rep.history is not None and rep.history["step"].is_monotonic_increasing
     table = reports.metrics_table(reps)
