@@ -31,12 +31,17 @@ st.subheader("Training curves")
 st.caption("Loss and AUC per epoch on the training and validation parts of the Kermany train folder "
            "(the test split is never seen during training).")
 for v, rep in w.get_reports().items():
-    if rep.soup:
+    if rep.ensemble:
+        st.markdown(f"**{rep.name}** is an output ensemble: it averages the logits of the runs below, each "
+                    "fine-tuned from the same ImageNet weights and validated on the same films. It has no "
+                    "training curve of its own.")
+        st.dataframe(reports.run_members(rep), hide_index=True, width="stretch")
+    elif rep.soup:
         st.markdown(f"**{rep.name}** was chosen by a greedy weight soup: the element-wise average of the runs "
-                    "marked *in soup* below (one run when averaging did not lower the validation loss), each "
+                    "marked *in model* below (one run when averaging did not lower the validation loss), each "
                     "fine-tuned from the same ImageNet weights and scored on the validation part only.")
-        st.dataframe(reports.soup_members(rep), hide_index=True, width="stretch")
+        st.dataframe(reports.run_members(rep), hide_index=True, width="stretch")
     if rep.history is not None:
         w.plot(w.history_figure(rep), key=f"history_{v}")
-    elif not rep.soup:
+    elif not (rep.soup or rep.ensemble):
         st.info(f"{rep.name}: no training history yet.")

@@ -1,4 +1,4 @@
-"""``python -m pneumo_core train|soup|evaluate|predict|calibrate-ood|manifest|export`` — a stable, scriptable contract."""
+"""``python -m pneumo_core train|soup|ensemble|evaluate|predict|calibrate-ood|manifest|export`` — a stable, scriptable contract."""
 from __future__ import annotations
 
 import argparse
@@ -39,14 +39,18 @@ def _cmd_train(args) -> int:
     return 0
 
 
-def _cmd_soup(args) -> int:
+def _cmd_combine(args) -> int:
+    """``soup`` (average weights) and ``ensemble`` (average logits) of several runs."""
     from .model import ModelLoadError
-    from .train import TrainConfig, soup
+    from .train import TrainConfig, ensemble, soup
 
     cfg = TrainConfig(variant=args.variant, data=args.data, out=args.out, split_seed=args.split_seed, limit=args.limit)
+    command = "python -m pneumo_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     try:
-        soup(args.members, cfg, method=args.method,
-             command="python -m pneumo_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+        if args.command == "soup":
+            soup(args.members, cfg, method=args.method, command=command)
+        else:
+            ensemble(args.members, cfg, command=command)
     except (ModelLoadError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -176,17 +180,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--limit", type=int, help="train on at most this many images (smoke runs)")
     t.set_defaults(func=_cmd_train)
 
-    so = sub.add_parser("soup", help="average fine-tuned models that share their starting weights (model soup)")
-    so.add_argument("members", nargs="+", help=".keras files of one variant, trained with the same --head-seed")
-    so.add_argument("--variant", choices=["frozen", "finetuned"], default="finetuned")
-    so.add_argument("--data", required=True, help="dataset root with train/ (the validation split is carved from it)")
-    so.add_argument("--out", default="models", help="output folder (default: models)")
+    so = sub.add_parser("soup", help="average the weights of runs that share their starting weights (model soup)")
+    en = sub.add_parser("ensemble", help="one model that averages the logits of several runs (output ensemble)")
+    for sp in (so, en):
+        sp.add_argument("members", nargs="+", help=".keras files of one variant, validated on the same split"
+                        + (" and trained with the same --head-seed" if sp is so else ""))
+        sp.add_argument("--variant", choices=["frozen", "finetuned"], default="finetuned",
+                        help="the name the result is saved under (default: finetuned)")
+        sp.add_argument("--data", required=True, help="dataset root with train/ (the validation split is carved from it)")
+        sp.add_argument("--out", default="models", help="output folder (default: models)")
+        sp.add_argument("--split-seed", type=int, default=42, help="the --split-seed the members were trained with")
+        sp.add_argument("--limit", type=int, help="the --limit the members were trained with (smoke runs)")
+        sp.set_defaults(func=_cmd_combine)
     so.add_argument("--method", choices=["greedy", "uniform"], default="greedy",
                     help="greedy: add members in order of validation loss while the soup's loss does not rise; "
                          "uniform: average all")
-    so.add_argument("--split-seed", type=int, default=42, help="the --split-seed the members were trained with")
-    so.add_argument("--limit", type=int, help="the --limit the members were trained with (smoke runs)")
-    so.set_defaults(func=_cmd_soup)
 
     def model_args(sp):
         sp.add_argument("--model", default="finetuned",

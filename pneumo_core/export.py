@@ -3,7 +3,7 @@
 The exported graph is the compiled explain function of :mod:`explain` with its variables
 frozen to constants: input ``image`` (B, 224, 224, 3) float32 in [-1, 1] (the output of
 ``infer.prepare``), outputs ``p_pneumonia`` (B,), the raw 7x7 Grad-CAM map (B, 7, 7) and the
-pooled ``out_relu`` features (B, 1280) that the out-of-distribution check needs. The backward
+pooled ``out_relu`` features (B, 1280 per member) that the out-of-distribution check needs. The backward
 pass from the logit to ``out_relu`` is a handful of linear ops (the head is pooling, batch
 norm and one dense layer), so it converts to TFLite builtins and Grad-CAM survives export.
 
@@ -135,7 +135,7 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
         "source_sha256": source_sha,
         "threshold": threshold,
         "inputs": {"image": "float32 (B, 224, 224, 3) in [-1, 1]"},
-        "outputs": {"p_pneumonia": "(B,)", "cam": "(B, 7, 7) raw Grad-CAM", "pooled": "(B, 1280)"},
+        "outputs": {"p_pneumonia": "(B,)", "cam": "(B, 7, 7) raw Grad-CAM", "pooled": "(B, 1280 per member)"},
         "calibration": ({"images": len(calibration), "folder": str(Path(calibration[0]).parent.parent),
                          "seed": seed, "sample": "stratified by class, seeded"} if calibration else None),
         "tensorflow": tf.__version__,

@@ -129,7 +129,7 @@ class Predictor:
 
     # ------------------------------------------------------------ batch arrays
     def predict_arrays(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Model inputs (B,224,224,3) -> (p_pneumonia (B,), pooled features (B,1280))."""
+        """Model inputs (B,224,224,3) -> (p_pneumonia (B,), pooled features (B, 1280 per ensemble member))."""
         p, pooled = self._forward(np.asarray(x, np.float32))
         return p.numpy(), pooled.numpy()
 

@@ -86,6 +86,47 @@ def build_model(variant: str, weights: str | None = "imagenet", dropout: float =
     return keras.Model(image, x, name=f"pneumonia_mobilenetv2_{variant}")
 
 
+def build_ensemble(members: list, name: str = "pneumonia_mobilenetv2_ensemble"):
+    """One Keras model that averages the logits of several classifiers built by :func:`build_model`.
+
+    It keeps the two-part shape the rest of the library relies on: a "backbone" (named
+    ``BASE_NAME``) that returns every member's ``out_relu`` maps side by side on the channel
+    axis, and a "head" (named ``logit``) that gives each member its own channels and averages
+    their logits. Grad-CAM on it is therefore the Grad-CAM of the ensemble's logit over all
+    members' last conv maps, and the pooled features start with member 0's (used by the OOD check).
+    """
+    import keras
+
+    parts = [split_model(m) for m in members]
+    channels = parts[0][0].output.shape[-1]
+    image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    maps = []
+    for k, (backbone, head) in enumerate(parts):
+        if backbone.output.shape[-1] != channels:
+            raise ValueError("ensemble members must share the backbone (same feature maps)")
+        # A renamed copy: the members' own layers keep their names (and stay usable alone).
+        copy = keras.models.clone_model(backbone)
+        copy.set_weights(backbone.get_weights())
+        copy.name, head.name = f"member{k}_backbone", f"member{k}_head"
+        maps.append(copy(image, training=False))
+    all_maps = keras.layers.Concatenate(axis=-1, name="out_relu_all")(maps) if len(maps) > 1 else maps[0]
+    backbone = keras.Model(image, all_maps, name=BASE_NAME)
+    fmap = keras.Input(all_maps.shape[1:], name="out_relu_maps")
+    logits = [head(fmap[..., k * channels:(k + 1) * channels]) for k, (_, head) in enumerate(parts)]
+    mean_logit = keras.layers.Average(name="mean_logit")(logits) if len(logits) > 1 else logits[0]
+    head = keras.Model(fmap, mean_logit, name="logit")
+    x = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    prob = keras.layers.Activation("sigmoid", name="p_pneumonia", dtype="float32")(head(backbone(x)))
+    return keras.Model(x, prob, name=name)
+
+
+def member_feature_dim(model) -> int:
+    """Channels of one member's ``out_relu`` maps (the whole backbone's for a single model)."""
+    base = model.get_layer(BASE_NAME)
+    inner = [layer for layer in base.layers if layer.name.startswith("member") and layer.name.endswith("_backbone")]
+    return int((inner[0] if inner else base).output.shape[-1])
+
+
 def split_model(model):
     """(backbone, head): the base returning ``out_relu`` maps, and a model from those maps to the
     logit. Used by Grad-CAM and the compiled inference path."""

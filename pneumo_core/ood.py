@@ -48,7 +48,10 @@ class MahalanobisOOD:
         return det
 
     def distance(self, features: np.ndarray) -> np.ndarray:
-        d = np.atleast_2d(np.asarray(features, np.float32)) - self.mean
+        # An ensemble's pooled features are its members' side by side; the detector was fitted
+        # on the first member's (the first len(mean) columns), so only those are compared.
+        features = np.atleast_2d(np.asarray(features, np.float32))[:, : self.mean.shape[0]]
+        d = features - self.mean
         # (d @ P) * d summed: one BLAS matmul; a three-operand einsum loops naively (~1 ms a row).
         # One BLAS thread: the matmul is small, and multi-threaded OpenBLAS spinning against
         # TensorFlow's or the decoder's threads on a 2-core machine took ~8 ms instead of 0.1 ms.

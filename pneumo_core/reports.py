@@ -97,6 +97,11 @@ class VariantReport:
         return self.training.get("soup")
 
     @property
+    def ensemble(self) -> dict | None:
+        """The output-ensemble record (members) when this model averages several runs' logits."""
+        return self.training.get("ensemble")
+
+    @property
     def operating_points(self) -> dict:
         return self.training.get("operating_points", {})
 
@@ -282,15 +287,16 @@ def test_examples(root: str | Path, per_class: int = 4) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["file", "path", "true_label"])
 
 
-def soup_members(rep: VariantReport) -> pd.DataFrame:
-    """One row per candidate run of a weight soup: its recipe, validation scores, and whether it was kept."""
+def run_members(rep: VariantReport) -> pd.DataFrame:
+    """One row per run behind a weight soup or an ensemble: its recipe, validation scores, and
+    whether it is part of the model."""
     rows = []
-    for m in (rep.soup or {}).get("members", []):
+    for m in (rep.soup or rep.ensemble or {}).get("members", []):
         cfg = m.get("config") or {}
         aug = cfg.get("augment") or {}
         rows.append({
             "run": Path(m["file"]).parent.name or m["file"],
-            "in soup": "yes" if m.get("in_soup") else "no",
+            "in model": "yes" if m.get("in_soup", rep.ensemble is not None) else "no",
             "validation log-loss": round(m["val_log_loss"], 4),
             "validation AUC": round(m["val_auc"], 4),
             "seed": cfg.get("seed"),
@@ -328,7 +334,13 @@ def protocol(rep: VariantReport) -> dict:
                       f"class weights; seed {cfg.get('seed', '?')}",
         "Confidence intervals": "95% percentile bootstrap over test images (1000 resamples)",
     }
-    if rep.soup:
+    if rep.ensemble:
+        runs = rep.ensemble.get("members", [])
+        out["Training"] = (f"output ensemble of {len(runs)} fine-tuned runs: "
+                           f"{rep.ensemble.get('combine', 'mean of logits')}. Each run: head on cached features, "
+                           "then the top 30 layers fine-tuned with early stopping on validation AUC and class "
+                           "weights; all validated on the same patient-grouped split")
+    elif rep.soup:
         runs = rep.soup.get("members", [])
         kept = [m for m in runs if m.get("in_soup")]
         what = (f"the average of {len(kept)} of {len(runs)} fine-tuned runs" if len(kept) > 1 else

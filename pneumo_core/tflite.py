@@ -90,7 +90,7 @@ class TFLitePredictor(Predictor):
                 from exc
         self._lock = threading.Lock()
         self._input = self._interp.get_input_details()[0]
-        # Outputs are told apart by rank: p (B,), pooled (B, 1280), cam (B, 7, 7).
+        # Outputs are told apart by rank: p (B,), pooled (B, 1280 per member), cam (B, 7, 7).
         by_rank = {len(d["shape_signature"]): d["index"] for d in self._interp.get_output_details()}
         self._out_p, self._out_pooled, self._out_cam = by_rank.get(1), by_rank.get(2), by_rank.get(3)
         if self._out_p is None:

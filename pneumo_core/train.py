@@ -191,9 +191,11 @@ def _validation_predictions(model, df_val: pd.DataFrame, batch_size: int) -> np.
 
 
 def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: pd.DataFrame, extra: dict,
-                       p_val: np.ndarray | None = None) -> dict:
+                       p_val: np.ndarray | None = None, rebuild: bool = True) -> dict:
     """Save ``model`` as ``<out>/<variant>.keras`` with its validation predictions, threshold,
-    operating points, provenance (``training.json``), OOD detector and manifest entry."""
+    operating points, provenance (``training.json``), OOD detector and manifest entry.
+    ``rebuild``: copy the weights into a fresh, uncompiled :func:`build_model` first (drops the
+    optimizer state); an ensemble, never compiled, is saved as it is."""
     import keras
     import tensorflow as tf
 
@@ -204,15 +206,20 @@ def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: 
     # Threshold and operating points from validation predictions of the final model.
     if p_val is None:
         p_val = _validation_predictions(model, df_val, cfg.batch_size)
+    # float64 before anything uses it: the CSV then round-trips exactly, and a film scored
+    # exactly at the threshold stays on the same side when the dashboard re-reads it.
+    p_val = np.asarray(p_val, dtype=np.float64)
     threshold = choose_threshold(y_val, p_val)
     pd.DataFrame({"file": df_val.file, "patient": df_val.patient, "label": df_val.label, "p_pneumonia": p_val}).to_csv(
         report_dir / "validation_predictions.csv", index=False)
 
     # Save an uncompiled copy: the shipped file carries no optimizer state.
     path = out / f"{cfg.variant}.keras"
-    clean = build_model(cfg.variant, weights=None, dropout=cfg.dropout)
-    clean.set_weights(model.get_weights())
-    clean.save(path)
+    if rebuild:
+        clean = build_model(cfg.variant, weights=None, dropout=cfg.dropout)
+        clean.set_weights(model.get_weights())
+        model = clean
+    model.save(path)
 
     info = {
         "variant": cfg.variant,
@@ -311,16 +318,30 @@ def _check_same_validation_split(path: Path, df_val: pd.DataFrame) -> None:
                          "with the same --split-seed and pass it to soup")
 
 
+def _member_record(path, df_val: pd.DataFrame, val_loss: float, p_val: np.ndarray) -> dict:
+    """Provenance and validation scores of one member of a soup or ensemble (after checking that
+    it was validated on ``df_val``)."""
+    from .model import sha256_file
+
+    _check_same_validation_split(Path(path), df_val)
+    rec = {"file": str(path), "sha256": sha256_file(path), "val_log_loss": val_loss,
+           "val_auc": metrics_at(df_val.label.to_numpy(), p_val, 0.5)["auc"], **_member_recipe(Path(path))}
+    print(f"member {path}: validation balanced log-loss {val_loss:.4f}, AUC {rec['val_auc']:.4f}", flush=True)
+    return rec
+
+
 def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", command: str | None = None) -> dict:
     """Average fine-tuned models that started from the same weights into one model.
 
     The members (``.keras`` files of one variant) are scored on the validation split of
     ``cfg`` (the split they were trained with); the soup is saved like a trained model, with
     its own validation threshold, OOD detector and provenance. The test split is never read."""
-    from .model import load_model, sha256_file
+    from .model import load_model
 
     t0 = time.time()
     df_train, df_val = training_split(cfg)
+    for path in members:  # before the slow part
+        _check_same_validation_split(Path(path), df_val)
     y_val = df_val.label.to_numpy()
     model = build_model(cfg.variant, weights=None, dropout=cfg.dropout)
     weight_lists = [load_model(m).get_weights() for m in members]
@@ -330,14 +351,7 @@ def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", co
         p = _validation_predictions(model, df_val, cfg.batch_size)
         return balanced_log_loss(y_val, p), p
 
-    for path in members:
-        _check_same_validation_split(Path(path), df_val)
-    member_info = []
-    for path, w in zip(members, weight_lists):
-        loss, p = evaluate(w)
-        member_info.append({"file": str(path), "sha256": sha256_file(path), "val_log_loss": loss,
-                            "val_auc": metrics_at(y_val, p, 0.5)["auc"], **_member_recipe(Path(path))})
-        print(f"member {path}: validation balanced log-loss {loss:.4f}, AUC {member_info[-1]['val_auc']:.4f}", flush=True)
+    member_info = [_member_record(path, df_val, *evaluate(w)) for path, w in zip(members, weight_lists)]
     trace: list = []
     used, weights = greedy_soup(weight_lists, [m["val_log_loss"] for m in member_info], lambda w: evaluate(w)[0],
                                 method, trace)
@@ -365,10 +379,44 @@ def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", co
     return _save_with_reports(model, cfg, df_train, df_val, extra, p_val=p_val)
 
 
+def ensemble(members: list[str | Path], cfg: TrainConfig, command: str | None = None) -> dict:
+    """One model that averages the logits of ``members`` (``.keras`` classifiers validated on the
+    split of ``cfg``), saved like a trained model with its own validation threshold, OOD detector
+    (on the features of the member with the lowest validation loss, placed first) and provenance.
+    The test split is never read."""
+    from .model import build_ensemble, load_model
+
+    t0 = time.time()
+    df_train, df_val = training_split(cfg)
+    for path in members:
+        _check_same_validation_split(Path(path), df_val)
+    y_val = df_val.label.to_numpy()
+    models, records = [], []
+    for path in members:
+        m = load_model(path)
+        p = _validation_predictions(m, df_val, cfg.batch_size)
+        models.append(m)
+        records.append(_member_record(path, df_val, balanced_log_loss(y_val, p), p))
+    order = sorted(range(len(models)), key=lambda i: records[i]["val_log_loss"])
+    model = build_ensemble([models[i] for i in order])
+    p_val = _validation_predictions(model, df_val, cfg.batch_size)
+    loss = balanced_log_loss(y_val, p_val)
+    print(f"ensemble of {len(models)}: validation balanced log-loss {loss:.4f}", flush=True)
+    extra = {
+        "command": command,
+        "ensemble": {"combine": "sigmoid of the mean of the members' logits", "members": [records[i] for i in order],
+                     "order": "by validation loss; the OOD check uses member 0's pooled features",
+                     "score": "class-balanced log-loss on the validation split", "val_log_loss": loss},
+        "timing_s": {"total": round(time.time() - t0, 1)},
+    }
+    return _save_with_reports(model, cfg, df_train, df_val, extra, p_val=p_val, rebuild=False)
+
+
 def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 0.01) -> dict:
     """Fit the model's out-of-distribution detector on its own pooled features of the training
     films, with the threshold set on the validation films (same patient split as training)."""
     from .infer import Predictor
+    from .model import member_feature_dim
     from .ood import MahalanobisOOD
 
     model_path = Path(model_path)
@@ -381,7 +429,8 @@ def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 
             out.append(pred.predict_arrays(xb.numpy())[1])
         return np.concatenate(out)
 
-    det = MahalanobisOOD.fit(feats(df_train), feats(df_val), target_frr)
+    dim = member_feature_dim(pred.model)  # an ensemble's detector works on its first member's features
+    det = MahalanobisOOD.fit(feats(df_train)[:, :dim], feats(df_val)[:, :dim], target_frr)
     report_dir = model_path.parent / "reports" / model_path.stem
     report_dir.mkdir(parents=True, exist_ok=True)
     det.save(report_dir / "ood.npz")

@@ -140,13 +140,13 @@ def test_compare_page_shows_both_models_with_cis():
         assert wide.loc["ROC AUC", name] == f"{m['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
     charts = at.get("plotly_chart")
     souped = [v for v in ("finetuned", "frozen")
-              if "soup" in json.loads((MODELS / "reports" / v / "training.json").read_text())]
+              if {"soup", "ensemble"} & set(json.loads((MODELS / "reports" / v / "training.json").read_text()))]
     curves = [v for v in ("finetuned", "frozen") if (MODELS / "reports" / v / "history_head.csv").is_file()]
     # metrics bars + one training-curve figure per model with a history; a soup also lists its runs
     assert len(charts) == 1 + len(curves)
     if souped:
-        members = [df.value for df in at.dataframe if "in soup" in getattr(df.value, "columns", [])]
-        assert len(members) == len(souped) and (members[0]["in soup"] == "yes").any()
+        members = [df.value for df in at.dataframe if "in model" in getattr(df.value, "columns", [])]
+        assert len(members) == len(souped) and (members[0]["in model"] == "yes").any()
     bar = json.loads(charts[0].proto.spec)
     assert {t["name"].split(" (")[0] for t in bar["data"]} == {"Fine-tuned MobileNetV2", "Frozen MobileNetV2"}
     assert all("error_y" in t for t in bar["data"])
@@ -322,17 +322,21 @@ def test_reports_match_metrics_json():
         val = reports.validation_at(rep, rep.threshold)
         assert val["val_sensitivity"] == pytest.approx(rep.operating_points[name]["val_sensitivity"])
         assert val["val_specificity"] == pytest.approx(rep.operating_points[name]["val_specificity"])
-        if rep.soup:  # a weight soup lists its runs; it has a curve only when it is a single run
-            members = reports.soup_members(rep)
-            assert (members["in soup"] == "yes").any() and members["validation AUC"].between(0.5, 1).all()
+        if rep.ensemble:  # an ensemble lists its runs and has no curve of its own
+            members = reports.run_members(rep)
+            assert len(members) >= 2 and (members["in model"] == "yes").all()
+            assert "output ensemble" in reports.protocol(rep)["Training"] and rep.history is None
+        elif rep.soup:  # a weight soup lists its runs; it has a curve only when it is a single run
+            members = reports.run_members(rep)
+            assert (members["in model"] == "yes").any() and members["validation AUC"].between(0.5, 1).all()
             assert "weight soup" in reports.protocol(rep)["Training"]
-            assert (rep.history is not None) == ((members["in soup"] == "yes").sum() == 1)
+            assert (rep.history is not None) == ((members["in model"] == "yes").sum() == 1)
         else:
             assert rep.history is not None and rep.history["step"].is_monotonic_increasing
     table = reports.metrics_table(reps)
     assert len(table) == 12 and (table["ci_lo"] <= table["value"] + 1e-9).all()
     assert (table["value"] <= table["ci_hi"] + 1e-9).all()
-    assert reps["finetuned"].soup or "fine-tune" in set(reps["finetuned"].history["phase"])
+    assert reps["finetuned"].soup or reps["finetuned"].ensemble or "fine-tune" in set(reps["finetuned"].history["phase"])
 
 
 def test_label_and_confidence_helpers():

@@ -49,20 +49,27 @@ def test_heatmap_changes_when_weights_are_randomised(shipped_predictor, several)
     randomising everything must change it too."""
     import keras
 
-    from pneumo_core.model import BASE_NAME, FINE_TUNE_LAYERS, build_model
+    from pneumo_core.model import BASE_NAME, FINE_TUNE_LAYERS, build_model, load_model
 
     trained = explain.gradcam(shipped_predictor.model, several)
     keras.utils.set_random_seed(123)
     fresh = build_model("finetuned", weights=None)
     full_random = explain.gradcam(fresh, several)
 
-    cascade = build_model("finetuned", weights=None)
-    cascade.set_weights(shipped_predictor.model.get_weights())
-    for dst, src in zip(cascade.get_layer(BASE_NAME).layers[-FINE_TUNE_LAYERS:],
-                        fresh.get_layer(BASE_NAME).layers[-FINE_TUNE_LAYERS:]):
-        dst.set_weights(src.get_weights())
-    for name in ("head_bn", "logit"):
-        cascade.get_layer(name).set_weights(fresh.get_layer(name).get_weights())
+    # a second copy of the shipped model; in an ensemble every member's trained layers are reset
+    cascade = load_model(shipped_predictor.path)
+    base = cascade.get_layer(BASE_NAME)
+    backbones = [layer for layer in base.layers if layer.name.endswith("_backbone")] or [base]
+    top = cascade.get_layer("logit")
+    heads = [layer for layer in top.layers if layer.name.endswith("_head")] if isinstance(top, keras.Model) \
+        else [cascade]
+    assert len(backbones) == len(heads) >= 1
+    for backbone in backbones:
+        for dst, src in zip(backbone.layers[-FINE_TUNE_LAYERS:], fresh.get_layer(BASE_NAME).layers[-FINE_TUNE_LAYERS:]):
+            dst.set_weights(src.get_weights())
+    for head in heads:
+        for name in ("head_bn", "logit"):
+            head.get_layer(name).set_weights(fresh.get_layer(name).get_weights())
     cascaded = explain.gradcam(cascade, several)
 
     assert _mean_corr(trained, cascaded) < 0.3

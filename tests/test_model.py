@@ -86,3 +86,35 @@ def test_shipped_models_match_manifest():
     assert set(manifest["models"]) == {"finetuned.keras", "frozen.keras"}
     for name, entry in manifest["models"].items():
         assert M.sha256_file(MODELS_DIR / name) == entry["sha256"], name
+
+
+def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, test_normal):
+    """Two small-noise copies of a random classifier: the ensemble's p is the sigmoid of the
+    mean of their logits, it survives a safe-mode round trip, and its Grad-CAM is a real map."""
+    import keras
+
+    from pneumo_core.explain import gradcam
+    from pneumo_core.images import load_path
+    from pneumo_core.infer import prepare
+    from pneumo_core.model import build_ensemble, build_model, load_model, member_feature_dim, split_model
+
+    keras.utils.set_random_seed(3)
+    members = [build_model("finetuned", weights=None) for _ in range(2)]
+    for m in members:  # a random backbone saturates p; keep it inside (0, 1)
+        kernel, bias = m.get_layer("logit").get_weights()
+        m.get_layer("logit").set_weights([kernel * 1e-3, bias])
+    x = prepare(load_path(test_normal))[None]
+    p = np.array([m.predict(x, verbose=0).ravel()[0] for m in members], dtype="float64")
+    want = 1 / (1 + np.exp(-np.mean(np.log(p / (1 - p)))))
+    ens = build_ensemble(members)
+    assert ens.predict(x, verbose=0).ravel()[0] == pytest.approx(want, rel=1e-4)
+    path = tmp_path / "ensemble.keras"
+    ens.save(path)
+    loaded = load_model(path)  # safe_mode: no Lambda layers, nothing to unpickle
+    assert loaded.predict(x, verbose=0).ravel()[0] == pytest.approx(want, rel=1e-4)
+    backbone, head = split_model(loaded)
+    assert backbone.output.shape[-1] == 2560 and member_feature_dim(loaded) == 1280
+    cam = gradcam(loaded, x)[0]
+    assert cam.shape == (7, 7) and np.isfinite(cam).all()
+    with pytest.raises(ValueError, match="share the backbone"):
+        build_ensemble([members[0], loaded])

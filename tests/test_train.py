@@ -133,3 +133,40 @@ def test_soup_refuses_a_member_validated_on_other_films(tmp_path, data_root, cap
                  "--limit", "60"]) == 2
     assert "validated on a different split" in capsys.readouterr().err
     assert not (tmp_path / "out" / "finetuned.keras").exists()
+
+
+def test_ensemble_cli_writes_a_model_whose_p_is_the_mean_logit(tmp_path, data_root):
+    """``ensemble`` on two members: provenance, members ordered by validation loss, OOD detector
+    on member 0's 1280 features, and a Predictor that loads it like any shipped model."""
+    import keras
+
+    from pneumo_core.cli import main
+    from pneumo_core.infer import Predictor
+    from pneumo_core.model import build_model
+
+    keras.utils.set_random_seed(5)
+    paths = []
+    for k in range(2):
+        m = build_model("finetuned", weights=None)
+        kernel, bias = m.get_layer("logit").get_weights()  # a random backbone saturates p; keep it in (0, 1)
+        m.get_layer("logit").set_weights([kernel * 1e-3, bias])
+        paths.append(tmp_path / f"m{k}.keras")
+        m.save(paths[-1])
+    out = tmp_path / "ens"
+    assert main(["ensemble", *map(str, paths), "--data", str(data_root), "--out", str(out), "--limit", "60"]) == 0
+    info = json.loads((out / "reports" / "finetuned" / "training.json").read_text())
+    members = info["ensemble"]["members"]
+    assert len(members) == 2 and members[0]["val_log_loss"] <= members[1]["val_log_loss"]
+    pred = Predictor(out / "finetuned.keras")
+    assert pred.ood.mean.shape == (1280,) and pred.threshold == pytest.approx(info["threshold"])
+    from pneumo_core.images import load_path
+    from pneumo_core.infer import prepare
+
+    film = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[0]
+    x = prepare(load_path(film))[None]
+    p_ens, features = pred.predict_arrays(x)
+    ps = np.array([Predictor(p, verify=False).predict_arrays(x)[0][0] for p in paths], "float64")
+    assert 0 < ps.min() and ps.max() < 1
+    assert p_ens[0] == pytest.approx(1 / (1 + np.exp(-np.mean(np.log(ps / (1 - ps))))), rel=1e-3)
+    assert features.shape == (1, 2560) and np.isfinite(pred.ood.distance(features)).all()
+    assert np.isfinite(pred.predict(film).ood_distance)
