@@ -86,37 +86,60 @@ def build_model(variant: str, weights: str | None = "imagenet", dropout: float =
     return keras.Model(image, x, name=f"pneumonia_mobilenetv2_{variant}")
 
 
-def build_ensemble(members: list, name: str = "pneumonia_mobilenetv2_ensemble"):
-    """One Keras model that averages the logits of several classifiers built by :func:`build_model`.
+def _folded_head(member) -> tuple:
+    """A member's head in inference mode as one affine map of its pooled features: BatchNorm
+    (moving statistics) and Dense(1) folded into (w, b); Dropout is the identity there."""
+    import numpy as np
 
-    It keeps the two-part shape the rest of the library relies on: a "backbone" (named
-    ``BASE_NAME``) that returns every member's ``out_relu`` maps side by side on the channel
-    axis, and a "head" (named ``logit``) that gives each member its own channels and averages
-    their logits. Grad-CAM on it is therefore the Grad-CAM of the ensemble's logit over all
-    members' last conv maps, and the pooled features start with member 0's (used by the OOD check).
+    kernel, bias = member.get_layer("logit").get_weights()
+    w, b = kernel[:, 0].astype(np.float64), float(bias[0])
+    try:
+        bn = member.get_layer("head_bn")
+    except ValueError:
+        return w, b
+    gamma, beta, mean, var = (np.asarray(a, np.float64) for a in bn.get_weights())
+    scale = gamma / np.sqrt(var + bn.epsilon)
+    return w * scale, b + float(w @ (beta - scale * mean))
+
+
+def build_ensemble(members: list, name: str = "pneumonia_mobilenetv2_ensemble"):
+    """One Keras model whose logit is the mean of the logits of several classifiers built by
+    :func:`build_model`.
+
+    It has the single model's shape: a "backbone" (named ``BASE_NAME``) returning every
+    member's ``out_relu`` maps side by side on the channel axis, global average pooling, and one
+    Dense ``logit``. A member's head is affine in its pooled features once BatchNorm and Dropout
+    are in inference mode, so the mean of the members' logits is exactly one Dense layer over the
+    concatenated features (weights divided by the member count). Grad-CAM, the TFLite export and
+    the fast inference path therefore work unchanged: Grad-CAM is the ensemble logit's over all
+    members' last conv maps, and the pooled features start with member 0's (the OOD check's).
+    The result is for inference only: it is not meant to be trained further.
     """
     import keras
+    import numpy as np
 
-    parts = [split_model(m) for m in members]
-    channels = parts[0][0].output.shape[-1]
+    parts = [split_model(m)[0] for m in members]
+    channels = parts[0].output.shape[-1]
     image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
     maps = []
-    for k, (backbone, head) in enumerate(parts):
+    for k, backbone in enumerate(parts):
         if backbone.output.shape[-1] != channels:
             raise ValueError("ensemble members must share the backbone (same feature maps)")
         # A renamed copy: the members' own layers keep their names (and stay usable alone).
         copy = keras.models.clone_model(backbone)
         copy.set_weights(backbone.get_weights())
-        copy.name, head.name = f"member{k}_backbone", f"member{k}_head"
+        copy.name = f"member{k}_backbone"
         maps.append(copy(image, training=False))
     all_maps = keras.layers.Concatenate(axis=-1, name="out_relu_all")(maps) if len(maps) > 1 else maps[0]
     backbone = keras.Model(image, all_maps, name=BASE_NAME)
-    fmap = keras.Input(all_maps.shape[1:], name="out_relu_maps")
-    logits = [head(fmap[..., k * channels:(k + 1) * channels]) for k, (_, head) in enumerate(parts)]
-    mean_logit = keras.layers.Average(name="mean_logit")(logits) if len(logits) > 1 else logits[0]
-    head = keras.Model(fmap, mean_logit, name="logit")
+    folded = [_folded_head(m) for m in members]
     x = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
-    prob = keras.layers.Activation("sigmoid", name="p_pneumonia", dtype="float32")(head(backbone(x)))
+    pooled = keras.layers.GlobalAveragePooling2D(name="gap")(backbone(x, training=False))
+    dense = keras.layers.Dense(1, name="logit")
+    logit = dense(pooled)
+    dense.set_weights([np.concatenate([w for w, _ in folded])[:, None].astype("float32") / len(members),
+                       np.array([np.mean([b for _, b in folded])], "float32")])
+    prob = keras.layers.Activation("sigmoid", name="p_pneumonia", dtype="float32")(logit)
     return keras.Model(x, prob, name=name)
 
 

@@ -136,3 +136,20 @@ def test_falls_back_to_builtin_kernels_when_xnnpack_refuses_the_graph(exported, 
     p, _ = pred.predict_arrays(x)
     assert pred.delegate == "builtin"
     np.testing.assert_allclose(p, p_ref, atol=2e-4, rtol=0)
+
+
+def test_ensemble_exports_and_matches_keras(tmp_path):
+    """An output ensemble converts with builtin ops only (its head is one Dense over all members'
+    pooled maps) and the export gives the Keras probabilities and Grad-CAM maps."""
+    from pneumo_core.model import build_ensemble
+
+    ens = build_ensemble([lively_model("finetuned", seed=s) for s in (3, 4)])
+    x = random_inputs(3, seed=7)
+    p_ref = ens(x, training=False).numpy()[:, 0]
+    assert p_ref.std() > 1e-3, "test ensemble is degenerate"
+    cam_ref = explain.gradcam(ens, x)
+    export_tflite(ens, out=tmp_path / "ens.tflite", quantize="none")
+    p, cam, pooled = TFLitePredictor(tmp_path / "ens.tflite", warm_up=False).explain_arrays(x)
+    assert pooled.shape == (3, 2560)
+    np.testing.assert_allclose(p, p_ref, atol=2e-4, rtol=0)
+    assert np.abs(cam - cam_ref).max() <= 1e-3 * cam_ref.max()

@@ -100,9 +100,16 @@ def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, tes
 
     keras.utils.set_random_seed(3)
     members = [build_model("finetuned", weights=None) for _ in range(2)]
+    rng = np.random.default_rng(0)
     for m in members:  # a random backbone saturates p; keep it inside (0, 1)
         kernel, bias = m.get_layer("logit").get_weights()
-        m.get_layer("logit").set_weights([kernel * 1e-3, bias])
+        m.get_layer("logit").set_weights([kernel * 1e-3, bias + rng.normal(0, 0.5, bias.shape).astype("float32")])
+        # non-trivial BatchNorm statistics, so folding the head into one Dense is really tested
+        gamma, beta, mean, var = m.get_layer("head_bn").get_weights()
+        m.get_layer("head_bn").set_weights([rng.uniform(0.5, 2, gamma.shape).astype("float32"),
+                                            rng.normal(0, 0.5, beta.shape).astype("float32"),
+                                            rng.normal(0, 0.5, mean.shape).astype("float32"),
+                                            rng.uniform(0.5, 2, var.shape).astype("float32")])
     x = prepare(load_path(test_normal))[None]
     p = np.array([m.predict(x, verbose=0).ravel()[0] for m in members], dtype="float64")
     want = 1 / (1 + np.exp(-np.mean(np.log(p / (1 - p)))))
