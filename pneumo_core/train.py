@@ -319,11 +319,10 @@ def _check_same_validation_split(path: Path, df_val: pd.DataFrame) -> None:
 
 
 def _member_record(path, df_val: pd.DataFrame, val_loss: float, p_val: np.ndarray) -> dict:
-    """Provenance and validation scores of one member of a soup or ensemble (after checking that
-    it was validated on ``df_val``)."""
+    """Provenance and validation scores of one member of a soup or ensemble (the caller has
+    checked that it was validated on ``df_val``)."""
     from .model import sha256_file
 
-    _check_same_validation_split(Path(path), df_val)
     rec = {"file": str(path), "sha256": sha256_file(path), "val_log_loss": val_loss,
            "val_auc": metrics_at(df_val.label.to_numpy(), p_val, 0.5)["auc"], **_member_recipe(Path(path))}
     print(f"member {path}: validation balanced log-loss {val_loss:.4f}, AUC {rec['val_auc']:.4f}", flush=True)
@@ -340,7 +339,7 @@ def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", co
 
     t0 = time.time()
     df_train, df_val = training_split(cfg)
-    for path in members:  # before the slow part
+    for path in members:  # before any model is loaded
         _check_same_validation_split(Path(path), df_val)
     y_val = df_val.label.to_numpy()
     model = build_model(cfg.variant, weights=None, dropout=cfg.dropout)
@@ -388,7 +387,7 @@ def ensemble(members: list[str | Path], cfg: TrainConfig, command: str | None = 
 
     t0 = time.time()
     df_train, df_val = training_split(cfg)
-    for path in members:
+    for path in members:  # before any model is loaded
         _check_same_validation_split(Path(path), df_val)
     y_val = df_val.label.to_numpy()
     models, records = [], []
