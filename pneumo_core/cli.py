@@ -31,6 +31,10 @@ def _cmd_train(args) -> int:
 
         cfg.augment = {k: v * args.augment_scale for k, v in asdict(Augment()).items()}
         cfg.augment["jpeg"] = min(1.0, cfg.augment["jpeg"])  # a probability
+    if args.crop is not None:
+        cfg.augment["crop"] = args.crop
+    if args.aspect is not None:
+        cfg.augment["aspect"] = args.aspect
     if args.epochs is not None:
         cfg.epochs = args.epochs
     if args.head_epochs is not None:
@@ -175,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="fine-tuning LR schedule (default plateau)")
     t.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 6)")
     t.add_argument("--augment-scale", type=float, help="multiply every augmentation magnitude (default 1.0)")
+    t.add_argument("--crop", type=float, help="random resized crop: largest share of a film's area cut away "
+                   "(e.g. 0.3; default 0, off)")
+    t.add_argument("--aspect", type=float, help="random resized crop: log aspect-ratio range of the kept window "
+                   "(e.g. 0.2 for 0.82-1.22; default 0, off)")
     t.add_argument("--distribute", choices=["default", "mirrored", "multiworker"], default="default",
                    help="tf.distribute strategy (mirrored: all local GPUs; multiworker: TF_CONFIG cluster)")
     t.add_argument("--limit", type=int, help="train on at most this many images (smoke runs)")

@@ -121,6 +121,12 @@ class Augment:
     # other hospitals' exports are often compressed harder than the training copies, and
     # block artefacts alone push an untrained-for model towards PNEUMONIA (docs/robustness.md).
     jpeg: float = 0.5
+    # Random resized crop: up to ``crop`` of the film's area cut away and the log aspect ratio
+    # of the kept window within +-``aspect``, then resized back to the square input. The
+    # originals vary in size and are often portrait; every copy was squashed to 224x224, so
+    # framing and aspect differ from film to film and between sources. 0 turns each off.
+    crop: float = 0.0
+    aspect: float = 0.0
 
     JPEG_QUALITY = (30, 95)
 
@@ -157,7 +163,29 @@ class Augment:
         mean = tf.reduce_mean(x)
         x = (x - mean) * c + mean
         b = tf.random.stateless_uniform([], seeds[2], -self.brightness, self.brightness)
-        return tf.clip_by_value(x + b, 0.0, 1.0) * 255.0
+        x = tf.clip_by_value(x + b, 0.0, 1.0) * 255.0
+        if self.crop > 0 or self.aspect > 0:
+            # Its own seed stream, so runs trained without cropping keep their exact streams.
+            x = self.random_resized_crop(x, tf.random.experimental.stateless_fold_in(seed, 7))
+        return x
+
+    def random_resized_crop(self, image, seed):
+        """A window of area fraction U(1 - crop, 1) and log aspect ratio U(-aspect, aspect),
+        at a random position, resized back to the image's size."""
+        import tensorflow as tf
+
+        seeds = tf.random.experimental.stateless_split(seed, 4)
+        size = tf.shape(image)[:2]
+        h, w = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
+        area = tf.random.stateless_uniform([], seeds[0], 1.0 - self.crop, 1.0)
+        ratio = tf.exp(tf.random.stateless_uniform([], seeds[1], -self.aspect, self.aspect))  # width / height
+        ch = tf.clip_by_value(tf.round(h * tf.sqrt(area / ratio)), 8.0, h)
+        cw = tf.clip_by_value(tf.round(w * tf.sqrt(area * ratio)), 8.0, w)
+        top = tf.floor(tf.random.stateless_uniform([], seeds[2], 0.0, 1.0) * (h - ch + 1.0))
+        left = tf.floor(tf.random.stateless_uniform([], seeds[3], 0.0, 1.0) * (w - cw + 1.0))
+        box = tf.cast(tf.stack([top, left, ch, cw]), tf.int32)
+        window = tf.image.crop_to_bounding_box(image, box[0], box[1], box[2], box[3])
+        return tf.image.resize(window, size, antialias=True)
 
 
 def make_dataset(
