@@ -102,34 +102,95 @@ def _folded_head(member) -> tuple:
     return w * scale, b + float(w @ (beta - scale * mean))
 
 
+def _inbound_layer_names(layer_config: dict) -> set:
+    """Names of the layers whose outputs feed a layer, from its functional-model config."""
+    names, stack = set(), [layer_config.get("inbound_nodes", [])]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            history = item.get("config", {}).get("keras_history") if item.get("class_name") == "__keras_tensor__" else None
+            if history:
+                names.add(history[0])
+            else:
+                stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return names
+
+
+def shared_trunk_depth(backbones: list) -> int:
+    """How many leading layers of ``backbones`` (same architecture) can be computed once for all:
+    the largest index ``i`` such that layers ``0..i`` hold identical weights in every backbone and
+    layer ``i``'s output is the only tensor the later layers read from before it (a cut of the
+    graph). 0 when nothing is shared. Fine-tuning trains the top layers only, so runs started
+    from the same ImageNet weights share everything below them."""
+    import numpy as np
+
+    layers = backbones[0].get_config()["layers"]
+    position = {cfg["name"]: i for i, cfg in enumerate(layers)}
+    # earliest[i]: the earliest layer read by any layer after i
+    reads = [min((position[n] for n in _inbound_layer_names(cfg)), default=i) for i, cfg in enumerate(layers)]
+    earliest_after = [len(layers)] * len(layers)
+    for i in range(len(layers) - 2, -1, -1):
+        earliest_after[i] = min(earliest_after[i + 1], reads[i + 1])
+    depth = 0
+    for i in range(len(layers) - 1):
+        ref = backbones[0].layers[i].get_weights()
+        if any(len(b.layers[i].get_weights()) != len(ref)
+               or not all(np.array_equal(x, y) for x, y in zip(b.layers[i].get_weights(), ref))
+               for b in backbones[1:]):
+            break
+        if earliest_after[i] >= i:  # nothing after i reads a tensor from before i
+            depth = i
+    return depth
+
+
 def build_ensemble(members: list, name: str = "pneumonia_mobilenetv2_ensemble"):
     """One Keras model whose logit is the mean of the logits of several classifiers built by
     :func:`build_model`.
 
     It has the single model's shape: a "backbone" (named ``BASE_NAME``) returning every
     member's ``out_relu`` maps side by side on the channel axis, global average pooling, and one
-    Dense ``logit``. A member's head is affine in its pooled features once BatchNorm and Dropout
-    are in inference mode, so the mean of the members' logits is exactly one Dense layer over the
-    concatenated features (weights divided by the member count). Grad-CAM, the TFLite export and
-    the fast inference path therefore work unchanged: Grad-CAM is the ensemble logit's over all
-    members' last conv maps, and the pooled features start with member 0's (the OOD check's).
-    The result is for inference only: it is not meant to be trained further.
+    Dense ``logit``. The layers every member has unchanged (the ImageNet layers below the
+    fine-tuned top, see :func:`shared_trunk_depth`) run once, as ``shared_trunk``; each member
+    adds only its own top (``member{k}_top``). A member's head is affine in its pooled features
+    once BatchNorm and Dropout are in inference mode, so the mean of the members' logits is
+    exactly one Dense layer over the concatenated features (weights divided by the member
+    count). Grad-CAM, the TFLite export and the fast inference path therefore work unchanged:
+    Grad-CAM is the ensemble logit's over all members' last conv maps, and the pooled features
+    start with member 0's (the OOD check's). The result is for inference only.
     """
     import keras
     import numpy as np
 
     parts = [split_model(m)[0] for m in members]
-    channels = parts[0].output.shape[-1]
-    image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
-    maps = []
-    for k, backbone in enumerate(parts):
-        if backbone.output.shape[-1] != channels:
-            raise ValueError("ensemble members must share the backbone (same feature maps)")
-        # A renamed copy: the members' own layers keep their names (and stay usable alone).
+    def architecture(backbone):
+        return [c["class_name"] for c in backbone.get_config()["layers"]], backbone.output.shape[-1]
+
+    if any(architecture(p) != architecture(parts[0]) for p in parts[1:]):
+        raise ValueError("ensemble members must share the backbone (same feature maps)")
+    depth = shared_trunk_depth(parts) if len(parts) > 1 else 0
+
+    def fresh_copy(backbone):
+        # A copy with its own layers: the members keep theirs (and stay usable alone).
         copy = keras.models.clone_model(backbone)
         copy.set_weights(backbone.get_weights())
-        copy.name = f"member{k}_backbone"
-        maps.append(copy(image, training=False))
+        return copy
+
+    image = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3), name="image")
+    if depth:
+        trunk_src = fresh_copy(parts[0])
+        trunk = keras.Model(trunk_src.input, trunk_src.layers[depth].output, name="shared_trunk")
+        shared = trunk(image, training=False)
+    maps = []
+    for k, backbone in enumerate(parts):
+        copy = fresh_copy(backbone)
+        if depth:
+            top = keras.Model(copy.layers[depth].output, copy.output, name=f"member{k}_top")
+            maps.append(top(shared, training=False))
+        else:
+            copy.name = f"member{k}_backbone"
+            maps.append(copy(image, training=False))
     all_maps = keras.layers.Concatenate(axis=-1, name="out_relu_all")(maps) if len(maps) > 1 else maps[0]
     backbone = keras.Model(image, all_maps, name=BASE_NAME)
     folded = [_folded_head(m) for m in members]
@@ -143,11 +204,19 @@ def build_ensemble(members: list, name: str = "pneumonia_mobilenetv2_ensemble"):
     return keras.Model(x, prob, name=name)
 
 
+def ensemble_parts(model) -> list:
+    """The per-member sub-models inside an ensemble's backbone (``member{k}_top`` or
+    ``member{k}_backbone``), in member order; empty for a single model."""
+    import re
+
+    base = model.get_layer(BASE_NAME)
+    return [layer for layer in base.layers if re.fullmatch(r"member\d+_(top|backbone)", layer.name)]
+
+
 def member_feature_dim(model) -> int:
     """Channels of one member's ``out_relu`` maps (the whole backbone's for a single model)."""
-    base = model.get_layer(BASE_NAME)
-    inner = [layer for layer in base.layers if layer.name.startswith("member") and layer.name.endswith("_backbone")]
-    return int((inner[0] if inner else base).output.shape[-1])
+    inner = ensemble_parts(model)
+    return int((inner[0] if inner else model.get_layer(BASE_NAME)).output.shape[-1])
 
 
 def split_model(model):

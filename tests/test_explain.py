@@ -49,7 +49,7 @@ def test_heatmap_changes_when_weights_are_randomised(shipped_predictor, several)
     randomising everything must change it too."""
     import keras
 
-    from pneumo_core.model import BASE_NAME, FINE_TUNE_LAYERS, build_model, load_model
+    from pneumo_core.model import BASE_NAME, FINE_TUNE_LAYERS, build_model, ensemble_parts, load_model
 
     trained = explain.gradcam(shipped_predictor.model, several)
     keras.utils.set_random_seed(123)
@@ -58,11 +58,14 @@ def test_heatmap_changes_when_weights_are_randomised(shipped_predictor, several)
 
     # a second copy of the shipped model; in an ensemble every member's trained layers are reset
     cascade = load_model(shipped_predictor.path)
-    base = cascade.get_layer(BASE_NAME)
-    backbones = [layer for layer in base.layers if layer.name.endswith("_backbone")] or [base]
-    for backbone in backbones:
-        for dst, src in zip(backbone.layers[-FINE_TUNE_LAYERS:], fresh.get_layer(BASE_NAME).layers[-FINE_TUNE_LAYERS:]):
-            dst.set_weights(src.get_weights())
+    trained_layers = {layer.name: layer for layer in fresh.get_layer(BASE_NAME).layers[-FINE_TUNE_LAYERS:]}
+    reset = 0
+    for part in ensemble_parts(cascade) or [cascade.get_layer(BASE_NAME)]:
+        for dst in part.layers:
+            if dst.name in trained_layers and dst.weights:
+                dst.set_weights(trained_layers[dst.name].get_weights())
+                reset += 1
+    assert reset >= len(ensemble_parts(cascade) or [None]) * 20, "the fine-tuned layers were not found"
     rng = np.random.default_rng(0)
     for name in ("head_bn", "logit"):
         if name not in [layer.name for layer in cascade.layers]:

@@ -125,3 +125,45 @@ def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, tes
     assert cam.shape == (7, 7) and np.isfinite(cam).all()
     with pytest.raises(ValueError, match="share the backbone"):
         build_ensemble([members[0], loaded])
+
+
+@pytest.mark.parametrize("first_changed, trunk_end", [
+    ("block_14_expand", "block_13_project_BN"),  # what fine-tuning the top 30 layers changes
+    ("block_15_expand", "block_14_add"),  # mid-network: the cut must be after the residual add
+])
+def test_ensemble_computes_the_layers_its_runs_share_once(first_changed, trunk_end):
+    """Runs that differ only above some layer: the ensemble runs the identical layers once (a
+    ``shared_trunk`` ending at the last tensor every later layer flows through) and a top per
+    run, is smaller than separate backbones, and still gives the sigmoid of the mean logit."""
+    from _tiny import lively_model, random_inputs
+
+    runs = [lively_model("finetuned", seed=5) for _ in range(3)]
+    rng = np.random.default_rng(1)
+    for run in runs[1:]:
+        base = run.get_layer(M.BASE_NAME)
+        start = [layer.name for layer in base.layers].index(first_changed)
+        for layer in base.layers[start:]:
+            layer.set_weights([w * rng.uniform(0.9, 1.1, w.shape).astype(w.dtype) for w in layer.get_weights()])
+    backbones = [run.get_layer(M.BASE_NAME) for run in runs]
+    assert backbones[0].layers[M.shared_trunk_depth(backbones)].name == trunk_end
+
+    x = random_inputs(4)
+    # logits straight from each run's logit layer: a saturated float32 p cannot be inverted
+    logits = []
+    for run in runs:
+        backbone, head = M.split_model(run)
+        logits.append(head(backbone(x, training=False), training=False).numpy().ravel().astype("float64"))
+    assert np.ptp(np.array(logits), axis=0).max() > 1e-3, "the runs must disagree for this test to mean anything"
+    want = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
+
+    ens = M.build_ensemble(runs)
+    inner = {layer.name for layer in ens.get_layer(M.BASE_NAME).layers}
+    assert {"shared_trunk", "member0_top", "member1_top", "member2_top"} <= inner
+    assert ens.get_layer(M.BASE_NAME).get_layer("shared_trunk").layers[-1].name == trunk_end
+    np.testing.assert_allclose(ens.predict(x, verbose=0).ravel(), want, rtol=1e-4)
+    assert M.member_feature_dim(ens) == 1280 and [p.name for p in M.ensemble_parts(ens)] == \
+        ["member0_top", "member1_top", "member2_top"]
+    # one trunk instead of three; the rest is three tops and one Dense over 3 x 1280 features
+    trunk = ens.get_layer(M.BASE_NAME).get_layer("shared_trunk").count_params()
+    assert trunk > 0.25 * backbones[0].count_params()
+    assert ens.count_params() == 3 * backbones[0].count_params() - 2 * trunk + 3 * 1280 + 1
