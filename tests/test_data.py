@@ -136,3 +136,28 @@ def test_jpeg_augmentation_adds_block_artefacts_only_when_enabled(test_normal):
         return d[:, 7::8].mean() - d[:, 3::8].mean()
 
     assert blockiness(jpeg) > blockiness(no_jpeg)
+
+
+def test_random_resized_crop_reframes_the_film_only_when_enabled(test_normal):
+    """crop/aspect > 0: a window of the film, resized back to the full size, so the film is
+    reframed, differently per seed; crop =
+    aspect = 0 (the default) leaves the photometric output exactly as it was, so runs trained
+    before the option existed are reproduced bit for bit."""
+    import tensorflow as tf
+
+    img = tf.cast(D.decode_file(str(test_normal)), tf.float32)
+    quiet = dict(jpeg=0.0, gamma=0.0, contrast=0.0, brightness=0.0)
+    seed = tf.constant([5, 6], tf.int64)
+    plain = D.Augment(**quiet).photometric(img, seed).numpy()
+    np.testing.assert_allclose(plain, img.numpy(), atol=0.01)  # nothing else moves the pixels
+    crops = [D.Augment(**quiet, crop=0.3, aspect=0.2).photometric(img, tf.constant([5, s], tf.int64)).numpy()
+             for s in range(6)]
+    assert all(c.shape == plain.shape for c in crops)
+    assert all(np.abs(c - plain).mean() > 2.0 for c in crops), "a crop must reframe the film"
+    assert np.abs(crops[0] - crops[1]).mean() > 1.0, "different seeds must draw different windows"
+    np.testing.assert_array_equal(
+        crops[0], D.Augment(**quiet, crop=0.3, aspect=0.2).photometric(img, tf.constant([5, 0], tf.int64)).numpy())
+    # the default photometric stream is unchanged by the new option
+    default = D.Augment().photometric(img, seed).numpy()
+    explicit_off = D.Augment(crop=0.0, aspect=0.0).photometric(img, seed).numpy()
+    np.testing.assert_array_equal(default, explicit_off)
