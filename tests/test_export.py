@@ -138,12 +138,23 @@ def test_falls_back_to_builtin_kernels_when_xnnpack_refuses_the_graph(exported, 
     np.testing.assert_allclose(p, p_ref, atol=2e-4, rtol=0)
 
 
-def test_ensemble_exports_and_matches_keras(tmp_path):
+@pytest.mark.parametrize("shared", [False, True], ids=["separate-backbones", "shared-trunk"])
+def test_ensemble_exports_and_matches_keras(tmp_path, shared):
     """An output ensemble converts with builtin ops only (its head is one Dense over all members'
-    pooled maps) and the export gives the Keras probabilities and Grad-CAM maps."""
-    from pneumo_core.model import build_ensemble
+    pooled maps) and the export gives the Keras probabilities and Grad-CAM maps, both for runs
+    with nothing in common and for runs that differ only in their top layers (the shipped kind,
+    one shared trunk feeding a top per run)."""
+    from pneumo_core.model import BASE_NAME, FINE_TUNE_LAYERS, build_ensemble
 
-    ens = build_ensemble([lively_model("finetuned", seed=s) for s in (3, 4)])
+    if shared:
+        runs = [lively_model("finetuned", seed=3) for _ in range(2)]
+        rng = np.random.default_rng(0)
+        for layer in runs[1].get_layer(BASE_NAME).layers[-FINE_TUNE_LAYERS + 1:]:
+            layer.set_weights([w * rng.uniform(0.8, 1.2, w.shape).astype(w.dtype) for w in layer.get_weights()])
+    else:
+        runs = [lively_model("finetuned", seed=s) for s in (3, 4)]
+    ens = build_ensemble(runs)
+    assert ("shared_trunk" in [layer.name for layer in ens.get_layer(BASE_NAME).layers]) == shared
     x = random_inputs(3, seed=7)
     p_ref = ens(x, training=False).numpy()[:, 0]
     assert p_ref.std() > 1e-3, "test ensemble is degenerate"
