@@ -128,7 +128,7 @@ def shared_trunk_depth(backbones: list) -> int:
 
     layers = backbones[0].get_config()["layers"]
     position = {cfg["name"]: i for i, cfg in enumerate(layers)}
-    # earliest[i]: the earliest layer read by any layer after i
+    # reads[i]: the earliest layer that layer i reads; earliest_after[i]: the same over all layers after i
     reads = [min((position[n] for n in _inbound_layer_names(cfg)), default=i) for i, cfg in enumerate(layers)]
     earliest_after = [len(layers)] * len(layers)
     for i in range(len(layers) - 2, -1, -1):
@@ -164,6 +164,7 @@ def build_ensemble(members: list, name: str = "pneumonia_mobilenetv2_ensemble"):
     import numpy as np
 
     parts = [split_model(m)[0] for m in members]
+
     def architecture(backbone):
         return [c["class_name"] for c in backbone.get_config()["layers"]], backbone.output.shape[-1]
 
