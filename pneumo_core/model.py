@@ -133,12 +133,13 @@ def shared_trunk_depth(backbones: list) -> int:
     earliest_after = [len(layers)] * len(layers)
     for i in range(len(layers) - 2, -1, -1):
         earliest_after[i] = min(earliest_after[i + 1], reads[i + 1])
+    def same(a: list, b: list) -> bool:
+        return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))
+
     depth = 0
     for i in range(len(layers) - 1):
         ref = backbones[0].layers[i].get_weights()
-        if any(len(b.layers[i].get_weights()) != len(ref)
-               or not all(np.array_equal(x, y) for x, y in zip(b.layers[i].get_weights(), ref))
-               for b in backbones[1:]):
+        if not all(same(b.layers[i].get_weights(), ref) for b in backbones[1:]):
             break
         if earliest_after[i] >= i:  # nothing after i reads a tensor from before i
             depth = i

@@ -308,14 +308,14 @@ def _member_recipe(path: Path) -> dict:
 
 def _check_same_validation_split(path: Path, df_val: pd.DataFrame) -> None:
     """Refuse a member whose own validation films (saved next to it) differ from ``df_val``:
-    it may have trained on films the soup is scored and thresholded on."""
+    it may have trained on films the soup or ensemble is scored and thresholded on."""
     from .reports import read_csv
 
     saved = read_csv(path.parent / "reports" / path.stem / "validation_predictions.csv")
     if saved is not None and set(saved["file"]) != set(df_val["file"]):
         raise ValueError(f"{path} was validated on a different split ({len(saved)} films, "
                          f"{len(set(saved['file']) - set(df_val['file']))} not in this one): train every member "
-                         "with the same --split-seed and pass it to soup")
+                         "with the same --split-seed and pass it to soup or ensemble")
 
 
 def _member_record(path, df_val: pd.DataFrame, val_loss: float, p_val: np.ndarray) -> dict:
