@@ -58,8 +58,15 @@ def bootstrap_ci(y_true, p, threshold: float, n_boot: int = 1000, seed: int = 0,
     return {k: [float(np.percentile(v, lo)), float(np.percentile(v, hi))] for k, v in samples.items()}
 
 
+def _roc_every_threshold(y_true, p):
+    """ROC points at every distinct score. scikit-learn's default drops the points between the
+    curve's corners, and with them the highest threshold that still meets a sensitivity target
+    (it sits inside a run of positives), so threshold rules must not use the default."""
+    return skm.roc_curve(y_true, p, drop_intermediate=False)
+
+
 def youden_threshold(y_true, p) -> float:
-    fpr, tpr, thr = skm.roc_curve(y_true, p)
+    fpr, tpr, thr = _roc_every_threshold(y_true, p)
     j = tpr - fpr
     best = int(np.argmax(j))
     return float(min(thr[best], 1.0))
@@ -67,14 +74,14 @@ def youden_threshold(y_true, p) -> float:
 
 def threshold_for_sensitivity(y_true, p, target: float) -> float:
     """The highest threshold whose sensitivity is at least ``target``."""
-    fpr, tpr, thr = skm.roc_curve(y_true, p)
+    fpr, tpr, thr = _roc_every_threshold(y_true, p)
     ok = np.where(tpr >= target)[0]
     return float(min(thr[ok[0]], 1.0))
 
 
 def threshold_for_specificity(y_true, p, target: float) -> float:
     """The lowest threshold whose specificity is at least ``target``."""
-    fpr, tpr, thr = skm.roc_curve(y_true, p)
+    fpr, tpr, thr = _roc_every_threshold(y_true, p)
     ok = np.where(1 - fpr >= target)[0]
     return float(min(thr[ok[-1]], 1.0))
 

@@ -36,6 +36,26 @@ def test_threshold_rules():
     assert set(ops) >= {"default (95% sensitivity)", "balanced (Youden)", "high sensitivity (98%)", "high specificity (99%)", "0.5"}
 
 
+@pytest.mark.parametrize("target", [0.9, 0.95, 0.98])
+def test_threshold_rules_are_exact_inside_runs_of_one_class(target):
+    """The rules must find the extreme threshold even when it lies between two ROC corners
+    (a run of positives, or of negatives, with no film of the other class among them): the
+    case scikit-learn's default ROC drops, which once moved the shipped threshold."""
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(40, int), np.ones(120, int)]
+    p = np.round(np.r_[rng.uniform(0.0, 0.6, 40), rng.uniform(0.3, 1.0, 120)], 3)  # rounding makes ties
+    cand = np.unique(p)
+    sens = np.array([E.metrics_at(y, p, c)["recall"] for c in cand])
+    spec = np.array([E.metrics_at(y, p, c)["specificity"] for c in cand])
+    assert E.threshold_for_sensitivity(y, p, target) == pytest.approx(cand[sens >= target].max())
+    assert E.threshold_for_specificity(y, p, target) == pytest.approx(cand[spec >= target].min())
+    # Hand-made case: 20 positives in one run between two negatives; 95 % of 20 is 19 films,
+    # so the threshold is the 19th-highest positive score (0.52), not the run's bottom (0.51).
+    y2 = np.r_[0, np.ones(20, int), 0]
+    p2 = np.r_[0.9, np.linspace(0.70, 0.51, 20), 0.05]
+    assert E.threshold_for_sensitivity(y2, p2, 0.95) == pytest.approx(0.52)
+
+
 def test_bootstrap_ci_contains_point_estimate_and_narrows_with_n():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)
