@@ -1,8 +1,14 @@
 """Metrics against hand-computed values, threshold rules, bootstrap intervals."""
+import json
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from pneumo_core import evaluate as E
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
 
 Y = np.array([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
 P = np.array([0.1, 0.2, 0.6, 0.3, 0.7, 0.8, 0.4, 0.9, 0.95, 0.65])
@@ -54,6 +60,19 @@ def test_threshold_rules_are_exact_inside_runs_of_one_class(target):
     y2 = np.r_[0, np.ones(20, int), 0]
     p2 = np.r_[0.9, np.linspace(0.70, 0.51, 20), 0.05]
     assert E.threshold_for_sensitivity(y2, p2, 0.95) == pytest.approx(0.52)
+
+
+@pytest.mark.parametrize("variant", ["frozen", "finetuned"])
+def test_shipped_threshold_is_the_rule_applied_to_its_saved_validation_scores(variant):
+    """The shipped threshold, its report and the rule's code must agree: re-deriving the
+    threshold from the saved validation scores gives the one the dashboard and CLI use."""
+    reports = MODELS / "reports" / variant
+    info = json.loads((reports / "training.json").read_text())
+    val = pd.read_csv(reports / "validation_predictions.csv")
+    assert info["threshold"] == pytest.approx(E.choose_threshold(val.label, val.p_pneumonia), abs=1e-6)
+    assert info["threshold_rule"] == E.THRESHOLD_RULE
+    metrics = json.loads((reports / "metrics.json").read_text())
+    assert metrics["at_threshold"]["threshold"] == pytest.approx(info["threshold"], abs=1e-6)
 
 
 def test_bootstrap_ci_contains_point_estimate_and_narrows_with_n():
