@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     for k in ("keras", *FORMATS):
         m = metrics_at(y, scores[k], threshold)
         entry = {
-            "file_MB": round((keras_bytes if k == "keras" else exports[k]["bytes"]) / 2**20, 2),
+            "file_MiB": round((keras_bytes if k == "keras" else exports[k]["bytes"]) / 2**20, 2),
             "export_s": None if k == "keras" else round(exports[k]["export_s"], 1),
             "label_ms": lat[(k, "label")]["median_ms"], "label_p95_ms": lat[(k, "label")]["p95_ms"],
             "gradcam_ms": lat[(k, "label + Grad-CAM")]["median_ms"],
@@ -121,7 +121,7 @@ def main(argv=None) -> int:
     print(f"model {keras_pred.name}, threshold {threshold:.4f}; {mc['cpu']}, {mc['cpus']} CPUs; TF "
           f"{mc.get('tensorflow')}; CPU busy before run {mc['cpu_busy_before_run']}; latency: batch 1, medians of "
           f"{args.runs} runs; metrics: 624 test films; int8 calibrated on {args.calibration_images} training films")
-    B.print_table(rows, ["format", "file_MB", "label_ms", "label_p95_ms", "gradcam_ms", "gradcam_p95_ms",
+    B.print_table(rows, ["format", "file_MiB", "label_ms", "label_p95_ms", "gradcam_ms", "gradcam_p95_ms",
                          "end_to_end_ms", "speedup_label_vs_keras", "files_img_per_s"])
     print()
     B.print_table(rows, ["format", "accuracy", "sensitivity", "specificity", "auc", "max_abs_dp", "label_agreement",

@@ -1,13 +1,47 @@
-"""``python -m pneumo_core train|soup|ensemble|evaluate|predict|calibrate-ood|manifest|export`` — a stable, scriptable contract."""
+"""python -m pneumo_core train|soup|ensemble|evaluate|predict|rethreshold|calibrate-ood|manifest|export
+
+A stable, scriptable contract. Exit status: 0 when the command ran (predict: even if some files
+could not be read; each gets an "error"), 2 for a usage or input error, reported in one line on
+stderr (set PNEUMO_DEBUG=1 for the full traceback).
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ chatter off stdout/stderr
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer of TensorFlow's C++ log lines on stderr
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text!r}")
+    return value
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _command_line() -> str:
+    return "python -m pneumo_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def _cmd_train(args) -> int:
@@ -39,38 +73,38 @@ def _cmd_train(args) -> int:
         cfg.epochs = args.epochs
     if args.head_epochs is not None:
         cfg.head_epochs = args.head_epochs
-    train(cfg, command="python -m pneumo_core " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    train(cfg, command=_command_line())
     return 0
 
 
 def _cmd_combine(args) -> int:
     """``soup`` (average weights) and ``ensemble`` (average logits) of several runs."""
-    from .model import ModelLoadError
     from .train import TrainConfig, ensemble, soup
 
     cfg = TrainConfig(variant=args.variant, data=args.data, out=args.out, split_seed=args.split_seed, limit=args.limit)
-    command = "python -m pneumo_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    try:
-        if args.command == "soup":
-            soup(args.members, cfg, method=args.method, command=command)
-        else:
-            ensemble(args.members, cfg, command=command)
-    except (ModelLoadError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.command == "soup":
+        soup(args.members, cfg, method=args.method, command=_command_line())
+    else:
+        ensemble(args.members, cfg, command=_command_line())
     return 0
 
 
 def _expand_inputs(items) -> list[str]:
-    """Files as given; folders expanded (recursively) to the image and DICOM files inside."""
+    """Files as given; folders expanded (recursively) to the image and DICOM files inside,
+    skipping hidden files (``.DS_Store``, editor backups)."""
     from pathlib import Path
 
-    suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom"}
+    from .images import READABLE_SUFFIXES
+
     out = []
     for item in items:
         p = Path(item)
         if p.is_dir():
-            out += sorted(str(f) for f in p.rglob("*") if f.is_file() and f.suffix.lower() in suffixes)
+            found = sorted(str(f) for f in p.rglob("*")
+                           if f.is_file() and f.suffix.lower() in READABLE_SUFFIXES and not f.name.startswith("."))
+            if not found:
+                print(f"warning: no image or DICOM files in folder {p}", file=sys.stderr)
+            out += found
         else:
             out.append(item)
     return out
@@ -78,23 +112,19 @@ def _expand_inputs(items) -> list[str]:
 
 def _load_predictor(args):
     from .infer import Predictor
-    from .model import ModelLoadError
 
-    try:
-        return Predictor(args.model, threshold=args.threshold)
-    except (ModelLoadError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
+    predictor = Predictor(args.model, threshold=args.threshold)
+    if predictor.threshold_source.startswith("0.5 by default"):
+        print(f"warning: threshold {predictor.threshold_source}", file=sys.stderr)
+    return predictor
 
 
 def _cmd_predict(args) -> int:
     predictor = _load_predictor(args)
-    if predictor is None:
-        return 2
     files = _expand_inputs(args.images)
     results = predictor.predict_files(files, batch_size=args.batch_size)
     if args.json:
-        print(json.dumps([r.to_json() for r in results], indent=2))
+        print(json.dumps([r.to_json() for r in results], indent=2, allow_nan=False))
     else:
         print(f"model {predictor.name}, threshold {predictor.threshold:.3f} (research and teaching use only)")
         for r in results:
@@ -112,12 +142,11 @@ def _cmd_evaluate(args) -> int:
 
     from . import data as D
     from .evaluate import THRESHOLD_RULE, full_report, write_report
+    from .images import READABLE_SUFFIXES
 
-    predictor = _load_predictor(args)
-    if predictor is None:
-        return 2
     split_dir = D.resolve_split_dir(args.data, "test")
-    df = D.list_images(split_dir)
+    df = D.list_images(split_dir, suffixes=READABLE_SUFFIXES)
+    predictor = _load_predictor(args)
     results = predictor.predict_files(df.path, batch_size=args.batch_size, reject_ood=False)
     failed = [r for r in results if r.error]
     if failed:
@@ -128,38 +157,55 @@ def _cmd_evaluate(args) -> int:
     meta = {
         "model": predictor.name, "model_sha256": predictor.sha256, "data": str(split_dir),
         "counts": {"NORMAL": int((df.label == 0).sum()), "PNEUMONIA": int((df.label == 1).sum())},
-        "threshold_rule": THRESHOLD_RULE if args.threshold is None else "given on the command line",
+        "threshold_rule": {"given": "given on the command line"}.get(
+            predictor.threshold_source,
+            THRESHOLD_RULE if predictor.threshold_source.startswith("validation rule") else predictor.threshold_source),
         "ood_rejected_fraction": (float(1 - preds.is_chest_xray.mean()) if predictor.ood is not None else None),
     }
     y, p = preds.label.to_numpy(), preds.p_pneumonia.to_numpy()
     if args.write_report:
-        report = write_report(Path(args.write_report), preds, predictor.threshold, meta)
+        report = write_report(Path(args.write_report), preds, predictor.threshold, meta, n_boot=args.bootstrap)
     else:
         report = {**meta, **full_report(y, p, predictor.threshold, n_boot=args.bootstrap)}
     summary = {k: v for k, v in report["at_threshold"].items() if k != "ci95"}
     out = {**meta, **summary, "ci95": report["at_threshold"]["ci95"], "at_0.5": report["at_0.5"]}
     if args.json:
-        print(json.dumps(out, indent=2))
+        print(json.dumps(out, indent=2, allow_nan=False))
     else:
         print(f"{predictor.name} on {split_dir} ({len(df)} images), threshold {predictor.threshold:.3f}")
         for k in ("accuracy", "precision", "recall", "specificity", "f1", "auc"):
-            lo, hi = out["ci95"][k]
-            print(f"  {k:12s} {out[k]:.4f}  (95% CI {lo:.4f}-{hi:.4f})")
+            ci = f"  (95% CI {out['ci95'][k][0]:.4f}-{out['ci95'][k][1]:.4f})" if out["ci95"] else ""
+            print(f"  {k:12s} {out[k]:.4f}{ci}")
         print(f"  confusion [[TN, FP], [FN, TP]] = {out['confusion_matrix']}")
     return 0
 
 
 def _cmd_calibrate_ood(args) -> int:
-    from .train import TrainConfig, calibrate_ood
-    from .model import resolve_model_path
+    from .model import ModelLoadError, resolve_model_path
+    from .train import TrainConfig, recalibrate_ood
 
-    info = calibrate_ood(resolve_model_path(args.model), TrainConfig(data=args.data, split_seed=args.split_seed))
+    path = resolve_model_path(args.model)
+    if not path.is_file():
+        raise ModelLoadError(f"model file not found: {path}")
+    info = recalibrate_ood(path, TrainConfig(data=args.data, split_seed=args.split_seed))
     print(json.dumps(info, indent=2))
     return 0
 
 
+def _cmd_rethreshold(args) -> int:
+    from .model import resolve_model_path
+    from .train import update_threshold
+
+    path = resolve_model_path(args.model)
+    info = update_threshold(path.parent / "reports" / path.stem)
+    print(json.dumps({"model": path.stem, "threshold": info["threshold"], "threshold_rule": info["threshold_rule"],
+                      "operating_points": info["operating_points"]}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m pneumo_core", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m pneumo_core", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a variant on DIR/train (validation carved from it by patient)")
@@ -168,8 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--weights", help="ImageNet MobileNetV2 weights: a local .weights.h5 or 'imagenet' "
                    "(default: $PNEUMO_WEIGHTS, the offline copy in ../shared/weights, else 'imagenet')")
     t.add_argument("--out", default="models", help="output folder (default: models)")
-    t.add_argument("--epochs", type=int, help="fine-tuning epochs (max; early stopping on val AUC)")
-    t.add_argument("--head-epochs", type=int, help="head-training epochs (max)")
+    t.add_argument("--epochs", type=_int_at_least(1), help="fine-tuning epochs (max; early stopping on val AUC)")
+    t.add_argument("--head-epochs", type=_int_at_least(1), help="head-training epochs (max)")
     t.add_argument("--seed", type=int, default=42, help="training seed (data order, augmentation, dropout)")
     t.add_argument("--split-seed", type=int, default=42,
                    help="seed of the patient-grouped validation split (keep it fixed to compare or average runs)")
@@ -177,7 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "it start fine-tuning from the same weights and can be averaged with `soup`")
     t.add_argument("--lr", type=float, help="fine-tuning learning rate (default 5e-5)")
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="fine-tuning LR schedule (default plateau)")
-    t.add_argument("--patience", type=int, help="early-stopping patience in epochs (default 6)")
+    t.add_argument("--patience", type=_int_at_least(1), help="early-stopping patience in epochs (default 6)")
     t.add_argument("--augment-scale", type=float, help="multiply every augmentation magnitude (default 1.0)")
     t.add_argument("--crop", type=float, help="random resized crop: largest share of a film's area cut away "
                    "(e.g. 0.3; default 0, off)")
@@ -185,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(e.g. 0.2 for 0.82-1.22; default 0, off)")
     t.add_argument("--distribute", choices=["default", "mirrored", "multiworker"], default="default",
                    help="tf.distribute strategy (mirrored: all local GPUs; multiworker: TF_CONFIG cluster)")
-    t.add_argument("--limit", type=int, help="train on at most this many images (smoke runs)")
+    t.add_argument("--limit", type=_int_at_least(2), help="train on at most this many images (smoke runs)")
     t.set_defaults(func=_cmd_train)
 
     so = sub.add_parser("soup", help="average the weights of runs that share their starting weights (model soup)")
@@ -198,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--data", required=True, help="dataset root with train/ (the validation split is carved from it)")
         sp.add_argument("--out", default="models", help="output folder (default: models)")
         sp.add_argument("--split-seed", type=int, default=42, help="the --split-seed the members were trained with")
-        sp.add_argument("--limit", type=int, help="the --limit the members were trained with (smoke runs)")
+        sp.add_argument("--limit", type=_int_at_least(2), help="the --limit the members were trained with (smoke runs)")
         sp.set_defaults(func=_cmd_combine)
     so.add_argument("--method", choices=["greedy", "uniform"], default="greedy",
                     help="greedy: add members in order of validation loss while the soup's loss does not rise; "
@@ -207,26 +253,35 @@ def build_parser() -> argparse.ArgumentParser:
     def model_args(sp):
         sp.add_argument("--model", default="finetuned",
                         help="'finetuned' (default), 'frozen', or a path to a .keras or exported .tflite model")
-        sp.add_argument("--threshold", type=float, help="decision threshold (default: the model's validation-chosen one)")
-        sp.add_argument("--batch-size", type=int, default=32)
+        sp.add_argument("--threshold", type=_probability,
+                        help="decision threshold from 0 to 1 (default: the model's validation-chosen one)")
+        sp.add_argument("--batch-size", type=_int_at_least(1), default=32, help="films per forward pass (default 32)")
         sp.add_argument("--json", action="store_true", help="machine-readable output")
 
     e = sub.add_parser("evaluate", help="metrics on a labelled split (NORMAL/ and PNEUMONIA/ inside, or a dataset root)")
     model_args(e)
-    e.add_argument("--data", required=True)
-    e.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for the 95%% CIs")
+    e.add_argument("--data", required=True, help="a folder with NORMAL/ and PNEUMONIA/ inside, or a dataset root "
+                   "(its test/ is used)")
+    e.add_argument("--bootstrap", type=_int_at_least(0), default=1000,
+                   help="bootstrap resamples for the 95%% CIs (0: no CIs; default 1000)")
     e.add_argument("--write-report", metavar="DIR", help="also write metrics.json, test_predictions.csv, roc_curve.csv")
     e.set_defaults(func=_cmd_evaluate)
 
     pr = sub.add_parser("predict", help="label images (files or folders; PNG, JPEG, DICOM, ...)")
     model_args(pr)
-    pr.add_argument("images", nargs="+")
+    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+                    help="image or DICOM files, or folders (searched recursively)")
     pr.set_defaults(func=_cmd_predict)
 
+    r = sub.add_parser("rethreshold", help="re-derive a model's threshold and presets from its saved validation "
+                       "scores (after a change of rule; no data, no test split)")
+    r.add_argument("--model", default="finetuned", help="'finetuned' (default), 'frozen', or a path to a .keras model")
+    r.set_defaults(func=_cmd_rethreshold)
+
     c = sub.add_parser("calibrate-ood", help="fit a model's not-a-chest-X-ray detector on the training films")
-    c.add_argument("--model", default="finetuned")
-    c.add_argument("--data", required=True)
-    c.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=42,
+    c.add_argument("--model", default="finetuned", help="'finetuned' (default), 'frozen', or a path to a .keras model")
+    c.add_argument("--data", required=True, help="dataset root with train/ (or the train folder itself)")
+    c.add_argument("--split-seed", type=int, default=42,
                    help="the --split-seed the model was trained with (same patient split)")
     c.set_defaults(func=_cmd_calibrate_ood)
 
@@ -243,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", help="output file (default: models/<model>[.<quantize>].tflite)")
     x.add_argument("--data", help="dataset root with train/ (or the train folder) for int8 calibration "
                    "(default: $PNEUMO_DATA_DIR or ../shared/data/chest_xray)")
-    x.add_argument("--calibration-images", type=int, default=300, help="training films used for int8 calibration")
+    x.add_argument("--calibration-images", type=_int_at_least(1), default=300, help="training films used for int8 calibration")
     x.add_argument("--seed", type=int, default=42)
     x.set_defaults(func=_cmd_export)
     return p
@@ -251,14 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_export(args) -> int:
     from .export import export_tflite
-    from .model import ModelLoadError
 
-    try:
-        meta = export_tflite(args.model, out=args.out, quantize=args.quantize, data=args.data,
-                             n_calib=args.calibration_images, seed=args.seed)
-    except (ModelLoadError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    meta = export_tflite(args.model, out=args.out, quantize=args.quantize, data=args.data,
+                         n_calib=args.calibration_images, seed=args.seed)
     print(json.dumps(meta, indent=2))
     return 0
 
@@ -273,4 +323,13 @@ def _cmd_manifest(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    from .model import ModelLoadError
+
+    try:
+        return args.func(args)
+    except (ModelLoadError, OSError, ValueError) as exc:  # ImageError is a ValueError
+        # Bad paths, folders, models and data are the user's to fix: one line, no traceback.
+        if os.environ.get("PNEUMO_DEBUG"):
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .config import CLASS_NAMES, IMAGE_SIZE
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp"}
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp"}  # what the tf.data training pipeline decodes
 # File-name prefixes that identify a patient in the Kermany set. NORMAL2-IM-0123 and
 # IM-0123 are different series, so the full prefix is kept.
 _PATIENT_RE = re.compile(r"^(person\d+|NORMAL2-IM-\d+|IM-\d+)[_-]", re.IGNORECASE)
@@ -36,10 +36,12 @@ def resolve_split_dir(path: str | Path, default_split: str = "test") -> Path:
     )
 
 
-def list_images(split_dir: str | Path) -> pd.DataFrame:
+def list_images(split_dir: str | Path, suffixes=IMAGE_SUFFIXES) -> pd.DataFrame:
     """One row per image: ``path``, ``file``, ``label`` (0 NORMAL, 1 PNEUMONIA), ``patient``.
 
-    Non-image files (``.DS_Store``, notes) are ignored. Sorted, so the order is reproducible.
+    Only files with one of ``suffixes`` are listed (training: what tf.data decodes; evaluation
+    passes ``images.READABLE_SUFFIXES``, DICOM included); hidden files (``.DS_Store``) and notes
+    are ignored. Sorted, so the order is reproducible.
     """
     split_dir = Path(split_dir)
     rows = []
@@ -48,7 +50,7 @@ def list_images(split_dir: str | Path) -> pd.DataFrame:
         if not cls_dir.is_dir():
             raise FileNotFoundError(f"missing class folder {cls_dir}")
         for p in sorted(cls_dir.iterdir()):
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."):
+            if p.is_file() and p.suffix.lower() in suffixes and not p.name.startswith("."):
                 rows.append({"path": str(p), "file": p.name, "label": label, "patient": patient_id(p.name)})
     if not rows:
         raise FileNotFoundError(f"no images under {split_dir}")

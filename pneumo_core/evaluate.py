@@ -113,22 +113,31 @@ def roc_points(y_true, p) -> pd.DataFrame:
 
 
 def full_report(y_true, p, threshold: float, n_boot: int = 1000) -> dict:
-    """Metrics at the chosen threshold and at 0.5, each with bootstrap CIs."""
-    return {
-        "at_threshold": {**metrics_at(y_true, p, threshold), "ci95": bootstrap_ci(y_true, p, threshold, n_boot)},
-        "at_0.5": {**metrics_at(y_true, p, 0.5), "ci95": bootstrap_ci(y_true, p, 0.5, n_boot)},
-    }
+    """Metrics at the chosen threshold and at 0.5, each with bootstrap CIs (``ci95`` is None
+    when ``n_boot`` is 0). Both classes must be present: AUC, sensitivity and specificity are
+    undefined otherwise."""
+    y = np.asarray(y_true).astype(int)
+    counts = np.bincount(y, minlength=2)
+    if counts.min() == 0:
+        raise ValueError(f"evaluation needs films of both classes; got {counts[0]} NORMAL and {counts[1]} "
+                         "PNEUMONIA (use predict to label a one-class folder)")
+
+    def block(t):
+        return {**metrics_at(y, p, t), "ci95": bootstrap_ci(y, p, t, n_boot) if n_boot > 0 else None}
+
+    return {"bootstrap_resamples": int(n_boot), "at_threshold": block(threshold), "at_0.5": block(0.5)}
 
 
-def write_report(out_dir: str | Path, predictions: pd.DataFrame, threshold: float, meta: dict) -> dict:
+def write_report(out_dir: str | Path, predictions: pd.DataFrame, threshold: float, meta: dict,
+                 n_boot: int = 1000) -> dict:
     """Write ``metrics.json``, ``test_predictions.csv`` and ``roc_curve.csv`` into ``out_dir``.
 
     ``predictions`` has columns ``file``, ``label``, ``p_pneumonia``.
     """
+    y, p = predictions["label"].to_numpy(), predictions["p_pneumonia"].to_numpy()
+    report = {**meta, **full_report(y, p, threshold, n_boot)}  # before writing: a refused split leaves nothing
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    y, p = predictions["label"].to_numpy(), predictions["p_pneumonia"].to_numpy()
-    report = {**meta, **full_report(y, p, threshold)}
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))
     predictions.assign(predicted=(p >= threshold).astype(int)).to_csv(out_dir / "test_predictions.csv", index=False)
     roc_points(y, p).to_csv(out_dir / "roc_curve.csv", index=False)

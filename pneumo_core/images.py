@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# Every file type the upload path reads (Pillow rasters and DICOM): the CLI's folder search,
+# evaluate's split listing and the dashboard's uploader all use this one list.
+READABLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".dcm", ".dicom")
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_PIXELS = 40_000_000  # about 6300 x 6300: far above any chest film scanner's output
 MIN_SIDE = 64
@@ -392,10 +395,17 @@ def load_path(path) -> LoadedImage:
 
     p = Path(path)
     try:
+        if p.is_dir():
+            raise ImageError("is a folder, not an image file")
+        if not p.exists():
+            raise ImageError("file not found")
+        if not p.is_file():  # a device or FIFO reports size 0 and can stream forever or block
+            raise ImageError("not a regular file (a device, pipe or socket)")
         size = p.stat().st_size
         if size > MAX_FILE_BYTES:
             raise ImageError(f"file is {size / 2**20:.0f} MB, over the {MAX_FILE_BYTES // 2**20} MB limit")
-        data = p.read_bytes()
+        with p.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)  # bounded even if the file grows while we read it
     except OSError as exc:
         raise ImageError(f"cannot read file: {exc.strerror or type(exc).__name__}") from None
     return load_image(data, p.name)

@@ -7,6 +7,7 @@ on a small CPU). Grad-CAM reuses the same forward pass and adds one backward pas
 from __future__ import annotations
 
 import json
+import math
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import numpy as np
 
 from .config import CLASS_NAMES, IMAGE_SIZE
 from .images import ImageError, LoadedImage, load_image, load_path
-from .model import MANIFEST, ModelLoadError, load_model, resolve_model_path, sha256_file, split_model
+from .model import BASE_NAME, MANIFEST, ModelLoadError, load_model, resolve_model_path, sha256_file, split_model
 from .ood import OOD_REASON, MahalanobisOOD
 
 MIN_CONTRAST = 2.0  # grey-level standard deviation below which an image is treated as blank
@@ -40,7 +41,7 @@ class Prediction:
         return {
             "file": self.file, "label": self.label, "p_pneumonia": self.p_pneumonia, "threshold": self.threshold,
             "is_chest_xray": self.is_chest_xray, "ood_distance": self.ood_distance, "model": self.model,
-            "error": self.error,
+            "error": self.error, "notes": list(self.notes),
         }
 
 
@@ -83,9 +84,13 @@ class Predictor:
             self.path, self.model, self.sha256 = None, keras_model, None
         self.name = self.path.stem if self.path else self.model.name
         self.info = self._training_info()
-        self.threshold = float(threshold if threshold is not None else self.info.get("threshold", 0.5))
+        self._set_threshold(threshold)
         self.ood = ood if ood is not None else self._load_ood()
-        backbone, head = split_model(self.model)
+        try:
+            backbone, head = split_model(self.model)
+        except ValueError:
+            raise ModelLoadError(f"{self.name} is a Keras model but not one of this workbench's classifiers "
+                                 f"(it has no '{BASE_NAME}' layer)") from None
 
         @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)],
                      reduce_retracing=True)
@@ -104,6 +109,23 @@ class Predictor:
     @property
     def report_dir(self) -> Path | None:
         return self.path.parent / "reports" / self.path.stem if self.path else None
+
+    def _set_threshold(self, threshold: float | None, exported: float | None = None) -> None:
+        """``threshold`` if given, else the validation-chosen one in ``training.json`` (or in an
+        export's sidecar, ``exported``), else 0.5; ``threshold_source`` says which, so no report
+        calls a fallback 0.5 the validation rule."""
+        if threshold is not None:
+            source = "given"
+        elif self.info.get("threshold") is not None:
+            threshold, source = self.info["threshold"], "validation rule"
+        elif exported is not None:
+            threshold, source = exported, "validation rule (from the export's metadata)"
+        else:
+            threshold, source = 0.5, "0.5 by default: no reports/<model>/training.json beside the model"
+        threshold = float(threshold)
+        if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
+            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+        self.threshold, self.threshold_source = threshold, source
 
     def _training_info(self) -> dict:
         rd = self.report_dir

@@ -281,6 +281,19 @@ def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:
     return manifest
 
 
+def record_ood_detector(models_dir: str | Path, detector: str | Path) -> None:
+    """Record a refitted detector's SHA-256 in the manifest beside the model, if there is one,
+    so the next load accepts the detector it was just given (and still refuses any other)."""
+    models_dir, detector = Path(models_dir), Path(detector)
+    manifest_path = models_dir / MANIFEST
+    if not manifest_path.exists():
+        return
+    manifest = json.loads(manifest_path.read_text())
+    manifest.setdefault("ood_detectors", {})[detector.relative_to(models_dir).as_posix()] = {
+        "sha256": sha256_file(detector)}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+
+
 def load_model(model: str | Path | None = None, verify: bool = True, sha256: str | None = None):
     """Load a ``.keras`` classifier with ``safe_mode=True`` (no arbitrary code), checking its
     SHA-256 against ``MANIFEST.json`` when the file is listed there (``sha256``: the file's
@@ -297,6 +310,11 @@ def load_model(model: str | Path | None = None, verify: bool = True, sha256: str
                 f"{path.name} does not match the SHA-256 in {MANIFEST}: the file was changed or "
                 "truncated. Restore it (git checkout models/) or retrain."
             )
+    import zipfile
+
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras would call it "File not found"
+        raise ModelLoadError(f"{path.name} is not a Keras model file (a .keras file is a zip archive); "
+                             "it may be truncated or another kind of file")
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises many types for a bad archive

@@ -7,28 +7,48 @@ false-rejection rate is a stated number rather than a guess.
 """
 from __future__ import annotations
 
+import contextlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 
-_BLAS = None
+_BLAS_LOCK = threading.Lock()
+_blas_users = 0  # callers inside _one_blas_thread() right now
+_blas_limiter = None  # threadpoolctl's limiter while anyone is inside, else None
 
 
-def _one_blas_thread():
-    """Context manager limiting BLAS to one thread (threadpoolctl, a scikit-learn dependency)."""
-    global _BLAS
+def _limit_blas_to_one_thread():
     try:
-        if _BLAS is None:
-            from threadpoolctl import ThreadpoolController
+        from threadpoolctl import threadpool_limits
 
-            _BLAS = ThreadpoolController()
-        return _BLAS.limit(limits=1, user_api="blas")
+        return threadpool_limits(limits=1, user_api="blas")
     except Exception:  # threadpoolctl missing or unable to inspect the BLAS: run unlimited
-        import contextlib
+        return None
 
-        return contextlib.nullcontext()
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Limit BLAS to one thread while any caller is inside; restore it when the last leaves.
+
+    Reference-counted under a lock: a limiter remembers the limit it found on entry, so two
+    overlapping limiters (two dashboard sessions) would leave the process on one BLAS thread
+    for good if each restored its own."""
+    global _blas_users, _blas_limiter
+    with _BLAS_LOCK:
+        if _blas_users == 0:
+            _blas_limiter = _limit_blas_to_one_thread()
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limiter is not None:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
 
 
 @dataclass
@@ -58,9 +78,6 @@ class MahalanobisOOD:
         with _one_blas_thread():
             dp = d @ self.precision
         return np.sqrt(np.maximum(np.einsum("ij,ij->i", dp, d), 0.0))
-
-    def is_in_distribution(self, features: np.ndarray) -> np.ndarray:
-        return self.distance(features) <= self.threshold
 
     def save(self, path: str | Path) -> None:
         np.savez_compressed(path, mean=self.mean, precision=self.precision.astype(np.float32),

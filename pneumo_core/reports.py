@@ -15,6 +15,7 @@ import pandas as pd
 
 from .config import CLASS_NAMES, MODELS_DIR, SHIPPED_VARIANTS
 from .evaluate import METRIC_NAMES, metrics_at
+from .model import FINE_TUNE_LAYERS
 
 #: Human names of the shipped variants.
 DISPLAY_NAMES = {"finetuned": "Fine-tuned MobileNetV2", "frozen": "Frozen MobileNetV2 (head only)"}
@@ -195,7 +196,7 @@ def metrics_table(reports: dict[str, VariantReport], which: str = "at_threshold"
         block = rep.metrics.get(which)
         if not block:
             continue
-        ci = block.get("ci95", {})
+        ci = block.get("ci95") or {}  # None when evaluated without bootstrap
         for m in METRIC_NAMES:
             lo, hi = ci.get(m, [np.nan, np.nan])
             rows.append({"variant": v, "model": rep.name, "metric": m, "metric_label": METRIC_LABELS[m],
@@ -332,13 +333,14 @@ def protocol(rep: VariantReport) -> dict:
                        if epochs.get("finetune") else "")
                     + f"; early stopping on validation AUC (patience {cfg.get('patience', '?')}); "
                       f"class weights; seed {cfg.get('seed', '?')}",
-        "Confidence intervals": "95% percentile bootstrap over test images (1000 resamples)",
+        "Confidence intervals": (f"95% percentile bootstrap over test images ({m.get('bootstrap_resamples', 1000)} "
+                                 "resamples)" if m.get("bootstrap_resamples", 1000) else "none (evaluated without bootstrap)"),
     }
     if rep.ensemble:
         runs = rep.ensemble.get("members", [])
         out["Training"] = (f"output ensemble of {len(runs)} fine-tuned runs: "
                            f"{rep.ensemble.get('combine', 'mean of logits')}. Each run: head on cached features, "
-                           "then the top 30 layers fine-tuned with early stopping on validation AUC and class "
+                           f"then the top {FINE_TUNE_LAYERS} layers fine-tuned with early stopping on validation AUC and class "
                            "weights; all validated on the same patient-grouped split")
     elif rep.soup:
         runs = rep.soup.get("members", [])
@@ -348,7 +350,7 @@ def protocol(rep: VariantReport) -> dict:
                 "any other raised the validation loss" if kept else "no run")
         out["Training"] = (f"{rep.soup.get('method', '?')} weight soup (Wortsman et al. 2022) scored by "
                            f"{rep.soup.get('score', '?')}: {what}. Each run: head on cached features, then the top "
-                           "30 layers fine-tuned with early stopping on validation AUC and class weights")
+                           f"{FINE_TUNE_LAYERS} layers fine-tuned with early stopping on validation AUC and class weights")
     if m.get("ood_rejected_fraction") is not None:
         out["Not-a-chest-X-ray filter on test"] = f"{m['ood_rejected_fraction']:.1%} of test images flagged"
     return out

@@ -78,8 +78,7 @@ class TFLitePredictor(Predictor):
         self.model = None  # no Keras model behind this predictor
         self.name = self.path.name[: -len(".tflite")]
         self.info = self._training_info()
-        fallback = self.meta.get("threshold")
-        self.threshold = float(threshold if threshold is not None else self.info.get("threshold", fallback or 0.5))
+        self._set_threshold(threshold, exported=self.meta.get("threshold"))
         self.ood = ood if ood is not None else self._load_ood()
         self._threads = num_threads
         self.delegate = "xnnpack" if xnnpack else "builtin"

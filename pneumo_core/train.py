@@ -437,10 +437,28 @@ def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 
             "threshold": det.threshold, "target_false_rejection_on_validation": target_frr}
 
 
+def recalibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 0.01) -> dict:
+    """Refit an existing model's detector (``calibrate_ood``) and record it: its SHA-256 in the
+    manifest beside the model and its settings in ``training.json``."""
+    from .model import record_ood_detector
+
+    model_path = Path(model_path)
+    info = calibrate_ood(model_path, cfg, target_frr)
+    report_dir = model_path.parent / "reports" / model_path.stem
+    record_ood_detector(model_path.parent, report_dir / "ood.npz")
+    training = report_dir / "training.json"
+    if training.exists():
+        training.write_text(json.dumps({**json.loads(training.read_text()), "ood": info}, indent=2))
+    return info
+
+
 def update_threshold(report_dir: str | Path) -> dict:
     """Re-derive the threshold and operating points in ``training.json`` from the saved
     validation predictions (after a change of rule; no retraining, no test data)."""
     report_dir = Path(report_dir)
+    for name in ("training.json", "validation_predictions.csv"):
+        if not (report_dir / name).is_file():
+            raise FileNotFoundError(f"{report_dir / name} not found: rethreshold needs the model's saved reports")
     info = json.loads((report_dir / "training.json").read_text())
     val = pd.read_csv(report_dir / "validation_predictions.csv")
     y, p = val.label.to_numpy(), val.p_pneumonia.to_numpy()

@@ -46,7 +46,7 @@ def test_predict_json_contract(predict_output):
 def test_predict_bad_files_get_one_line_errors_and_do_not_stop_others(predict_output):
     _, res = predict_output
     out = json.loads(res.stdout)
-    for o, word in [(out[1], "empty"), (out[3], "HTML"), (out[4], "cannot read")]:
+    for o, word in [(out[1], "empty"), (out[3], "HTML"), (out[4], "not found")]:
         assert o["label"] is None and o["p_pneumonia"] is None
         assert word in o["error"] and "\n" not in o["error"]
     assert "Traceback" not in res.stderr
@@ -96,10 +96,74 @@ def test_evaluate_json_on_a_small_split(tmp_path, data_root):
     assert out["confusion_matrix"] == ref["confusion_matrix"]
 
 
+def _one_line_error(res, *words):
+    """A user error: exit status 2 and one ``error:`` line on stderr naming the problem."""
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    assert "Traceback" not in res.stderr, res.stderr
+    line = [ln for ln in res.stderr.splitlines() if "error:" in ln]
+    assert line, res.stderr
+    for word in words:
+        assert word in line[-1], (word, line[-1])
+
+
 def test_evaluate_refuses_a_folder_without_classes(tmp_path):
-    res = run_cli("evaluate", "--data", tmp_path, "--json")
-    assert res.returncode != 0
-    assert "neither a split folder" in res.stderr
+    _one_line_error(run_cli("evaluate", "--data", tmp_path, "--json"), "neither a split folder")
+    _one_line_error(run_cli("evaluate", "--data", tmp_path / "nope", "--json"), "neither a split folder")
+
+
+def test_evaluate_on_a_dataset_root_without_bootstrap(tmp_path, data_root):
+    """A dataset root means its test/ split; --bootstrap 0 gives metrics without CIs, as valid JSON."""
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (tmp_path / "test" / cls).mkdir(parents=True)
+        for f in sorted((data_root / "test" / cls).glob("*.jpeg"))[:3]:
+            (tmp_path / "test" / cls / f.name).symlink_to(f)
+    res = run_cli("evaluate", "--model", "frozen", "--data", tmp_path, "--json", "--bootstrap", "0")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["n"] == 6 and out["data"] == str(tmp_path / "test")
+    assert out["ci95"] is None and 0.0 <= out["auc"] <= 1.0
+
+
+def test_evaluate_refuses_a_one_class_split(tmp_path, test_normal):
+    (tmp_path / "NORMAL").mkdir()
+    (tmp_path / "PNEUMONIA").mkdir()
+    (tmp_path / "NORMAL" / "a.jpeg").symlink_to(test_normal)
+    _one_line_error(run_cli("evaluate", "--model", "frozen", "--data", tmp_path, "--json"),
+                    "both classes", "0 PNEUMONIA")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--threshold", "nan"], ["--threshold", "from 0 to 1"]),
+    (["--threshold", "7"], ["--threshold", "from 0 to 1"]),
+    (["--batch-size", "0"], ["--batch-size", "at least 1"]),
+])
+def test_out_of_range_options_are_refused_before_any_work(args, words, test_normal):
+    res = run_cli("predict", "--json", *args, test_normal)
+    assert res.returncode == 2 and res.stdout == "" and "Traceback" not in res.stderr
+    for word in words:
+        assert word in res.stderr
+
+
+def test_a_keras_file_that_is_not_a_classifier_is_refused(tmp_path, test_normal):
+    import keras
+
+    other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    other.save(tmp_path / "other.keras")
+    (tmp_path / "garbage.keras").write_bytes(b"not a zip archive")
+    _one_line_error(run_cli("predict", "--model", tmp_path / "other.keras", test_normal), "not one of this workbench")
+    _one_line_error(run_cli("predict", "--model", tmp_path / "garbage.keras", test_normal), "not a Keras model file")
+
+
+def test_a_model_without_its_reports_says_it_uses_0_5(tmp_path, test_normal, test_pneumonia):
+    """A model copied without reports/ has no validation threshold: the CLI says so instead of
+    presenting 0.5 as the validation rule."""
+    import shutil
+
+    shutil.copy(ROOT / "models" / "frozen.keras", tmp_path / "frozen.keras")
+    res = run_cli("predict", "--json", "--model", tmp_path / "frozen.keras", test_normal)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)[0]["threshold"] == 0.5
+    assert "warning: threshold 0.5 by default" in res.stderr
 
 
 def test_missing_model_is_a_clear_error(tmp_path, test_normal):

@@ -157,7 +157,13 @@ def test_random_resized_crop_reframes_the_film_only_when_enabled(test_normal):
     assert np.abs(crops[0] - crops[1]).mean() > 1.0, "different seeds must draw different windows"
     np.testing.assert_array_equal(
         crops[0], D.Augment(**quiet, crop=0.3, aspect=0.2).photometric(img, tf.constant([5, 0], tf.int64)).numpy())
-    # the default photometric stream is unchanged by the new option
-    default = D.Augment().photometric(img, seed).numpy()
-    explicit_off = D.Augment(crop=0.0, aspect=0.0).photometric(img, seed).numpy()
-    np.testing.assert_array_equal(default, explicit_off)
+    # The default stream is the one from before the option existed: golden values computed with
+    # that implementation (commit 9489f12^) on a synthetic film and seed.
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:224, 0:224]
+    film = (np.stack([(x + y) % 256] * 3, -1) * 0.9 + rng.uniform(0, 20, (224, 224, 3))).astype(np.float32)
+    default = D.Augment().photometric(tf.constant(film), seed).numpy()
+    assert float(default.mean()) == pytest.approx(113.30761, abs=1e-3)
+    assert float(default.std()) == pytest.approx(60.56596, abs=1e-3)
+    np.testing.assert_allclose([default[10, 20, 0], default[100, 150, 1], default[200, 30, 2]],
+                               [39.363647, 221.67244, 199.05235], atol=1e-3)

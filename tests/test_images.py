@@ -12,9 +12,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import struct
 import time
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -494,9 +496,17 @@ def test_oversized_file(monkeypatch, tmp_path):
         load_path(p)
 
 
-def test_missing_path(tmp_path):
-    with pytest.raises(ImageError, match="cannot read file"):
+def test_missing_path_folder_and_special_files(tmp_path):
+    with pytest.raises(ImageError, match="file not found"):
         load_path(tmp_path / "nope.png")
+    with pytest.raises(ImageError, match="is a folder"):
+        load_path(tmp_path)
+    # A FIFO would block a plain read forever and /dev/zero would stream until memory runs out.
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    for special in (fifo, Path("/dev/zero")):
+        with pytest.raises(ImageError, match="not a regular file"):
+            load_path(special)
 
 
 # ---------------------------------------------------------------- same label as the clean film

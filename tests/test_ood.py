@@ -107,6 +107,31 @@ def test_real_films_are_accepted(predictor, real_films):
         assert pred.label in ("NORMAL", "PNEUMONIA") and 0.0 <= pred.p_pneumonia <= 1.0
 
 
+def test_blas_limit_is_restored_after_overlapping_calls():
+    """Two sessions' distance computations overlap on a dashboard server; when both are done
+    the process must be back on its own BLAS thread count, not stuck on one."""
+    from threadpoolctl import threadpool_info
+
+    from pneumo_core import ood
+
+    np.ones((64, 64)) @ np.ones((64, 64))  # make sure NumPy's BLAS is loaded and visible
+
+    def blas_threads():
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    before = blas_threads()
+    if not before or max(before) < 2:
+        pytest.skip("BLAS runs one thread here: there is no limit to restore")
+    first, second = ood._one_blas_thread(), ood._one_blas_thread()
+    first.__enter__()
+    second.__enter__()
+    assert max(blas_threads()) == 1
+    first.__exit__(None, None, None)
+    assert max(blas_threads()) == 1, "the limit was lifted while a call was still inside"
+    second.__exit__(None, None, None)
+    assert blas_threads() == before
+
+
 def test_concurrent_predictions_match_sequential(predictor, real_films):
     files = list(real_films) + [None, None]  # plus two non-chest uploads in the mix
     payloads = [p.read_bytes() if p is not None else NON_CXR["astronaut"]() for p in files]
@@ -177,7 +202,7 @@ def test_truncated_model_without_manifest_fails_cleanly(model_copy, tmp_path):
 
     path = tmp_path / "frozen.keras"
     path.write_bytes(model_copy.read_bytes()[:100_000])
-    with pytest.raises(ModelLoadError, match="could not load model frozen.keras"):
+    with pytest.raises(ModelLoadError, match="frozen.keras is not a Keras model file.*truncated"):
         load_model(path)
 
 
@@ -186,10 +211,30 @@ def test_not_a_model_and_missing_model(tmp_path):
 
     fake = tmp_path / "fake.keras"
     fake.write_text("<html>not a model</html>")
-    with pytest.raises(ModelLoadError, match="could not load model fake.keras"):
+    with pytest.raises(ModelLoadError, match="fake.keras is not a Keras model file"):
         load_model(fake)
     with pytest.raises(ModelLoadError, match="model file not found"):
         load_model(tmp_path / "missing.keras")
+
+
+def test_recalibrated_detector_is_recorded_and_accepted(model_copy, tmp_path, data_root):
+    """calibrate-ood on a model with a manifest: the new detector is recorded, so the next load
+    accepts it (it used to be refused as tampered), and training.json carries its settings."""
+    import json
+
+    from pneumo_core.config import MODELS_DIR
+    from pneumo_core.infer import Predictor
+    from pneumo_core.model import write_manifest
+    from pneumo_core.train import TrainConfig, recalibrate_ood
+
+    path = _with_manifest(model_copy, tmp_path)
+    shutil.copytree(MODELS_DIR / "reports" / "frozen", tmp_path / "reports" / "frozen")
+    write_manifest(tmp_path)  # now with the shipped detector listed
+    before = Predictor(path, warm_up=False).ood.threshold
+    info = recalibrate_ood(path, TrainConfig(data=str(data_root), limit=60))
+    after = Predictor(path, warm_up=False)  # verifies model and detector against the manifest
+    assert after.ood.threshold == pytest.approx(info["threshold"]) and info["threshold"] != pytest.approx(before)
+    assert json.loads((tmp_path / "reports" / "frozen" / "training.json").read_text())["ood"] == info
 
 
 def test_intact_copy_with_manifest_loads(model_copy, tmp_path):

@@ -19,11 +19,12 @@ from plotly.subplots import make_subplots
 
 from pneumo_core import reports
 from pneumo_core.config import DEFAULT_VARIANT, MODELS_DIR, SHIPPED_VARIANTS, data_dir
+from pneumo_core.images import READABLE_SUFFIXES
 
 APP_TITLE = "Pneumonia chest X-ray workbench"
 DISCLAIMER = ("**Research and teaching tool, not a diagnostic device.** Its outputs are not validated for "
               "clinical use and must not guide the care of any patient.")
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm", "dicom", "bmp", "tif", "tiff", "webp"]
+UPLOAD_TYPES = [suffix.lstrip(".") for suffix in READABLE_SUFFIXES]
 CUSTOM = "custom (slider)"
 HEATMAP_CAPTION = ("The heatmap (Grad-CAM) shows which regions pushed the model's score up: what drove the "
                    "score, **not** an outline of a lesion. It is coarse (a 7x7 grid upsampled) and can light up "
