@@ -25,6 +25,9 @@ def home() -> None:
     overview = w.models_overview(reps)
     st.dataframe(overview.assign(sha256=overview["sha256"].str.slice(0, 12)), hide_index=True, width="stretch",
                  column_config={"sha256": st.column_config.TextColumn("SHA-256 (first 12)"),
+                               "matches evaluated model": st.column_config.TextColumn(
+                                   "verified", help="The model file's SHA-256 equals the one its test report was "
+                                                    "computed with"),
                                 "test AUC": st.column_config.NumberColumn(format="%.3f"),
                                 "test accuracy": st.column_config.NumberColumn(format="%.3f"),
                                 "threshold": st.column_config.NumberColumn(format="%.3f")})
@@ -37,23 +40,19 @@ def home() -> None:
     w.show_missing(reps)
 
     st.subheader("Pages")
-    c1, c2 = st.columns(2)
-    with c1:
-        st.page_link(DIAGNOSE, label="Diagnose: upload X-rays, get labels and heatmaps", icon=":material/radiology:")
-        st.page_link(COMPARE, label="Compare models: metrics with 95% CIs, training curves",
-                     icon=":material/bar_chart:")
-    with c2:
-        st.page_link(ROC, label="ROC and confusion matrices at any threshold", icon=":material/show_chart:")
-        st.page_link(ABOUT, label="About: model card, limitations, how to retrain", icon=":material/info:")
+    st.page_link(ANALYSE, label="Analyse X-rays: upload films, get labels and heatmaps", icon=":material/radiology:")
+    st.page_link(COMPARE, label="Compare models: metrics with 95% CIs, training curves", icon=":material/bar_chart:")
+    st.page_link(ROC, label="ROC and confusion matrices at any threshold", icon=":material/show_chart:")
+    st.page_link(ABOUT, label="About: limitations, model card, how to retrain", icon=":material/info:")
     st.subheader("Privacy")
     st.markdown("Uploaded images are processed in memory for your browser session only: they are not written to "
                 "disk, logged, or sent anywhere. Closing the tab discards them.")
 
 
 HOME = st.Page(home, title="Home", icon=":material/home:", default=True)
-DIAGNOSE = st.Page(f"{PAGES_DIR}/diagnose.py", title="Diagnose", icon=":material/radiology:", url_path="diagnose")
+ANALYSE = st.Page(f"{PAGES_DIR}/analyse.py", title="Analyse X-rays", icon=":material/radiology:", url_path="analyse")
 COMPARE = st.Page(f"{PAGES_DIR}/compare.py", title="Compare models", icon=":material/bar_chart:", url_path="compare")
 ROC = st.Page(f"{PAGES_DIR}/roc.py", title="ROC and confusion matrices", icon=":material/show_chart:", url_path="roc")
 ABOUT = st.Page(f"{PAGES_DIR}/about.py", title="About / model card", icon=":material/info:", url_path="about")
 
-st.navigation([HOME, DIAGNOSE, COMPARE, ROC, ABOUT]).run()
+st.navigation([HOME, ANALYSE, COMPARE, ROC, ABOUT]).run()

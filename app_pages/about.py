@@ -1,4 +1,4 @@
-"""About: the model card, how to retrain and re-evaluate, and the tool's limits."""
+"""About: the tool's limits first, then the model card, then how to retrain and re-evaluate."""
 import streamlit as st
 
 from pneumo_core.config import MODELS_DIR
@@ -6,8 +6,20 @@ from ui import widgets as w
 
 w.page_setup("About / model card", ":material/info:")
 st.title("About this workbench")
-st.markdown("To retrain: `python -m pneumo_core train --variant finetuned --data DIR` "
-            "(details under *Retrain and evaluate* below).")
+st.subheader("Limits: read these first")
+st.markdown(f"""
+- A research and teaching tool, **not a diagnostic device**: nothing it shows may guide the care of a patient.
+- Trained and tested on paediatric films (ages 1-5) from one centre: performance on adults, other scanners or
+  other hospitals is unknown. {w.shift_summary(w.get_reports())}
+- The label depends on the chosen threshold; P(pneumonia) is a score, not a calibrated risk.
+- The heatmap shows what drove the score, not where disease is, and is scaled to each image.
+- Images that do not look like the training films are refused as "not a chest X-ray"; this check is
+  statistical and can be wrong both ways.
+""")
+st.markdown("The model card below gives the data, the training and selection protocol, every result on the "
+            "test split with its confidence interval, and every decision taken after seeing a test result. "
+            "To retrain: `python -m pneumo_core train --variant finetuned --data DIR` "
+            "(details under *Retrain and evaluate* at the end).")
 st.header("Model card", divider="gray")
 w.render_markdown_file(MODELS_DIR / "MODEL_CARD.md", "The model card (models/MODEL_CARD.md) has not been written yet.")
 st.header("Retrain and evaluate", divider="gray")
@@ -37,13 +49,4 @@ Launch this dashboard:
 ```bash
 streamlit run app.py
 ```
-""")
-st.subheader("Limits")
-st.markdown("""
-- Trained and tested on paediatric films from one centre: performance on adults, other scanners or other
-  hospitals is unknown.
-- The label depends on the chosen threshold; P(pneumonia) is a score, not a calibrated risk.
-- The heatmap shows what drove the score, not where disease is.
-- Images that do not look like the training films are refused as "not a chest X-ray"; this check is
-  statistical and can be wrong both ways.
 """)

@@ -6,7 +6,7 @@ from ui import widgets as w
 w.page_setup("ROC and confusion matrices", ":material/show_chart:")
 st.title("ROC curves and confusion matrices")
 st.caption("Computed from the saved test-split scores (test_predictions.csv); no model is re-run. A threshold "
-           "moved here is also used on the Diagnose page.")
+           "moved here is also used on the Analyse page.")
 ready = w.evaluated_reports_or_stop("No evaluated model yet.")
 
 points = {}

@@ -152,7 +152,8 @@ def _cmd_evaluate(args) -> int:
     if failed:
         print(f"error: {len(failed)} file(s) could not be read, e.g. {failed[0].file}: {failed[0].error}", file=sys.stderr)
         return 2
-    preds = pd.DataFrame({"file": df.file, "label": df.label, "p_pneumonia": [r.p_pneumonia for r in results],
+    preds = pd.DataFrame({"file": df.file, "patient": df.patient, "label": df.label,
+                          "p_pneumonia": [r.p_pneumonia for r in results],
                           "is_chest_xray": [r.is_chest_xray for r in results]})
     meta = {
         "model": predictor.name, "model_sha256": predictor.sha256, "data": str(split_dir),
@@ -166,7 +167,7 @@ def _cmd_evaluate(args) -> int:
     if args.write_report:
         report = write_report(Path(args.write_report), preds, predictor.threshold, meta, n_boot=args.bootstrap)
     else:
-        report = {**meta, **full_report(y, p, predictor.threshold, n_boot=args.bootstrap)}
+        report = {**meta, **full_report(y, p, predictor.threshold, n_boot=args.bootstrap, groups=preds.patient)}
     summary = {k: v for k, v in report["at_threshold"].items() if k != "ci95"}
     out = {**meta, **summary, "ci95": report["at_threshold"]["ci95"], "at_0.5": report["at_0.5"]}
     if args.json:
@@ -193,11 +194,11 @@ def _cmd_calibrate_ood(args) -> int:
 
 
 def _cmd_rethreshold(args) -> int:
-    from .model import resolve_model_path
+    from .model import reports_dir, resolve_model_path
     from .train import update_threshold
 
     path = resolve_model_path(args.model)
-    info = update_threshold(path.parent / "reports" / path.stem)
+    info = update_threshold(reports_dir(path))
     print(json.dumps({"model": path.stem, "threshold": info["threshold"], "threshold_rule": info["threshold_rule"],
                       "operating_points": info["operating_points"]}, indent=2))
     return 0

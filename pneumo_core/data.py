@@ -80,9 +80,11 @@ def class_weights(labels) -> dict[int, float]:
 def to_model_input(image):
     """RGB image (any size, uint8 or float 0..255, 1 or 3 channels) -> float32 224x224x3 in [-1, 1].
 
-    The one preprocessing function for training, evaluation and inference. Images are
-    resized without keeping the aspect ratio, as the training copies were; antialiasing
-    matters for large uploads (a 3000 px film shrunk 13x).
+    The one resize-and-scale step for training, evaluation and inference. The decoders differ:
+    training reads files with TensorFlow's JPEG decoder, uploads and the CLI with Pillow, which
+    rounds a few pixels differently (at most about 3 grey levels, 0.024 in model units, on the
+    training films; mean 0.004). Images are resized without keeping the aspect ratio, as the
+    training copies were; antialiasing matters for large uploads (a 3000 px film shrunk 13x).
     """
     import tensorflow as tf
 

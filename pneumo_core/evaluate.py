@@ -40,15 +40,21 @@ def metrics_at(y_true, p, threshold: float) -> dict:
     }
 
 
-def bootstrap_ci(y_true, p, threshold: float, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
-    """Percentile bootstrap CIs (resampling images) for every metric in ``METRIC_NAMES``."""
+def bootstrap_ci(y_true, p, threshold: float, n_boot: int = 1000, seed: int = 0, level: float = 0.95,
+                 groups=None) -> dict:
+    """Percentile bootstrap CIs for every metric in ``METRIC_NAMES``.
+
+    ``groups`` (e.g. patient ids): resample whole groups, so a patient's films stay together.
+    Films of one patient are correlated; resampling them one by one makes the intervals too
+    narrow. Without ``groups`` every image is its own unit."""
     y_true = np.asarray(y_true).astype(int)
     p = np.asarray(p, dtype=float)
     rng = np.random.default_rng(seed)
     samples = {k: [] for k in METRIC_NAMES}
-    n = len(y_true)
+    codes = pd.factorize(pd.Series(groups))[0] if groups is not None else np.arange(len(y_true))
+    members = pd.Series(np.arange(len(y_true))).groupby(codes).apply(np.asarray).tolist()
     for _ in range(n_boot):
-        idx = rng.integers(0, n, n)
+        idx = np.concatenate([members[g] for g in rng.integers(0, len(members), len(members))])
         if len(np.unique(y_true[idx])) < 2:
             continue
         m = metrics_at(y_true[idx], p[idx], threshold)
@@ -112,10 +118,10 @@ def roc_points(y_true, p) -> pd.DataFrame:
     return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(thr, 1.0)})
 
 
-def full_report(y_true, p, threshold: float, n_boot: int = 1000) -> dict:
+def full_report(y_true, p, threshold: float, n_boot: int = 1000, groups=None) -> dict:
     """Metrics at the chosen threshold and at 0.5, each with bootstrap CIs (``ci95`` is None
-    when ``n_boot`` is 0). Both classes must be present: AUC, sensitivity and specificity are
-    undefined otherwise."""
+    when ``n_boot`` is 0; ``groups``: resampling unit, see :func:`bootstrap_ci`). Both classes
+    must be present: AUC, sensitivity and specificity are undefined otherwise."""
     y = np.asarray(y_true).astype(int)
     counts = np.bincount(y, minlength=2)
     if counts.min() == 0:
@@ -123,19 +129,23 @@ def full_report(y_true, p, threshold: float, n_boot: int = 1000) -> dict:
                          "PNEUMONIA (use predict to label a one-class folder)")
 
     def block(t):
-        return {**metrics_at(y, p, t), "ci95": bootstrap_ci(y, p, t, n_boot) if n_boot > 0 else None}
+        return {**metrics_at(y, p, t), "ci95": bootstrap_ci(y, p, t, n_boot, groups=groups) if n_boot > 0 else None}
 
-    return {"bootstrap_resamples": int(n_boot), "at_threshold": block(threshold), "at_0.5": block(0.5)}
+    unit = "images" if groups is None else f"patients ({pd.Series(groups).nunique()}, each with all its films)"
+    return {"bootstrap_resamples": int(n_boot), "bootstrap_unit": unit,
+            "at_threshold": block(threshold), "at_0.5": block(0.5)}
 
 
 def write_report(out_dir: str | Path, predictions: pd.DataFrame, threshold: float, meta: dict,
                  n_boot: int = 1000) -> dict:
     """Write ``metrics.json``, ``test_predictions.csv`` and ``roc_curve.csv`` into ``out_dir``.
 
-    ``predictions`` has columns ``file``, ``label``, ``p_pneumonia``.
+    ``predictions`` has columns ``file``, ``label``, ``p_pneumonia`` and, for patient-level
+    confidence intervals, ``patient``.
     """
     y, p = predictions["label"].to_numpy(), predictions["p_pneumonia"].to_numpy()
-    report = {**meta, **full_report(y, p, threshold, n_boot)}  # before writing: a refused split leaves nothing
+    groups = predictions["patient"].to_numpy() if "patient" in predictions else None
+    report = {**meta, **full_report(y, p, threshold, n_boot, groups=groups)}  # before writing: a refused split leaves nothing
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))

@@ -102,7 +102,7 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
     (default ``models/<name>[.<quantize>].tflite``); returns the metadata written beside it."""
     import tensorflow as tf
 
-    from .model import load_model, resolve_model_path, sha256_file
+    from .model import load_model, reports_dir, resolve_model_path, sha256_file
 
     if quantize not in QUANTIZE:
         raise ValueError(f"unknown quantization {quantize!r}; expected one of {QUANTIZE}")
@@ -120,7 +120,7 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
 
     threshold = None
     if source is not None:
-        training = source.parent / "reports" / source.stem / "training.json"
+        training = reports_dir(source) / "training.json"
         if training.exists():
             threshold = json.loads(training.read_text()).get("threshold")
     meta = {

@@ -116,20 +116,23 @@ def _first(value):
 
 
 def _missing_codec_message(ds, exc: Exception) -> str:
+    """What to do about DICOM pixels that cannot be decoded, in the reader's terms first (export
+    the film again), the packages a developer could add second."""
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-    ts_name = ts.name if ts is not None else "unknown transfer syntax"
+    ts_name = ts.name if ts is not None else "an unknown transfer syntax"
+    export = "Export it from the viewer or PACS as uncompressed DICOM or as PNG"
     try:
         from pydicom.pixels import get_decoder
 
         decoder = get_decoder(ts)
         if not decoder.is_available:
             needs = "; ".join(decoder.missing_dependencies) or "a decoder plugin"
-            return (f"cannot decode DICOM pixels: no decoder installed for {ts_name} "
-                    f"(install one of: {needs})")[:400]
+            return (f"cannot decode this DICOM: it is compressed as {ts_name} and no decoder for it is installed "
+                    f"here. {export} (or a developer can install one of: {needs})")[:400]
     except Exception:  # unknown/unsupported transfer syntax: fall through to the generic message
         pass
-    msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"cannot decode DICOM pixels ({ts_name}): {msg[:160]}"
+    # The decoders' own messages ("exceptions were raised by all available plugins:") do not help here.
+    return f"cannot decode this DICOM's {ts_name} pixel data: it may be corrupt or cut short. {export}."
 
 
 def _voi_to_uint8(arr: np.ndarray, ds, notes: list, bits: int) -> np.ndarray:

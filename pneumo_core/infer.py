@@ -17,7 +17,8 @@ import numpy as np
 
 from .config import CLASS_NAMES, IMAGE_SIZE
 from .images import ImageError, LoadedImage, load_image, load_path
-from .model import BASE_NAME, MANIFEST, ModelLoadError, load_model, resolve_model_path, sha256_file, split_model
+from .model import (BASE_NAME, ModelLoadError, load_model, reports_dir, resolve_model_path, sha256_file, split_model,
+                    verify_against_manifest)
 from .ood import OOD_REASON, MahalanobisOOD
 
 MIN_CONTRAST = 2.0  # grey-level standard deviation below which an image is treated as blank
@@ -108,7 +109,7 @@ class Predictor:
     # ------------------------------------------------------------ metadata
     @property
     def report_dir(self) -> Path | None:
-        return self.path.parent / "reports" / self.path.stem if self.path else None
+        return reports_dir(self.path) if self.path else None
 
     def _set_threshold(self, threshold: float | None, exported: float | None = None) -> None:
         """``threshold`` if given, else the validation-chosen one in ``training.json`` (or in an
@@ -138,11 +139,9 @@ class Predictor:
         if rd is None or not (rd / "ood.npz").exists():
             return None
         path = rd / "ood.npz"
-        manifest = self.path.parent / MANIFEST
-        if self._verify and manifest.exists():
-            want = json.loads(manifest.read_text()).get("ood_detectors", {}).get(f"reports/{rd.name}/ood.npz")
-            if want and sha256_file(path) != want["sha256"]:
-                raise ModelLoadError(f"{path} does not match the SHA-256 in {MANIFEST}: restore it or recalibrate")
+        if self._verify:  # the manifest of the models folder that holds reports/<name>/
+            verify_against_manifest(path, models_dir=rd.parent.parent,
+                                    remedy="Restore it or recalibrate (python -m pneumo_core calibrate-ood).")
         return MahalanobisOOD.load(path)
 
     @property

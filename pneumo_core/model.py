@@ -251,6 +251,13 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def reports_dir(model_path: str | Path) -> Path:
+    """Where a model's reports live (threshold, validation scores, OOD detector, test metrics):
+    ``<its folder>/reports/<its name>/``, e.g. ``models/reports/finetuned/``."""
+    model_path = Path(model_path)
+    return model_path.parent / "reports" / model_path.stem
+
+
 def resolve_model_path(model: str | Path | None) -> Path:
     """``None`` / ``"finetuned"`` / ``"frozen"`` -> the shipped file; anything else is a path."""
     from .config import DEFAULT_VARIANT
@@ -261,14 +268,31 @@ def resolve_model_path(model: str | Path | None) -> Path:
     return Path(name)
 
 
-def expected_hash(path: Path) -> str | None:
-    """SHA-256 recorded for ``path`` in the manifest beside it, if it is listed."""
-    manifest = path.parent / MANIFEST
+def expected_hash(path: str | Path, models_dir: str | Path | None = None) -> str | None:
+    """SHA-256 recorded for ``path`` (a model, or a detector under ``reports/``) in the manifest
+    of ``models_dir`` (default: the file's own folder), if it is listed there."""
+    path = Path(path)
+    models_dir = Path(models_dir) if models_dir is not None else path.parent
+    manifest = models_dir / MANIFEST
     if not manifest.exists():
         return None
     entries = json.loads(manifest.read_text())
-    entry = entries.get("models", {}).get(path.name)
-    return entry.get("sha256") if entry else None
+    key = path.relative_to(models_dir).as_posix()
+    for section in ("models", "ood_detectors"):
+        entry = entries.get(section, {}).get(key)
+        if entry:
+            return entry.get("sha256")
+    return None
+
+
+def verify_against_manifest(path: str | Path, models_dir: str | Path | None = None, sha256: str | None = None,
+                            remedy: str = "Restore it (git checkout models/) or retrain.") -> None:
+    """Refuse a file whose SHA-256 differs from the one its manifest records (``sha256``: the
+    file's digest if the caller already has it). Files the manifest does not list pass."""
+    want = expected_hash(path, models_dir)
+    if want is not None and (sha256 or sha256_file(path)) != want:
+        raise ModelLoadError(f"{Path(path).name} does not match the SHA-256 in {MANIFEST}: the file was changed "
+                             f"or truncated. {remedy}")
 
 
 def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:
@@ -304,12 +328,7 @@ def load_model(model: str | Path | None = None, verify: bool = True, sha256: str
     if not path.is_file():
         raise ModelLoadError(f"model file not found: {path}")
     if verify:
-        want = expected_hash(path)
-        if want is not None and (sha256 or sha256_file(path)) != want:
-            raise ModelLoadError(
-                f"{path.name} does not match the SHA-256 in {MANIFEST}: the file was changed or "
-                "truncated. Restore it (git checkout models/) or retrain."
-            )
+        verify_against_manifest(path, sha256=sha256)
     import zipfile
 
     if path.suffix == ".keras" and not zipfile.is_zipfile(path):  # Keras would call it "File not found"

@@ -89,5 +89,5 @@ class MahalanobisOOD:
         return cls(z["mean"], z["precision"], float(z["threshold"]), float(z["target_frr"]))
 
 
-OOD_REASON = ("does not look like a frontal chest X-ray: far from the training films' feature "
-              "distribution (distance {d:.0f} > limit {t:.0f}); no pneumonia score is given")
+OOD_REASON = ("does not look like the frontal chest X-rays the model was trained on (feature distance "
+              "{d:.0f}, limit {t:.0f}), so no pneumonia score is given")

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .config import CLASS_NAMES, MODELS_DIR, SHIPPED_VARIANTS
 from .evaluate import METRIC_NAMES, metrics_at
-from .model import FINE_TUNE_LAYERS
+from .model import FINE_TUNE_LAYERS, reports_dir
 
 #: Human names of the shipped variants.
 DISPLAY_NAMES = {"finetuned": "Fine-tuned MobileNetV2", "frozen": "Frozen MobileNetV2 (head only)"}
@@ -157,8 +157,9 @@ def load_history(report_dir: Path) -> pd.DataFrame | None:
 
 def load_report(variant: str, models_dir: str | Path = MODELS_DIR) -> VariantReport:
     models_dir = Path(models_dir)
-    rd = models_dir / "reports" / variant
-    rep = VariantReport(variant=variant, report_dir=rd, model_path=models_dir / f"{variant}.keras")
+    model_path = models_dir / f"{variant}.keras"
+    rd = reports_dir(model_path)
+    rep = VariantReport(variant=variant, report_dir=rd, model_path=model_path)
     rep.missing = [f for f in REPORT_FILES if not (rd / f).is_file()]
     rep.training = read_json(rd / "training.json")
     rep.metrics = read_json(rd / "metrics.json")
@@ -181,7 +182,8 @@ def files_signature(models_dir: str | Path = MODELS_DIR, variants=SHIPPED_VARIAN
     models_dir = Path(models_dir)
     out = []
     for v in variants:
-        for p in [models_dir / f"{v}.keras", *sorted((models_dir / "reports" / v).glob("*"))]:
+        model_path = models_dir / f"{v}.keras"
+        for p in [model_path, *sorted(reports_dir(model_path).glob("*"))]:
             if p.is_file():
                 st = p.stat()
                 out.append((str(p), st.st_mtime_ns, st.st_size))
@@ -276,7 +278,8 @@ def calibration(rep: VariantReport, bins: int = 10) -> pd.DataFrame:
 
 
 def test_examples(root: str | Path, per_class: int = 4) -> pd.DataFrame:
-    """A few images of each class from ``root/test`` (deterministic choice) with their true labels."""
+    """A few images of each class from ``root/test`` (deterministic choice and order) with their
+    true labels, each named "Example k"."""
     root = Path(root)
     rows = []
     for cls in CLASS_NAMES:
@@ -285,7 +288,12 @@ def test_examples(root: str | Path, per_class: int = 4) -> pd.DataFrame:
             continue
         pick = np.linspace(0, len(files) - 1, num=min(per_class, len(files))).round().astype(int)
         rows += [{"file": files[i].name, "path": str(files[i]), "true_label": cls} for i in sorted(set(pick))]
-    return pd.DataFrame(rows, columns=["file", "path", "true_label"])
+    # Mixed in a fixed order and named by number: neither the list's order nor a file name
+    # (NORMAL2-IM-..., person12_bacteria_...) gives the answer away before the model's label.
+    order = np.random.default_rng(0).permutation(len(rows))
+    df = pd.DataFrame([rows[i] for i in order], columns=["file", "path", "true_label"])
+    df.insert(0, "example", [f"Example {k + 1}" for k in range(len(df))])
+    return df
 
 
 def run_members(rep: VariantReport) -> pd.DataFrame:
@@ -333,8 +341,9 @@ def protocol(rep: VariantReport) -> dict:
                        if epochs.get("finetune") else "")
                     + f"; early stopping on validation AUC (patience {cfg.get('patience', '?')}); "
                       f"class weights; seed {cfg.get('seed', '?')}",
-        "Confidence intervals": (f"95% percentile bootstrap over test images ({m.get('bootstrap_resamples', 1000)} "
-                                 "resamples)" if m.get("bootstrap_resamples", 1000) else "none (evaluated without bootstrap)"),
+        "Confidence intervals": (f"95% percentile bootstrap, resampling test {m.get('bootstrap_unit', 'images')} "
+                                 f"({m.get('bootstrap_resamples', 1000)} resamples)"
+                                 if m.get("bootstrap_resamples", 1000) else "none (evaluated without bootstrap)"),
     }
     if rep.ensemble:
         runs = rep.ensemble.get("members", [])

@@ -26,7 +26,7 @@ import numpy as np
 
 from .config import IMAGE_SIZE
 from .infer import Predictor
-from .model import ModelLoadError, expected_hash, sha256_file
+from .model import ModelLoadError, reports_dir, sha256_file, verify_against_manifest
 
 GRADCAM_UNAVAILABLE = "Grad-CAM is not available for this TFLite model (it has no cam output); label only"
 
@@ -68,9 +68,7 @@ class TFLitePredictor(Predictor):
             raise ModelLoadError(f"model file not found: {self.path}")
         self.sha256 = sha256_file(self.path)
         if verify:
-            want = expected_hash(self.path)
-            if want is not None and self.sha256 != want:
-                raise ModelLoadError(f"{self.path.name} does not match the SHA-256 in MANIFEST.json")
+            verify_against_manifest(self.path, sha256=self.sha256)
         from .export import sidecar
 
         meta_path = sidecar(self.path)
@@ -104,13 +102,13 @@ class TFLitePredictor(Predictor):
         """The source model's reports: ``<dir>/reports/<source stem>/`` beside the .tflite file,
         else beside the source model recorded in the sidecar."""
         stem = self.meta.get("source_name") or self.path.name.split(".")[0]
-        local = self.path.parent / "reports" / stem
+        local = reports_dir(self.path.parent / f"{stem}.keras")
         if local.is_dir():
             return local
         src = self.meta.get("source_model")
         if src:
             src = Path(src) if Path(src).is_absolute() else Path(os.path.normpath(self.path.parent / src))
-            other = src.parent / "reports" / src.stem
+            other = reports_dir(src)
             if other.is_dir():
                 return other
         return local

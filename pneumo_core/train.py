@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import data as D
 from .evaluate import THRESHOLD_RULE, choose_threshold, metrics_at, operating_points
-from .model import build_backbone, build_head, build_model, write_manifest
+from .model import build_backbone, build_head, build_model, reports_dir, write_manifest
 
 
 @dataclass
@@ -112,11 +112,10 @@ def _fit_head(head, f_train, y_train, f_val, y_val, cfg: TrainConfig, weights: d
 def train(cfg: TrainConfig, command: str | None = None) -> dict:
     """Train ``cfg.variant``; write ``<out>/<variant>.keras`` and ``<out>/reports/<variant>/``."""
     import keras
-    import tensorflow as tf
 
     t0 = time.time()
     _seed_everything(cfg.seed if cfg.head_seed is None else cfg.head_seed)
-    report_dir = Path(cfg.out) / "reports" / cfg.variant
+    report_dir = reports_dir(Path(cfg.out) / f"{cfg.variant}.keras")
     report_dir.mkdir(parents=True, exist_ok=True)
 
     df_train, df_val = training_split(cfg)
@@ -200,7 +199,7 @@ def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: 
     import tensorflow as tf
 
     out = Path(cfg.out)
-    report_dir = out / "reports" / cfg.variant
+    report_dir = reports_dir(out / f"{cfg.variant}.keras")
     report_dir.mkdir(parents=True, exist_ok=True)
     y_val = df_val.label.to_numpy("float32")
     # Threshold and operating points from validation predictions of the final model.
@@ -297,7 +296,7 @@ def _member_recipe(path: Path) -> dict:
     """How a member was trained, from the ``training.json`` written next to it (if any)."""
     from .reports import read_json
 
-    info = read_json(path.parent / "reports" / path.stem / "training.json")
+    info = read_json(reports_dir(path) / "training.json")
     if not info:
         return {}
     cfg = info.get("config", {})
@@ -311,7 +310,7 @@ def _check_same_validation_split(path: Path, df_val: pd.DataFrame) -> None:
     it may have trained on films the soup or ensemble is scored and thresholded on."""
     from .reports import read_csv
 
-    saved = read_csv(path.parent / "reports" / path.stem / "validation_predictions.csv")
+    saved = read_csv(reports_dir(path) / "validation_predictions.csv")
     if saved is not None and set(saved["file"]) != set(df_val["file"]):
         raise ValueError(f"{path} was validated on a different split ({len(saved)} films, "
                          f"{len(set(saved['file']) - set(df_val['file']))} not in this one): train every member "
@@ -363,8 +362,8 @@ def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", co
     print(f"soup ({method}) of members {used}: validation balanced log-loss {loss:.4f}", flush=True)
     model.set_weights(weights)
     if len(used) == 1:  # the "soup" is one run: its training curves are the model's own
-        src = Path(members[used[0]]).parent / "reports" / Path(members[used[0]]).stem
-        dst = Path(cfg.out) / "reports" / cfg.variant
+        src = reports_dir(members[used[0]])
+        dst = reports_dir(Path(cfg.out) / f"{cfg.variant}.keras")
         dst.mkdir(parents=True, exist_ok=True)
         for f in src.glob("history_*.csv"):
             shutil.copyfile(f, dst / f.name)
@@ -430,7 +429,7 @@ def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 
 
     dim = member_feature_dim(pred.model)  # an ensemble's detector works on its first member's features
     det = MahalanobisOOD.fit(feats(df_train)[:, :dim], feats(df_val)[:, :dim], target_frr)
-    report_dir = model_path.parent / "reports" / model_path.stem
+    report_dir = reports_dir(model_path)
     report_dir.mkdir(parents=True, exist_ok=True)
     det.save(report_dir / "ood.npz")
     return {"method": "Mahalanobis distance, pooled out_relu features, Ledoit-Wolf covariance",
@@ -444,7 +443,7 @@ def recalibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float 
 
     model_path = Path(model_path)
     info = calibrate_ood(model_path, cfg, target_frr)
-    report_dir = model_path.parent / "reports" / model_path.stem
+    report_dir = reports_dir(model_path)
     record_ood_detector(model_path.parent, report_dir / "ood.npz")
     training = report_dir / "training.json"
     if training.exists():

@@ -2,7 +2,7 @@
 
     python scripts/screenshots.py [--out docs/screenshots] [--image PATH] [--width 1366 --height 900]
 
-The Diagnose screenshot uploads ``--image`` (default: the first PNEUMONIA image of the dataset's test
+The Analyse screenshot uploads ``--image`` (default: the first PNEUMONIA image of the dataset's test
 split, a public, de-identified Kermany film). Needs Chromium at ``/usr/bin/chromium`` (Debian package
 ``chromium``; ``playwright install`` is not needed). The helpers are shared with tests/test_browser.py.
 """
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("PNEUMO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-PAGES = [("home", ""), ("diagnose", "diagnose"), ("compare", "compare"), ("roc", "roc"), ("about", "about")]
+PAGES = [("home", ""), ("analyse", "analyse"), ("compare", "compare"), ("roc", "roc"), ("about", "about")]
 
 
 def free_port() -> int:
@@ -106,11 +106,18 @@ def wait_page_idle(page, timeout_ms: int = 120_000) -> None:
     page.wait_for_timeout(800)  # let Plotly and data grids finish drawing
 
 
+def label_locator(page):
+    """The model's label of every study on the Analyse page (a heading under ``LABEL_HEADING``)."""
+    from ui.widgets import LABEL_HEADING
+
+    return page.locator('[data-testid="stMarkdownContainer"]', has_text=LABEL_HEADING).locator("h3")
+
+
 def upload_and_wait(page, image: Path, timeout_ms: int = 180_000) -> str:
-    """On the Diagnose page: upload ``image`` through the real file input, wait for the label and
+    """On the Analyse page: upload ``image`` through the real file input, wait for the label and
     both images (original + heatmap). Returns the label text shown."""
     page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(image))
-    label = page.locator('[data-testid="stMetric"]', has_text="Label").locator('[data-testid="stMetricValue"]').first
+    label = label_locator(page).first
     label.wait_for(timeout=timeout_ms)
     page.wait_for_function(
         "() => Array.from(document.querySelectorAll('[data-testid=\"stImage\"] img'))"
@@ -130,7 +137,7 @@ def capture_all(server: Server, out_dir: Path, image: Path | None, width: int = 
         for name, path in PAGES:
             page.goto(f"{server.url}/{path}")
             wait_page_idle(page)
-            if name == "diagnose" and image is not None:
+            if name == "analyse" and image is not None:
                 upload_and_wait(page, image)
             if name in ("roc", "compare"):  # past the disclaimer and title, to the charts
                 page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
@@ -148,7 +155,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
-    ap.add_argument("--image", help="X-ray to upload on the Diagnose page")
+    ap.add_argument("--image", help="X-ray to upload on the Analyse page")
     ap.add_argument("--width", type=int, default=1366)
     ap.add_argument("--height", type=int, default=900)
     args = ap.parse_args(argv)

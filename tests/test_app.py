@@ -1,6 +1,6 @@
 """The Streamlit dashboard, driven headlessly with ``streamlit.testing.v1.AppTest``.
 
-Every page renders without an exception and shows the disclaimer; the Diagnose page, given a real
+Every page renders without an exception and shows the disclaimer; the Analyse page, given a real
 test-split X-ray through its file uploader, shows the same label and probability as
 ``Predictor("finetuned").predict(path)``; a bad upload is reported for that file only; thresholds
 re-label without re-running the model; a missing model variant gives a message, not a crash.
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 MODELS = ROOT / "models"
 TIMEOUT = 300  # first model load on a busy 2-core machine
-PAGES = ["app_pages/diagnose.py", "app_pages/compare.py", "app_pages/roc.py", "app_pages/about.py"]
+PAGES = ["app_pages/analyse.py", "app_pages/compare.py", "app_pages/roc.py", "app_pages/about.py"]
 DISCLAIMER_TEXT = "not a diagnostic device"
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
@@ -48,9 +48,10 @@ def metrics(at) -> list[tuple[str, str]]:
 
 def studies(at) -> list[dict]:
     """(label, probability) of each study shown, in page order."""
-    ms = metrics(at)
-    labels = [v for k, v in ms if k == "Label"]
-    probs = [v for k, v in ms if k == "P(pneumonia)"]
+    from ui.widgets import LABEL_HEADING
+
+    labels = [m.value.split("### ", 1)[1].strip() for m in at.markdown if m.value.startswith(LABEL_HEADING)]
+    probs = [v for k, v in metrics(at) if k == "P(pneumonia)"]
     assert len(labels) == len(probs)
     return [{"label": a, "p": b} for a, b in zip(labels, probs)]
 
@@ -168,7 +169,7 @@ def test_roc_page_confusion_follows_threshold():
 
     def cm_annotations(at):
         specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-        return [s for s in specs if s["layout"].get("title", {}).get("text", "").startswith("Confusion matrix: Frozen")]
+        return [s for s in specs if s["layout"].get("title", {}).get("text", "").startswith("Confusion matrix: frozen")]
 
     for t in (0.2, 0.9):
         at.slider(key="thr_frozen").set_value(t).run()
@@ -188,16 +189,16 @@ def test_roc_page_confusion_follows_threshold():
            if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("ROC curves")]
     assert len(roc) == 1
     names = [t["name"] for t in roc[0]["data"]]
-    assert any("Fine-tuned MobileNetV2 (AUC" in n for n in names) and any("Frozen MobileNetV2" in n for n in names)
-    assert any(n.startswith("Frozen MobileNetV2 (head only) at threshold 0.500") for n in names)
+    assert any(n.startswith("fine-tuned (AUC 0.9") for n in names) and any(n.startswith("frozen (AUC") for n in names)
+    assert "frozen at 0.500" in names
 
 
-# ---------------------------------------------------------------------------- Diagnose
+# ---------------------------------------------------------------------------- Analyse X-rays
 @pytest.mark.parametrize("which", ["test_normal", "test_pneumonia"])
-def test_diagnose_upload_matches_predictor(which, request, shipped_predictor):
+def test_analyse_upload_matches_predictor(which, request, shipped_predictor):
     both_models_required()
     path: Path = request.getfixturevalue(which)
-    at = open_page("app_pages/diagnose.py")
+    at = open_page("app_pages/analyse.py")
     assert at.radio(key="model").value == "finetuned", "fine-tuned must be the default model"
     upload(at, [(path.name, path.read_bytes(), "image/jpeg")])
     assert_healthy(at)
@@ -208,7 +209,7 @@ def test_diagnose_upload_matches_predictor(which, request, shipped_predictor):
     assert shown["label"] == expected.label
     assert shown["p"] == f"{expected.p_pneumonia:.3f}"
     assert at.slider(key="thr_finetuned").value == pytest.approx(shipped_predictor.threshold)
-    assert len(at.get("image")) == 2, "original and Grad-CAM overlay expected"
+    assert len(at.get("image")) == 3, "original, Grad-CAM overlay and its colour scale expected"
     assert any("what drove the score" in c.value for c in at.caption)
     # the threshold re-labels without re-running the model
     p = expected.p_pneumonia
@@ -218,9 +219,9 @@ def test_diagnose_upload_matches_predictor(which, request, shipped_predictor):
     assert studies(at)[0] == {"label": "PNEUMONIA", "p": f"{p:.3f}"}
 
 
-def test_diagnose_bad_file_only_affects_that_file(test_pneumonia):
+def test_analyse_bad_file_only_affects_that_file(test_pneumonia):
     both_models_required()
-    at = open_page("app_pages/diagnose.py")
+    at = open_page("app_pages/analyse.py")
     upload(at, [("x.png", b"this is plain text, not an image\n" * 4, "image/png"),
                 (test_pneumonia.name, test_pneumonia.read_bytes(), "image/jpeg"),
                 ("film16.dcm", dicom_16bit(test_pneumonia), "application/dicom"),
@@ -234,7 +235,7 @@ def test_diagnose_bad_file_only_affects_that_file(test_pneumonia):
     shown = studies(at)
     assert len(shown) == 3  # the JPEG, the 16-bit DICOM and the large 16-bit PNG still work
     assert all(s["label"] in ("NORMAL", "PNEUMONIA") for s in shown)
-    assert len(at.get("image")) == 6  # original + overlay for each good file
+    assert len(at.get("image")) == 9  # original, overlay and its colour scale for each good file
     review = at.dataframe[0].value
     assert list(review["file"]) == ["x.png", test_pneumonia.name, "film16.dcm", "empty.jpg", "big16.png"]
     assert list(review["flag"][[0, 3]]) == ["unreadable file", "unreadable file"]
@@ -242,24 +243,51 @@ def test_diagnose_bad_file_only_affects_that_file(test_pneumonia):
     assert review["p_pneumonia"][1] == pytest.approx(float(shown[0]["p"]), abs=6e-4)
 
 
-def test_diagnose_example_shows_true_label(data_root):
+def test_analyse_uploads_survive_a_visit_to_another_page(test_pneumonia):
+    """Streamlit empties a file uploader when its page is left; the study must still be there
+    when the user comes back (and go when they clear it)."""
     both_models_required()
-    at = open_page("app_pages/diagnose.py")
+    at = open_page("app_pages/analyse.py")
+    upload(at, [(test_pneumonia.name, test_pneumonia.read_bytes(), "image/jpeg")])
+    (first,) = studies(at)
+    at.switch_page("app_pages/roc.py")
+    at.run()
+    at.switch_page("app_pages/analyse.py")
+    at.run()
+    assert_healthy(at)
+    assert studies(at) == [first]
+    assert any("uploaded earlier in this session" in c.value for c in at.caption)
+    at.button(key="clear_study").click().run()
+    assert studies(at) == []
+
+
+def test_analyse_example_shows_true_label(data_root):
+    both_models_required()
+    from pneumo_core.reports import test_examples
+
+    examples = test_examples(data_root)
+    # the list mixes the classes and hides the file names, which would give the answer away
+    assert examples["true_label"].iloc[:4].nunique() == 2
+    at = open_page("app_pages/analyse.py")
     choice = at.selectbox(key="example_choice")
-    pneumonia = [o for o in choice.options if o.startswith("person")][0]
-    path = next(p for p in (data_root / "test" / "PNEUMONIA").glob("*.jpeg") if p.name == pneumonia)
-    choice.set_value(str(path))
+    assert choice.options == list(examples["example"])
+    row = examples[examples["true_label"] == "PNEUMONIA"].iloc[0]
+    choice.set_value(row["path"])
+    page_text = " ".join(m.value for m in at.markdown)
+    assert row["file"] not in page_text
     at.button(key="example_run").click().run()
     assert_healthy(at)
     assert len(studies(at)) == 1
-    assert any("True label (dataset folder): **PNEUMONIA**" in i.value for i in at.info)
+    assert any(f"#### {row['example']}" == m.value for m in at.markdown)
+    truth = [i.value for i in at.info if "True label (dataset folder)" in i.value]
+    assert truth and "**PNEUMONIA**" in truth[0] and row["file"] in truth[0]
 
 
-def test_diagnose_frozen_model_choice(test_pneumonia):
+def test_analyse_frozen_model_choice(test_pneumonia):
     both_models_required()
     from pneumo_core.infer import Predictor
 
-    at = open_page("app_pages/diagnose.py")
+    at = open_page("app_pages/analyse.py")
     at.radio(key="model").set_value("frozen").run()
     upload(at, [(test_pneumonia.name, test_pneumonia.read_bytes(), "image/jpeg")])
     assert_healthy(at)
@@ -287,7 +315,7 @@ def test_missing_finetuned_variant_is_explained(page, tmp_path, monkeypatch):
     assert_healthy(at)
     if page in (None, "app_pages/compare.py", "app_pages/roc.py"):
         assert any("Fine-tuned MobileNetV2 is not available yet" in i.value for i in at.info)
-    if page == "app_pages/diagnose.py":
+    if page == "app_pages/analyse.py":
         assert at.radio(key="model").options == ["Frozen MobileNetV2 (head only)"]
         assert at.radio(key="model").value == "frozen"
 
@@ -299,7 +327,7 @@ def test_no_models_at_all(page, tmp_path, monkeypatch):
     monkeypatch.setattr(widgets, "MODELS_DIR", _models_subset(tmp_path, []))
     at = open_page(page)
     assert_healthy(at)
-    if page in ("app_pages/diagnose.py", "app_pages/compare.py", "app_pages/roc.py"):
+    if page in ("app_pages/analyse.py", "app_pages/compare.py", "app_pages/roc.py"):
         assert at.error, "an empty models folder must be explained"
 
 

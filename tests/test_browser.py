@@ -1,6 +1,6 @@
 """End to end: ``streamlit run app.py`` in a subprocess, driven by headless Chromium (Playwright).
 
-Uploads a real test-split X-ray through the Diagnose page's file input, waits for the label and the
+Uploads a real test-split X-ray through the Analyse page's file input, waits for the label and the
 Grad-CAM image, then a bad file beside it; saves screenshots under ``test-artifacts/``. Fails if the
 label does not appear, disagrees with the shipped fine-tuned model's saved test prediction, or the
 server's stderr (or the page) shows a traceback.
@@ -63,14 +63,14 @@ def test_upload_real_xray_in_browser(browser_ready, test_pneumonia):
                 page = browser.new_page(viewport={"width": 1366, "height": 900})
                 console_errors = []
                 page.on("pageerror", lambda exc: console_errors.append(str(exc)))
-                page.goto(f"{server.url}/diagnose")
+                page.goto(f"{server.url}/analyse")
                 shots.wait_page_idle(page)
                 assert page.get_by_text("not a diagnostic device").first.is_visible()
                 nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
                 assert "Home" in nav and "Compare models" in nav, f"navigation not from app.py: {nav!r}"
 
                 label = shots.upload_and_wait(page, test_pneumonia)
-                page.screenshot(path=str(ARTIFACTS / "browser_diagnose_upload.png"), full_page=True)
+                page.screenshot(path=str(ARTIFACTS / "browser_analyse_upload.png"), full_page=True)
                 assert label == expected
                 prob = page.locator('[data-testid="stMetric"]', has_text="P(pneumonia)") \
                     .locator('[data-testid="stMetricValue"]').first.inner_text()
@@ -80,11 +80,10 @@ def test_upload_real_xray_in_browser(browser_ready, test_pneumonia):
                 # a bad file next to it: its own message, the good study stays
                 page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(
                     {"name": "x.png", "mimeType": "image/png", "buffer": b"plain text, not an image\n" * 8})
-                page.get_by_text("x.png: Could not use this file").first.wait_for(timeout=120_000)
+                page.get_by_text("x.png: could not use this file").first.wait_for(timeout=120_000)
                 shots.wait_page_idle(page)
-                page.screenshot(path=str(ARTIFACTS / "browser_diagnose_bad_file.png"), full_page=True)
-                values = page.locator('[data-testid="stMetric"]', has_text="Label") \
-                    .locator('[data-testid="stMetricValue"]').all_inner_texts()
+                page.screenshot(path=str(ARTIFACTS / "browser_analyse_bad_file.png"), full_page=True)
+                values = shots.label_locator(page).all_inner_texts()
                 assert expected in [v.strip() for v in values]
                 assert "Traceback" not in page.content()
                 assert not console_errors, console_errors

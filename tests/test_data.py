@@ -95,13 +95,15 @@ def test_pipeline_handles_odd_sizes_and_modes(tmp_path):
 
 
 def test_pipeline_matches_single_image_preprocessing(test_normal):
-    """Training/evaluation (tf.data) and inference (to_model_input) see the same tensor."""
+    """Training (tf.data, TensorFlow's JPEG decoder) and inference (Pillow, then to_model_input)
+    see the same tensor up to the decoders' rounding (a few grey levels at most)."""
     df = pd.DataFrame([{"path": str(test_normal), "file": test_normal.name, "label": 0, "patient": "p"}])
     x_ds = next(iter(D.make_dataset(df, batch_size=1, with_labels=False))).numpy()[0]
     from pneumo_core.images import load_path
 
     x_inf = D.to_model_input(load_path(test_normal).rgb()).numpy()
-    assert np.abs(x_ds - x_inf).max() < 0.02
+    assert np.abs(x_ds - x_inf).max() < 0.03
+    assert np.abs(x_ds - x_inf).mean() < 0.005
 
 
 def test_augmentation_changes_images_but_keeps_shape_and_range(test_normal):

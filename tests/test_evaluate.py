@@ -75,6 +75,23 @@ def test_shipped_threshold_is_the_rule_applied_to_its_saved_validation_scores(va
     assert metrics["at_threshold"]["threshold"] == pytest.approx(info["threshold"], abs=1e-6)
 
 
+def test_patient_bootstrap_keeps_a_patients_films_together():
+    """Five films per patient with the same label and nearly the same score are one piece of
+    evidence, not five: resampling patients must give intervals about sqrt(5) times wider than
+    resampling films, which would overstate the precision."""
+    rng = np.random.default_rng(1)
+    y_pat = rng.integers(0, 2, 80)
+    p_pat = np.clip(y_pat * 0.35 + rng.uniform(0, 0.65, 80), 0, 1)
+    y, p = np.repeat(y_pat, 5), np.repeat(p_pat, 5) + rng.normal(0, 1e-3, 400)
+    patients = np.repeat([f"person{i}" for i in range(80)], 5)
+    by_film = E.bootstrap_ci(y, p, 0.5, n_boot=400)
+    by_patient = E.bootstrap_ci(y, p, 0.5, n_boot=400, groups=patients)
+    for k in ("accuracy", "auc"):
+        assert (by_patient[k][1] - by_patient[k][0]) > 1.6 * (by_film[k][1] - by_film[k][0]), k
+    report = E.full_report(y, p, 0.5, n_boot=50, groups=patients)
+    assert report["bootstrap_unit"].startswith("patients (80,")
+
+
 def test_bootstrap_ci_contains_point_estimate_and_narrows_with_n():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400)

@@ -290,8 +290,17 @@ def test_dicom_missing_codec_is_named(normal_grey):
         with pytest.raises(ImageError, match="JPEG-LS"):  # installed, but these bytes are garbage
             load_image(data)
     else:
-        msg = assert_refused(data, "no decoder installed")
-        assert "JPEG-LS" in msg and ("pylibjpeg" in msg or "gdcm" in msg)
+        msg = assert_refused(data, "no decoder for it is installed")
+        assert "JPEG-LS" in msg and "uncompressed DICOM or as PNG" in msg and ("pylibjpeg" in msg or "gdcm" in msg)
+
+
+def test_dicom_with_corrupt_compressed_pixels_says_what_to_do(normal_grey):
+    """JPEG 2000 has a decoder here (Pillow), but these bytes are not a codestream."""
+    from pydicom.uid import JPEG2000Lossless
+
+    msg = assert_refused(make_dicom(normal_grey, transfer_syntax=JPEG2000Lossless,
+                                    fragments=[b"\xff\x4f\xff\x51" + bytes(64)]), "corrupt or cut short")
+    assert "JPEG 2000" in msg and "uncompressed DICOM or as PNG" in msg and not msg.rstrip().endswith(":")
 
 
 def test_dicom_without_pixel_data():

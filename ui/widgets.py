@@ -25,10 +25,18 @@ APP_TITLE = "Pneumonia chest X-ray workbench"
 DISCLAIMER = ("**Research and teaching tool, not a diagnostic device.** Its outputs are not validated for "
               "clinical use and must not guide the care of any patient.")
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in READABLE_SUFFIXES]
+UPLOAD_LABEL = ("Chest X-rays: DICOM, PNG, JPEG, TIFF, BMP or WebP; greyscale or colour, 8- or 16-bit; "
+                "up to 50 MB and 40 megapixels a file")
+STUDY_KEY = "_study_files"  # (name, bytes) of the current uploads: the uploader empties when the page is left
+STUDY_MAX_BYTES = 256 * 2**20
 CUSTOM = "custom (slider)"
+LABEL_HEADING = "Label at this threshold:"
 HEATMAP_CAPTION = ("The heatmap (Grad-CAM) shows which regions pushed the model's score up: what drove the "
                    "score, **not** an outline of a lesion. It is coarse (a 7x7 grid upsampled) and can light up "
-                   "tubes, text markers or the image edge. Yellow = most influence, dark blue = little.")
+                   "tubes, text markers or the image edge. Its colours are scaled to each image (yellow = the "
+                   "strongest push in *this* image, dark purple = the weakest), so a film scored NORMAL shows "
+                   "yellow too: brightness is not evidence of disease.")
+PRESET_NAMES = {"0.5": "fixed 0.5 (no validation rule)"}  # how a preset key from training.json is shown
 CACHE_SIZE = 48  # predictions kept per browser session (display image + heatmap each, a few MB)
 DISPLAY_SIDE = 768  # longest side of the display copies kept for the page and the report
 
@@ -199,7 +207,7 @@ def operating_point_picker(rep: reports.VariantReport, container=None, show_titl
     if show_title:
         container.markdown(f"**Operating point: {rep.name}**")
     container.selectbox("Preset (chosen on the validation split)", names, key=pkey, on_change=on_preset,
-                        persist_state="session",
+                        persist_state="session", format_func=lambda n: PRESET_NAMES.get(n, n),
                         help="Thresholds picked on the patient-grouped validation split, never on the test set.")
     t = container.slider("Decision threshold on P(pneumonia)", 0.0, 1.0, step=0.001, format="%.3f", key=tkey,
                          on_change=on_slider, persist_state="session",
@@ -208,13 +216,42 @@ def operating_point_picker(rep: reports.VariantReport, container=None, show_titl
     val = reports.validation_at(rep, t)
     if val is None and name in ops:
         val = ops[name]
+    lines = []
     if val is not None:
-        container.caption(f"At {t:.3f} on validation: sensitivity {val['val_sensitivity']:.1%}, "
-                          f"specificity {val['val_specificity']:.1%}.")
-    return float(t), ("custom" if name == CUSTOM else name)
+        lines.append(f"validation (chose it): sensitivity {val['val_sensitivity']:.1%}, "
+                     f"specificity {val['val_specificity']:.1%}")
+    if rep.test_predictions is not None:
+        test = confusion(v, t)
+        lines.append(f"test split ({rep.test_n} films): sensitivity {test['recall']:.1%}, "
+                     f"specificity {test['specificity']:.1%}")
+    if lines:
+        container.caption(f"At {t:.3f}, " + "; ".join(lines) + ". The test films come from a later batch: "
+                          "expect figures nearer the test ones on new films.")
+    return float(t), ("custom" if name == CUSTOM else PRESET_NAMES.get(name, name))
 
 
 # ============================================================================ diagnosis
+def remember_uploads() -> None:
+    """The uploader's ``on_change``: keep this session's current uploads (or forget them when the
+    user removed them), so they are still shown after a visit to another page."""
+    files = st.session_state.get("uploads") or []
+    if sum(f.size for f in files) > STUDY_MAX_BYTES:  # not kept; shown while on the page only
+        st.session_state.pop(STUDY_KEY, None)
+        return
+    st.session_state[STUDY_KEY] = [(f.name, f.getvalue()) for f in files]
+
+
+def forget_uploads() -> None:
+    st.session_state.pop(STUDY_KEY, None)
+
+
+def current_study(uploaded) -> list[tuple[str, bytes]]:
+    """(name, bytes) of the files to show: the uploader's, else those uploaded earlier in this session."""
+    if uploaded:
+        return [(f.name, f.getvalue()) for f in uploaded]
+    return list(st.session_state.get(STUDY_KEY, []))
+
+
 def analyse(predictor, name: str, data: bytes):
     """Score one file (name, bytes) with Grad-CAM; never raises. Results are kept in this browser
     session only (bounded), so moving a slider does not re-run the model."""
@@ -284,47 +321,67 @@ def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80]
 
 
+@st.cache_data(show_spinner=False)
+def heatmap_scale_bar(width: int = 256, height: int = 14) -> np.ndarray:
+    """The overlay's colour scale (the same OpenCV viridis map), low on the left, high on the right."""
+    import cv2
+
+    ramp = np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
+    return cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+
+
 def render_study(pred, threshold: float, op_name: str, alpha: float, predictor, key: str,
-                 true_label: str | None = None) -> None:
+                 true_label: str | None = None, title: str | None = None) -> None:
     """One study: original and Grad-CAM overlay side by side, label, P(pneumonia), confidence cue,
-    report download; or a clear message for this file only."""
+    report download; or a clear message for this file only. ``title`` replaces the file name
+    as the heading (teaching examples, whose file names give the answer away)."""
     from pneumo_core.explain import overlay
 
     with st.container(border=True):
-        st.markdown(f"#### {pred.file}")
+        st.markdown(f"#### {title or pred.file}")
         if pred.error:
-            reason = "Not accepted as a chest X-ray" if pred.is_chest_xray is False else "Could not use this file"
-            st.error(f"**{pred.file}**: {reason}: {pred.error}", icon=":material/error:")
+            if pred.is_chest_xray is False:
+                st.error(f"**{pred.file}** {pred.error}.", icon=":material/error:")
+                if pred.image is not None:
+                    st.image(pred.image, caption="The image as decoded (not scored)", width=240)
+            else:
+                st.error(f"**{pred.file}**: could not use this file: {pred.error}", icon=":material/error:")
             return
         d = decision(pred, threshold)
         conf = d["confidence"]
-        c1, c2, c3 = st.columns([1, 1, 0.9], gap="medium")
+        c1, c2, c3 = st.columns([1, 1, 1.1], gap="medium")
         c1.image(pred.image, caption="Original (as decoded; display copy)", width="stretch")
         try:
             c2.image(overlay(pred.image, pred.heatmap, alpha=alpha), width="stretch",
                      caption=f"Grad-CAM overlay, opacity {alpha:.2f} ({reports.display_name(predictor.name)})")
+            c2.image(heatmap_scale_bar(), width="stretch",
+                     caption="Heatmap scale for this image: weakest push (left) to strongest (right)")
         except Exception as exc:
             c2.warning(f"Heatmap unavailable ({type(exc).__name__}).")
         with c3:
-            st.metric("Label", d["label"], help=f"PNEUMONIA when P(pneumonia) >= {threshold:.3f}.")
+            # A heading, not st.metric: a metric cuts "PNEUMONIA" to "PNEUM..." in a narrow column.
+            st.markdown(f"{LABEL_HEADING}\n### {d['label']}", help=f"PNEUMONIA when P(pneumonia) >= {threshold:.3f}.")
             st.metric("P(pneumonia)", f"{d['p']:.3f}", help="The model's score (0-1); not a calibrated risk.")
-            st.caption(f"Threshold {threshold:.3f} ({op_name}); model: {reports.display_name(predictor.name)}")
-            st.progress(conf["margin"], text=f"Confidence cue: **{conf['level']}**, {conf['text']} "
-                                             f"(distance {conf['distance']:+.3f}).")
+            st.caption(f"Threshold {threshold:.3f}, operating point: {op_name}; "
+                       f"model: {reports.display_name(predictor.name)}")
+            st.markdown(f"Confidence cue: **{conf['level']}**, {conf['text']} (distance from the threshold "
+                        f"{conf['distance']:+.3f}).")
             if pred.notes:
                 st.caption("Image handling: " + "; ".join(pred.notes))
             if true_label is not None:
                 verdict = "matches" if true_label == d["label"] else "does NOT match"
-                st.info(f"True label (dataset folder): **{true_label}**; the model's label {verdict}.",
-                        icon=":material/school:")
-            st.download_button("Download study report (PNG)",
+                st.info(f"True label (dataset folder): **{true_label}**; the model's label {verdict}. "
+                        f"File: {pred.file}.", icon=":material/school:")
+            st.download_button("Report (PNG)", help="This study's images, label, score, threshold and model in one PNG",
                                data=lambda: study_report_bytes(pred, threshold, op_name, alpha, predictor),
                                file_name=f"{_safe_name(pred.file)}_report.png", mime="image/png",
                                key=f"dl_{key}", on_click="ignore", icon=":material/download:")
         st.caption(HEATMAP_CAPTION)
 
 
-def review_table(preds: list, threshold: float) -> pd.DataFrame:
+def review_table(preds: list, threshold: float, op_name: str = "", model_sha256: str | None = None) -> pd.DataFrame:
+    """One row per file; the provenance columns (model, its SHA-256, threshold, operating point,
+    disclaimer) travel with the CSV download, where no page caption can."""
     rows = []
     for pred in preds:
         d = decision(pred, threshold)
@@ -332,24 +389,35 @@ def review_table(preds: list, threshold: float) -> pd.DataFrame:
                      "p_pneumonia": round(d["p"], 4) if d["p"] is not None else None,
                      "confidence": d["confidence"]["level"] if d["confidence"] else "",
                      "flag": flag_for(pred, threshold),
-                     "error": pred.error or "", "model": pred.model, "threshold": round(threshold, 4)})
+                     "error": pred.error or "", "model": pred.model, "model_sha256": model_sha256 or "",
+                     "threshold": round(threshold, 4), "operating_point": op_name,
+                     "use": "research and teaching only; not a diagnostic device"})
     return pd.DataFrame(rows)
 
 
-def render_review_table(preds: list, threshold: float, op_name: str, model_name: str) -> None:
-    df = review_table(preds, threshold)
+def render_review_table(preds: list, threshold: float, op_name: str, predictor) -> None:
+    df = review_table(preds, threshold, op_name, predictor.sha256)
     st.subheader("Review table")
-    st.caption(f"{len(df)} files; model {reports.display_name(model_name)}; threshold {threshold:.3f} ({op_name}).")
-    st.dataframe(df.drop(columns=["model", "threshold"]), hide_index=True, width="stretch",
-                 column_config={"p_pneumonia": st.column_config.NumberColumn("P(pneumonia)", format="%.3f")})
-    st.download_button("Download review table (CSV)", data=df.to_csv(index=False).encode(),
+    st.caption(f"{len(df)} files; model {reports.display_name(predictor.name)}; threshold {threshold:.3f}, "
+               f"operating point: {op_name}.")
+    shown = df[["file", "label", "p_pneumonia", "confidence", "flag", "error"]]
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={"file": st.column_config.TextColumn("File", width="medium"),
+                                "label": st.column_config.TextColumn("Label", width=110),
+                                "p_pneumonia": st.column_config.NumberColumn("P(pneumonia)", format="%.3f",
+                                                                             width=110),
+                                "confidence": st.column_config.TextColumn("Confidence", width=100),
+                                "flag": st.column_config.TextColumn("Flag", width="medium"),
+                                "error": st.column_config.TextColumn("Why not scored", width="large")})
+    st.caption("A file that was not scored has no label or P(pneumonia); hover a cell to read a long message.")
+    st.download_button("Review table (CSV)", data=df.to_csv(index=False).encode(),
                        file_name="review_table.csv", mime="text/csv", key="dl_review_csv", on_click="ignore",
-                       icon=":material/table:")
+                       icon=":material/table:", help="With the model's SHA-256, the threshold and the operating point")
 
 
 def example_picker(key: str = "example"):
     """Teaching demo: pick a test-split image (when the dataset folder exists).
-    Returns (file name, bytes, true label) or None."""
+    Returns (example name, file name, bytes, true label) or None."""
     root = data_dir()
     if not (root / "test").is_dir():
         st.caption(f"No dataset folder at {root} (set PNEUMO_DATA_DIR); the repository ships no patient images.")
@@ -358,27 +426,43 @@ def example_picker(key: str = "example"):
     if ex.empty:
         st.caption("The dataset's test folder has no JPEG images.")
         return None
-    labels = {r.path: f"{r.file}" for r in ex.itertuples()}
-    choice = st.selectbox("Example from the official test split (true label shown after the prediction)",
-                          list(labels), format_func=labels.get, key=f"{key}_choice")
+    labels = {r.path: r.example for r in ex.itertuples()}  # numbered: file names give the class away
+    choice = st.selectbox("Example from the official test split (file name and true label shown after the "
+                          "prediction)", list(labels), format_func=labels.get, key=f"{key}_choice")
     if st.button("Run this example", key=f"{key}_run", icon=":material/play_arrow:"):
         st.session_state[f"{key}_active"] = choice
     active = st.session_state.get(f"{key}_active")
     if active is None:
         st.caption("Pick an image and press the button; its true label appears after the model's.")
         return None
-    truth = ex.loc[ex["path"] == active, "true_label"]
+    row = ex.loc[ex["path"] == active]
     try:
         data = Path(active).read_bytes()
     except OSError as exc:
         st.error(f"Cannot read {Path(active).name}: {exc.strerror}")
         return None
-    return Path(active).name, data, (truth.iloc[0] if len(truth) else None)
+    if row.empty:
+        return None
+    return row["example"].iloc[0], Path(active).name, data, row["true_label"].iloc[0]
 
 
 # ============================================================================ figures
-def _title(text: str, sub: str) -> dict:
-    return {"text": f"{text}<br><sup>{sub}</sup>", "x": 0.0, "xanchor": "left"}
+SUBTITLE_CHARS = 42  # Plotly does not wrap titles: lines this short fit a half-width chart on a 1024 px screen
+
+
+def _title(text: str, *subs: str) -> dict:
+    """A chart title with its provenance (data, model, threshold) underneath, wrapped by hand so
+    it stays readable on a projector; ``margin_top`` is the room it needs."""
+    import textwrap
+
+    lines = [ln for sub in subs for part in sub.split("<br>") for ln in textwrap.wrap(part, SUBTITLE_CHARS)]
+    text = "<br>".join([text] + [f"<sup>{ln}</sup>" for ln in lines])
+    return {"text": text, "x": 0.0, "xanchor": "left", "margin_top": 52 + 20 * len(lines)}
+
+
+def _apply_title(fig: go.Figure, title: dict, **layout) -> None:
+    margin = {**layout.pop("margin", {}), "t": title.pop("margin_top")}
+    fig.update_layout(title=title, margin=margin, **layout)
 
 
 def metrics_bar_figure(table: pd.DataFrame, basis: str, data_caption: str) -> go.Figure:
@@ -394,10 +478,9 @@ def metrics_bar_figure(table: pd.DataFrame, basis: str, data_caption: str) -> go
                              "arrayminus": g["value"] - g["ci_lo"], "color": "#222", "thickness": 1.5},
                     hovertemplate="%{x}: %{y:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}]"
                                   "<extra>%{fullData.name}</extra>")
-    fig.update_layout(barmode="group", title=_title("Test metrics with 95% bootstrap CIs", f"{data_caption}<br>{basis}"),
-                      yaxis={"title": "Value (0-1)", "range": [0, 1.05]}, xaxis={"title": "Metric"},
-                      legend={"orientation": "h", "y": -0.22, "x": 0}, margin={"t": 100, "l": 60, "r": 10},
-                      height=480)
+    _apply_title(fig, _title("Test metrics with 95% bootstrap CIs", data_caption, basis), barmode="group",
+                 yaxis={"title": "Value (0-1)", "range": [0, 1.05]}, xaxis={"title": "Metric"},
+                 legend={"orientation": "h", "y": -0.22, "x": 0}, margin={"l": 60, "r": 10}, height=500)
     return fig
 
 
@@ -411,7 +494,8 @@ def history_figure(rep: reports.VariantReport) -> go.Figure:
         fig.add_scatter(x=h["step"], y=h[f"val_{metric}"], mode="lines+markers", name="validation",
                         line={"color": OKABE_ITO["black"], "dash": "dot"}, marker={"size": 4, "symbol": "square"},
                         legendgroup="val", showlegend=col == 1, row=1, col=col)
-        fig.update_xaxes(title_text="Epoch (head, then fine-tune)", row=1, col=col)
+        fig.update_xaxes(title_text="Epoch (head, then fine-tune)" if (h["phase"] == "fine-tune").any()
+                         else "Epoch (head training)", row=1, col=col)
     fig.update_yaxes(title_text="Loss", row=1, col=1)
     fig.update_yaxes(title_text="AUC", row=1, col=2)
     ft = h.loc[h["phase"] == "fine-tune", "step"]
@@ -421,8 +505,7 @@ def history_figure(rep: reports.VariantReport) -> go.Figure:
     d = rep.training.get("data", {})
     sub = (f"training {d.get('train_images', '?')} / validation {d.get('val_images', '?')} images "
            "(Kermany train folder, patient-grouped split)")
-    fig.update_layout(title=_title(f"Training curves: {rep.name}", sub), height=380, margin={"t": 90},
-                      legend={"orientation": "h", "y": -0.3})
+    _apply_title(fig, _title(f"Training curves: {rep.name}", sub), height=400, legend={"orientation": "h", "y": -0.3})
     return fig
 
 
@@ -435,23 +518,25 @@ def roc_figure(reps: dict, points: dict) -> go.Figure:
         roc = rep.roc
         fig.add_scatter(x=roc["fpr"], y=roc["tpr"], mode="lines", line={"color": model_colour(v),
                         "dash": MODEL_DASH.get(v, "solid"), "width": 2.5}, customdata=roc["threshold"],
-                        name=f"{rep.name} (AUC {reports.auc_of(rep):.3f})",
+                        name=f"{reports.short_name(v)} (AUC {reports.auc_of(rep):.3f})",
                         hovertemplate="FPR %{x:.3f}, TPR %{y:.3f}, threshold %{customdata:.3f}<extra></extra>")
         if v in points:
             t, m = points[v]
-            fig.add_scatter(x=[m["fpr"]], y=[m["tpr"]], mode="markers", name=f"{rep.name} at threshold {t:.3f}",
+            fig.add_scatter(x=[m["fpr"]], y=[m["tpr"]], mode="markers", name=f"{reports.short_name(v)} at {t:.3f}",
                             marker={"color": model_colour(v), "size": 14, "symbol": MODEL_SYMBOL.get(v, "circle"),
                                     "line": {"color": "black", "width": 1.5}},
                             hovertemplate=f"threshold {t:.3f}: sensitivity %{{y:.3f}}, 1 - specificity %{{x:.3f}}"
                                           "<extra></extra>")
     cap = next(iter(reps.values())).data_caption() if reps else ""
     thr = ", ".join(f"{reports.short_name(v)} {t:.3f}" for v, (t, _) in points.items())
-    fig.update_layout(title=_title("ROC curves on the test split", f"{cap}<br>markers = current thresholds: {thr}"),
-                      xaxis={"title": "False positive rate (1 - specificity)", "range": [-0.01, 1.01],
-                             "constrain": "domain"},
-                      yaxis={"title": "True positive rate (sensitivity)", "range": [-0.01, 1.01],
-                             "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"},
-                      legend={"orientation": "h", "y": -0.18, "x": 0}, height=640, margin={"t": 110, "l": 60, "r": 10})
+    _apply_title(fig, _title("ROC curves on the test split", cap, f"markers = current thresholds: {thr}"),
+                 xaxis={"title": "False positive rate (1 - specificity)", "range": [-0.01, 1.01],
+                        "constrain": "domain"},
+                 yaxis={"title": "True positive rate (sensitivity)", "range": [-0.01, 1.01],
+                        "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"},
+                 # one entry a line under the plot: beside it, the legend would squeeze a narrow chart
+                 legend={"orientation": "v", "x": 0, "y": -0.14, "yanchor": "top"},
+                 height=620, margin={"l": 60, "r": 10})
     return fig
 
 
@@ -461,17 +546,18 @@ def confusion_figure(rep: reports.VariantReport, m: dict, threshold: float, heig
     rates = np.asarray(m["rates"])
     names = ["NORMAL", "PNEUMONIA"]
     xs, ys = names, names
+    # No colour bar: each cell states its share, and the bar took a third of a narrow chart.
     fig = go.Figure(go.Heatmap(z=rates, x=xs, y=ys, zmin=0, zmax=1, colorscale=[[0, "#f4f8fb"], [1, OKABE_ITO["blue"]]],
-                               colorbar={"title": "share of<br>true class", "tickformat": ".0%"},
-                               customdata=cm, hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%})<extra></extra>"))
+                               showscale=False, customdata=cm,
+                               hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%})<extra></extra>"))
     for i in range(2):
         for j in range(2):
             fig.add_annotation(x=xs[j], y=ys[i], text=f"<b>{cm[i][j]}</b><br>{rates[i][j]:.1%}", showarrow=False,
-                               font={"size": 15, "color": "white" if rates[i][j] > 0.55 else "#1a1a1a"})
-    fig.update_layout(title=_title(f"Confusion matrix: {rep.name}", f"threshold {threshold:.3f}; "
-                                   f"test split, {rep.test_n} images"),
-                      xaxis={"title": "Model's label"}, yaxis={"title": "True label", "autorange": "reversed"},
-                      height=height, margin={"t": 70, "b": 40, "l": 90, "r": 10})
+                               font={"size": 14, "color": "white" if rates[i][j] > 0.55 else "#1a1a1a"})
+    _apply_title(fig, _title(f"Confusion matrix: {reports.short_name(rep.variant)}",
+                             f"threshold {threshold:.3f}; test split, {rep.test_n} images", rep.name),
+                 xaxis={"title": "Model's label", "tickangle": 0}, yaxis={"title": "True label", "autorange": "reversed"},
+                 height=height, margin={"b": 40, "l": 90, "r": 10})
     return fig
 
 
@@ -482,14 +568,16 @@ def pr_figure(reps: dict, curves: dict, points: dict) -> go.Figure:
                         line={"color": model_colour(v), "dash": MODEL_DASH.get(v, "solid")})
         if v in points:
             t, m = points[v]
-            fig.add_scatter(x=[m["recall"]], y=[m["precision"]], mode="markers", showlegend=False,
+            fig.add_scatter(x=[m["recall"]], y=[m["precision"]], mode="markers",
                             marker={"color": model_colour(v), "size": 12, "symbol": MODEL_SYMBOL.get(v, "circle"),
-                                    "line": {"color": "black", "width": 1.5}}, name=f"threshold {t:.3f}")
+                                    "line": {"color": "black", "width": 1.5}},
+                            name=f"{reports.short_name(v)} at {t:.3f}")
     cap = next(iter(reps.values())).data_caption() if reps else ""
-    fig.update_layout(title=_title("Precision-recall curves", f"{cap}; markers = current thresholds"),
-                      xaxis={"title": "Recall (sensitivity)", "range": [0, 1.01]},
-                      yaxis={"title": "Precision (PPV)", "range": [0, 1.01]}, height=420,
-                      legend={"orientation": "h", "y": -0.25}, margin={"t": 80})
+    thr = ", ".join(f"{reports.short_name(v)} {t:.3f}" for v, (t, _) in points.items())
+    _apply_title(fig, _title("Precision-recall curves", cap, f"markers = current thresholds: {thr}"),
+                 xaxis={"title": "Recall (sensitivity)", "range": [0, 1.01]},
+                 yaxis={"title": "Precision (PPV)", "range": [0, 1.01]}, height=460,
+                 legend={"orientation": "h", "y": -0.25})
     return fig
 
 
@@ -503,11 +591,11 @@ def calibration_figure(reps: dict, cals: dict) -> go.Figure:
                         marker={"symbol": MODEL_SYMBOL.get(v, "circle"), "size": 8}, customdata=cal["n"],
                         hovertemplate="mean P %{x:.2f}, observed %{y:.2f} (n=%{customdata})<extra></extra>")
     cap = next(iter(reps.values())).data_caption() if reps else ""
-    fig.update_layout(title=_title("Calibration (reliability) on the test split", f"{cap}; 10 equal-width bins; "
-                                   "threshold-independent"),
-                      xaxis={"title": "Mean predicted P(pneumonia)", "range": [0, 1]},
-                      yaxis={"title": "Observed fraction with pneumonia", "range": [0, 1.02]}, height=420,
-                      legend={"orientation": "h", "y": -0.25}, margin={"t": 80})
+    _apply_title(fig, _title("Calibration (reliability) on the test split", cap,
+                             "10 equal-width bins; independent of the threshold"),
+                 xaxis={"title": "Mean predicted P(pneumonia)", "range": [0, 1]},
+                 yaxis={"title": "Observed fraction with pneumonia", "range": [0, 1.02]}, height=460,
+                 legend={"orientation": "h", "y": -0.25})
     return fig
 
 
@@ -522,8 +610,8 @@ def models_overview(reps: dict) -> pd.DataFrame:
     rows = []
     for v, rep in reps.items():
         row = {"model": rep.name, "status": "ready" if rep.available else "not available yet",
-               "test AUC": None, "test accuracy": None, "threshold": None, "training data": "", "file": f"models/{v}.keras",
-               "sha256": "", "matches evaluated model": ""}
+               "matches evaluated model": "", "test AUC": None, "test accuracy": None, "threshold": None,
+               "sha256": "", "file": f"models/{v}.keras", "training data": ""}
         block = rep.metrics.get("at_threshold")
         if block:
             row.update({"test AUC": round(block["auc"], 3), "test accuracy": round(block["accuracy"], 3),
@@ -540,6 +628,20 @@ def models_overview(reps: dict) -> pd.DataFrame:
                 else "no report"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def shift_summary(reps: dict) -> str:
+    """One sentence on the train -> test shift of the default model, with its own figures."""
+    rep = reps.get(DEFAULT_VARIANT)
+    test = rep.metrics.get("at_threshold") if rep else None
+    val = rep.training.get("validation") if rep else None
+    if not (test and val):
+        return ""
+    (tn, fp), (fn, tp) = test["confusion_matrix"]
+    return (f"On the official test split, a later batch from the same centre, the {rep.name}'s specificity at "
+            f"its threshold {test['threshold']:.3f} falls from {val['specificity']:.1%} on validation to "
+            f"{test['specificity']:.1%}: {fp} of {tn + fp} normal films are called PNEUMONIA, against {fn} of "
+            f"{fn + tp} pneumonia films missed.")
 
 
 def render_markdown_file(path: Path, missing_message: str) -> bool:
