@@ -205,12 +205,14 @@ def _cmd_rethreshold(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .config import SHIPPED_VARIANTS
+
     p = argparse.ArgumentParser(prog="python -m pneumo_core", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a variant on DIR/train (validation carved from it by patient)")
-    t.add_argument("--variant", choices=["frozen", "finetuned"], required=True)
+    t.add_argument("--variant", choices=SHIPPED_VARIANTS, required=True)
     t.add_argument("--data", required=True, help="dataset root with train/ (or the train folder itself)")
     t.add_argument("--weights", help="ImageNet MobileNetV2 weights: a local .weights.h5 or 'imagenet' "
                    "(default: $PNEUMO_WEIGHTS, the offline copy in ../shared/weights, else 'imagenet')")
@@ -240,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (so, en):
         sp.add_argument("members", nargs="+", help=".keras files of one variant, validated on the same split"
                         + (" and trained with the same --head-seed" if sp is so else ""))
-        sp.add_argument("--variant", choices=["frozen", "finetuned"], default="finetuned",
+        sp.add_argument("--variant", choices=SHIPPED_VARIANTS, default="finetuned",
                         help="the name the result is saved under (default: finetuned)")
         sp.add_argument("--data", required=True, help="dataset root with train/ (the validation split is carved from it)")
         sp.add_argument("--out", default="models", help="output folder (default: models)")

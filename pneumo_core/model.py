@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .config import IMAGE_SIZE, MODELS_DIR, SHIPPED_VARIANTS
 
-VARIANTS = ("frozen", "finetuned")
+VARIANTS = SHIPPED_VARIANTS  # the model builder makes exactly the variants the product ships
 BASE_NAME = "mobilenetv2_base"
 FINE_TUNE_LAYERS = 30
 MANIFEST = "MANIFEST.json"

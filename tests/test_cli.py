@@ -170,3 +170,25 @@ def test_missing_model_is_a_clear_error(tmp_path, test_normal):
     res = run_cli("predict", "--model", tmp_path / "nope.keras", test_normal)
     assert res.returncode == 2
     assert "model file not found" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_rethreshold_rederives_the_threshold_from_saved_validation_scores(tmp_path):
+    """After a change of rule, `rethreshold` recomputes threshold and presets from the saved
+    validation scores alone: no data folder, no model run, no test split."""
+    import shutil
+
+    import pandas as pd
+
+    from pneumo_core.evaluate import choose_threshold
+
+    reports = tmp_path / "reports" / "frozen"
+    shutil.copytree(ROOT / "models" / "reports" / "frozen", reports)
+    training = json.loads((reports / "training.json").read_text())
+    (reports / "training.json").write_text(json.dumps({**training, "threshold": 0.123}))
+    res = run_cli("rethreshold", "--model", tmp_path / "frozen.keras")
+    assert res.returncode == 0, res.stderr
+    val = pd.read_csv(reports / "validation_predictions.csv")
+    want = choose_threshold(val.label, val.p_pneumonia)
+    assert json.loads(res.stdout)["threshold"] == pytest.approx(want)
+    assert json.loads((reports / "training.json").read_text())["threshold"] == pytest.approx(want)
+    _one_line_error(run_cli("rethreshold", "--model", tmp_path / "other.keras"), "rethreshold needs")
