@@ -10,6 +10,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
+	@echo "Installing requirements.txt into $(VENV) (about 2.4 GB the first time; a few minutes)..."
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
 	touch $@

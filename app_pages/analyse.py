@@ -22,8 +22,8 @@ alpha = st.sidebar.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="alpha", p
 
 upload_tab, example_tab = st.tabs(["Upload images", "Try an example from the test split"])
 with upload_tab:
-    uploaded = st.file_uploader(w.UPLOAD_LABEL, type=w.UPLOAD_TYPES, accept_multiple_files=True, key="uploads",
-                                on_change=w.remember_uploads)
+    uploaded = st.file_uploader(w.upload_label(), type=w.UPLOAD_TYPES, accept_multiple_files=True,
+                                key=w.UPLOADER_KEY, on_change=w.remember_uploads)
     files = w.current_study(uploaded)
     if not files:
         st.info("Upload one or more frontal chest X-rays to score them. Several files give a review table.",

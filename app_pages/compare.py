@@ -17,8 +17,7 @@ data_caption = next(iter(ready.values())).data_caption()
 chart, protocol = st.columns([3, 2], gap="large")
 with chart:
     w.plot(w.metrics_bar_figure(table, f"at {basis}", data_caption), key="metrics_bar",
-           caption="Error bars: 95% percentile bootstrap intervals over test images (from metrics.json). "
-                   "Overlapping intervals do not by themselves show that two models are equivalent.")
+           caption=w.ci_caption(ready))
     st.dataframe(reports.metrics_wide(table), width="stretch")
 with protocol:
     st.subheader("Protocol")

@@ -1,8 +1,8 @@
 """python -m pneumo_core train|soup|ensemble|evaluate|predict|rethreshold|calibrate-ood|manifest|export
 
 A stable, scriptable contract. Exit status: 0 when the command ran (predict: even if some files
-could not be read; each gets an "error"), 2 for a usage or input error, reported in one line on
-stderr (set PNEUMO_DEBUG=1 for the full traceback).
+could not be read; each gets an "error"), 2 for a usage or input error, reported on stderr in an
+"error:" line, after the usage line for a mistyped option (PNEUMO_DEBUG=1 shows the traceback).
 """
 from __future__ import annotations
 
@@ -201,6 +201,9 @@ def _cmd_rethreshold(args) -> int:
     info = update_threshold(reports_dir(path))
     print(json.dumps({"model": path.stem, "threshold": info["threshold"], "threshold_rule": info["threshold_rule"],
                       "operating_points": info["operating_points"]}, indent=2))
+    print(f"note: {reports_dir(path) / 'metrics.json'} still holds the test figures at the old threshold; rerun "
+          f"python -m pneumo_core evaluate --model {args.model} --data DIR/test --write-report {reports_dir(path)}",
+          file=sys.stderr)
     return 0
 
 
@@ -284,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("calibrate-ood", help="fit a model's not-a-chest-X-ray detector on the training films")
     c.add_argument("--model", default="finetuned", help="'finetuned' (default), 'frozen', or a path to a .keras model")
     c.add_argument("--data", required=True, help="dataset root with train/ (or the train folder itself)")
-    c.add_argument("--split-seed", type=int, default=42,
-                   help="the --split-seed the model was trained with (same patient split)")
+    c.add_argument("--split-seed", "--seed", dest="split_seed", type=int, default=42,
+                   help="the --split-seed the model was trained with (same patient split); --seed is the older "
+                        "spelling, kept for existing scripts")
     c.set_defaults(func=_cmd_calibrate_ood)
 
     m = sub.add_parser("manifest", help="record the SHA-256 of the models in models/MANIFEST.json")
@@ -332,7 +336,8 @@ def main(argv=None) -> int:
         return args.func(args)
     except (ModelLoadError, OSError, ValueError) as exc:  # ImageError is a ValueError
         # Bad paths, folders, models and data are the user's to fix: one line, no traceback.
+        # The same types can come from deep inside TensorFlow, so the line says how to see more.
         if os.environ.get("PNEUMO_DEBUG"):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc} (PNEUMO_DEBUG=1 shows the traceback)", file=sys.stderr)
         return 2

@@ -131,7 +131,9 @@ def full_report(y_true, p, threshold: float, n_boot: int = 1000, groups=None) ->
     def block(t):
         return {**metrics_at(y, p, t), "ci95": bootstrap_ci(y, p, t, n_boot, groups=groups) if n_boot > 0 else None}
 
-    unit = "images" if groups is None else f"patients ({pd.Series(groups).nunique()}, each with all its films)"
+    n_groups = len(y) if groups is None else pd.Series(groups).nunique()
+    # File names without a known patient prefix are their own group: that is resampling images.
+    unit = "images" if n_groups == len(y) else f"patients ({n_groups}, each with all its films)"
     return {"bootstrap_resamples": int(n_boot), "bootstrap_unit": unit,
             "at_threshold": block(threshold), "at_0.5": block(0.5)}
 

@@ -318,6 +318,14 @@ def run_members(rep: VariantReport) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def ci_description(metrics: dict) -> str:
+    """How the confidence intervals in ``metrics.json`` were made, in words."""
+    n = metrics.get("bootstrap_resamples", 1000)
+    if not n:
+        return "none (evaluated without bootstrap)"
+    return f"95% percentile bootstrap, {n} resamples of the test {metrics.get('bootstrap_unit', 'images')}"
+
+
 def protocol(rep: VariantReport) -> dict:
     """The evaluation protocol in words: data counts, validation rule, threshold rule, training setup."""
     t, m = rep.training, rep.metrics
@@ -341,9 +349,7 @@ def protocol(rep: VariantReport) -> dict:
                        if epochs.get("finetune") else "")
                     + f"; early stopping on validation AUC (patience {cfg.get('patience', '?')}); "
                       f"class weights; seed {cfg.get('seed', '?')}",
-        "Confidence intervals": (f"95% percentile bootstrap, resampling test {m.get('bootstrap_unit', 'images')} "
-                                 f"({m.get('bootstrap_resamples', 1000)} resamples)"
-                                 if m.get("bootstrap_resamples", 1000) else "none (evaluated without bootstrap)"),
+        "Confidence intervals": ci_description(m),
     }
     if rep.ensemble:
         runs = rep.ensemble.get("members", [])

@@ -447,7 +447,9 @@ def recalibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float 
     record_ood_detector(model_path.parent, report_dir / "ood.npz")
     training = report_dir / "training.json"
     if training.exists():
-        training.write_text(json.dumps({**json.loads(training.read_text()), "ood": info}, indent=2))
+        record = {**info, "recalibrated_with": " ".join(sys.argv) or "recalibrate_ood()",
+                  "recalibrated_at": time.strftime("%Y-%m-%d %H:%M:%S")}
+        training.write_text(json.dumps({**json.loads(training.read_text()), "ood": record}, indent=2))
     return info
 
 

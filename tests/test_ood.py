@@ -234,7 +234,8 @@ def test_recalibrated_detector_is_recorded_and_accepted(model_copy, tmp_path, da
     info = recalibrate_ood(path, TrainConfig(data=str(data_root), limit=60))
     after = Predictor(path, warm_up=False)  # verifies model and detector against the manifest
     assert after.ood.threshold == pytest.approx(info["threshold"]) and info["threshold"] != pytest.approx(before)
-    assert json.loads((tmp_path / "reports" / "frozen" / "training.json").read_text())["ood"] == info
+    recorded = json.loads((tmp_path / "reports" / "frozen" / "training.json").read_text())["ood"]
+    assert {k: recorded[k] for k in info} == info and "recalibrated_at" in recorded
 
 
 def test_intact_copy_with_manifest_loads(model_copy, tmp_path):

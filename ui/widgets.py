@@ -25,10 +25,9 @@ APP_TITLE = "Pneumonia chest X-ray workbench"
 DISCLAIMER = ("**Research and teaching tool, not a diagnostic device.** Its outputs are not validated for "
               "clinical use and must not guide the care of any patient.")
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in READABLE_SUFFIXES]
-UPLOAD_LABEL = ("Chest X-rays: DICOM, PNG, JPEG, TIFF, BMP or WebP; greyscale or colour, 8- or 16-bit; "
-                "up to 50 MB and 40 megapixels a file")
+UPLOADER_KEY = "uploads"
 STUDY_KEY = "_study_files"  # (name, bytes) of the current uploads: the uploader empties when the page is left
-STUDY_MAX_BYTES = 256 * 2**20
+STUDY_MAX_BYTES = 64 * 2**20  # per browser session; a larger study is shown while the page is open only
 CUSTOM = "custom (slider)"
 LABEL_HEADING = "Label at this threshold:"
 HEATMAP_CAPTION = ("The heatmap (Grad-CAM) shows which regions pushed the model's score up: what drove the "
@@ -220,7 +219,7 @@ def operating_point_picker(rep: reports.VariantReport, container=None, show_titl
     if val is not None:
         lines.append(f"validation (chose it): sensitivity {val['val_sensitivity']:.1%}, "
                      f"specificity {val['val_specificity']:.1%}")
-    if rep.test_predictions is not None:
+    if rep.test_predictions is not None and len(rep.test_predictions):
         test = confusion(v, t)
         lines.append(f"test split ({rep.test_n} films): sensitivity {test['recall']:.1%}, "
                      f"specificity {test['specificity']:.1%}")
@@ -231,13 +230,23 @@ def operating_point_picker(rep: reports.VariantReport, container=None, show_titl
 
 
 # ============================================================================ diagnosis
+def upload_label() -> str:
+    from pneumo_core.images import MAX_PIXELS
+
+    mb = st.get_option("server.maxUploadSize")  # .streamlit/config.toml
+    return (f"Chest X-rays: DICOM, PNG, JPEG, TIFF, BMP or WebP; greyscale or colour, 8- or 16-bit; up to {mb} MB "
+            f"and {MAX_PIXELS // 1_000_000} megapixels a file")
+
+
 def remember_uploads() -> None:
     """The uploader's ``on_change``: keep this session's current uploads (or forget them when the
     user removed them), so they are still shown after a visit to another page."""
-    files = st.session_state.get("uploads") or []
-    if sum(f.size for f in files) > STUDY_MAX_BYTES:  # not kept; shown while on the page only
+    files = st.session_state.get(UPLOADER_KEY) or []
+    if sum(f.size for f in files) > STUDY_MAX_BYTES:
         st.session_state.pop(STUDY_KEY, None)
+        st.session_state["_study_too_large"] = True
         return
+    st.session_state.pop("_study_too_large", None)
     st.session_state[STUDY_KEY] = [(f.name, f.getvalue()) for f in files]
 
 
@@ -248,6 +257,9 @@ def forget_uploads() -> None:
 def current_study(uploaded) -> list[tuple[str, bytes]]:
     """(name, bytes) of the files to show: the uploader's, else those uploaded earlier in this session."""
     if uploaded:
+        if st.session_state.get("_study_too_large"):
+            st.caption(f"These files come to more than {STUDY_MAX_BYTES // 2**20} MB: they are shown while this "
+                       "page is open but not kept when you visit another page.")
         return [(f.name, f.getvalue()) for f in uploaded]
     return list(st.session_state.get(STUDY_KEY, []))
 
@@ -340,12 +352,13 @@ def render_study(pred, threshold: float, op_name: str, alpha: float, predictor, 
     with st.container(border=True):
         st.markdown(f"#### {title or pred.file}")
         if pred.error:
+            name = title or pred.file  # an example's file name would give its class away
             if pred.is_chest_xray is False:
-                st.error(f"**{pred.file}** {pred.error}.", icon=":material/error:")
+                st.error(f"**{name}** {pred.error}.", icon=":material/error:")
                 if pred.image is not None:
                     st.image(pred.image, caption="The image as decoded (not scored)", width=240)
             else:
-                st.error(f"**{pred.file}**: could not use this file: {pred.error}", icon=":material/error:")
+                st.error(f"**{name}**: could not use this file: {pred.error}", icon=":material/error:")
             return
         d = decision(pred, threshold)
         conf = d["confidence"]
@@ -642,6 +655,12 @@ def shift_summary(reps: dict) -> str:
             f"its threshold {test['threshold']:.3f} falls from {val['specificity']:.1%} on validation to "
             f"{test['specificity']:.1%}: {fp} of {tn + fp} normal films are called PNEUMONIA, against {fn} of "
             f"{fn + tp} pneumonia films missed.")
+
+
+def ci_caption(reps: dict) -> str:
+    methods = sorted({reports.ci_description(r.metrics) for r in reps.values()})
+    return ("Error bars: " + "; ".join(methods) + " (from metrics.json). Overlapping intervals do not by "
+            "themselves show that two models are equivalent.")
 
 
 def render_markdown_file(path: Path, missing_message: str) -> bool:
