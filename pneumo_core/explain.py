@@ -84,6 +84,16 @@ def normalise_heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(heat, 0.0, 1.0, out=heat)
 
 
+def colour_scale(length: int, thickness: int = 18, vertical: bool = False) -> np.ndarray:
+    """The overlay's colour scale (viridis) as an RGB image: low to high from left to right, or
+    from bottom to top when ``vertical``."""
+    import cv2
+
+    ramp = np.linspace(0, 255, length).astype(np.uint8)
+    ramp = ramp[::-1, None].repeat(thickness, axis=1) if vertical else ramp[None, :].repeat(thickness, axis=0)
+    return cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+
+
 def overlay(image_rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
             colormap: int | None = None) -> np.ndarray:
     """Blend a [0, 1] heatmap over an RGB uint8 image (colour-blind-safe viridis by default)."""

@@ -26,13 +26,6 @@ def _ascii(text: str) -> str:
     return str(text).encode("ascii", "replace").decode("ascii")
 
 
-def _colourbar(height: int, width: int = 18) -> np.ndarray:
-    import cv2
-
-    ramp = np.linspace(255, 0, height).astype(np.uint8)[:, None].repeat(width, axis=1)
-    return cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
-
-
 def study_report_png(image_rgb: np.ndarray, heatmap: np.ndarray | None, *, file_name: str, p_pneumonia: float,
                      label: str, threshold: float, model_name: str, model_sha256: str | None = None,
                      operating_point: str | None = None, alpha: float = 0.4, confidence: str | None = None,
@@ -40,7 +33,7 @@ def study_report_png(image_rgb: np.ndarray, heatmap: np.ndarray | None, *, file_
     """Side-by-side original and overlay with a text block; returns PNG bytes."""
     import cv2
 
-    from .explain import overlay
+    from .explain import colour_scale, overlay
 
     when = when or _dt.datetime.now().astimezone()
     img = np.asarray(image_rgb)
@@ -51,7 +44,7 @@ def study_report_png(image_rgb: np.ndarray, heatmap: np.ndarray | None, *, file_
     panels = [left]
     if heatmap is not None:
         panels.append(_fit(overlay(img, heatmap, alpha=alpha), PANEL))
-    bar = _colourbar(PANEL)
+    bar = colour_scale(PANEL, vertical=True)
     widths = sum(p.shape[1] for p in panels) + MARGIN * (len(panels) + 1) + (bar.shape[1] + 70 if heatmap is not None else 0)
     width = max(widths, 900)
     lines = [

@@ -95,3 +95,20 @@ def test_overlay_blends_with_opacity(xray):
     # greyscale input and a heatmap of another size are accepted
     small = explain.overlay(img[..., 0], np.ones((7, 7), np.float32), alpha=0.3)
     assert small.shape == img.shape
+
+
+def test_colour_scale_runs_low_to_high_like_the_overlay():
+    """The scale shown beside a heatmap must use the overlay's colours in the stated direction:
+    a heatmap of 0 looks like its low end, a heatmap of 1 like its high end."""
+    from pneumo_core.explain import colour_scale, overlay
+
+    bar = colour_scale(64, thickness=4)
+    up = colour_scale(64, thickness=4, vertical=True)
+    assert bar.shape == (4, 64, 3) and up.shape == (64, 4, 3)
+    grey = np.zeros((8, 8, 3), np.uint8)
+    low = overlay(grey, np.zeros((8, 8)), alpha=1.0)[0, 0]
+    high = overlay(grey, np.ones((8, 8)), alpha=1.0)[0, 0]
+    np.testing.assert_array_equal(bar[0, 0], low)
+    np.testing.assert_array_equal(bar[0, -1], high)
+    np.testing.assert_array_equal(up[-1, 0], low)
+    np.testing.assert_array_equal(up[0, 0], high)

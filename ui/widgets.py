@@ -289,14 +289,15 @@ def _shrink(pred, max_side: int = DISPLAY_SIDE):
     """Keep only display-sized copies of the image and heatmap (the score is already computed)."""
     import cv2
 
-    if pred.image is None or max(pred.image.shape[:2]) <= max_side:
-        return pred
-    h, w = pred.image.shape[:2]
-    scale = max_side / max(h, w)
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    pred.image = cv2.resize(pred.image, size, interpolation=cv2.INTER_AREA)
-    if pred.heatmap is not None:
-        pred.heatmap = cv2.resize(pred.heatmap, size, interpolation=cv2.INTER_AREA)
+    if pred.image is not None and max(pred.image.shape[:2]) > max_side:
+        h, w = pred.image.shape[:2]
+        scale = max_side / max(h, w)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        pred.image = cv2.resize(pred.image, size, interpolation=cv2.INTER_AREA)
+        if pred.heatmap is not None:
+            pred.heatmap = cv2.resize(pred.heatmap, size, interpolation=cv2.INTER_AREA)
+    if pred.heatmap is not None:  # drawn as 256 colours anyway: half the memory per kept study
+        pred.heatmap = pred.heatmap.astype(np.float16)
     return pred
 
 
@@ -333,21 +334,12 @@ def _safe_name(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)[:80]
 
 
-@st.cache_data(show_spinner=False)
-def heatmap_scale_bar(width: int = 256, height: int = 14) -> np.ndarray:
-    """The overlay's colour scale (the same OpenCV viridis map), low on the left, high on the right."""
-    import cv2
-
-    ramp = np.tile(np.linspace(0, 255, width).astype(np.uint8), (height, 1))
-    return cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
-
-
 def render_study(pred, threshold: float, op_name: str, alpha: float, predictor, key: str,
                  true_label: str | None = None, title: str | None = None) -> None:
     """One study: original and Grad-CAM overlay side by side, label, P(pneumonia), confidence cue,
     report download; or a clear message for this file only. ``title`` replaces the file name
     as the heading (teaching examples, whose file names give the answer away)."""
-    from pneumo_core.explain import overlay
+    from pneumo_core.explain import colour_scale, overlay
 
     with st.container(border=True):
         st.markdown(f"#### {title or pred.file}")
@@ -367,7 +359,7 @@ def render_study(pred, threshold: float, op_name: str, alpha: float, predictor, 
         try:
             c2.image(overlay(pred.image, pred.heatmap, alpha=alpha), width="stretch",
                      caption=f"Grad-CAM overlay, opacity {alpha:.2f} ({reports.display_name(predictor.name)})")
-            c2.image(heatmap_scale_bar(), width="stretch",
+            c2.image(colour_scale(256, thickness=14), width="stretch",
                      caption="Heatmap scale for this image: weakest push (left) to strongest (right)")
         except Exception as exc:
             c2.warning(f"Heatmap unavailable ({type(exc).__name__}).")
