@@ -23,7 +23,8 @@ def home() -> None:
     st.subheader("Shipped models")
     reps = w.get_reports()
     overview = w.models_overview(reps)
-    st.dataframe(overview.assign(sha256=overview["sha256"].str.slice(0, 12)), hide_index=True, width="stretch",
+    st.dataframe(overview.assign(sha256=overview["sha256"].str.slice(0, 12)).drop(columns=["file"]),
+                 hide_index=True, width="stretch",
                  column_config={"sha256": st.column_config.TextColumn("SHA-256 (first 12)"),
                                "matches evaluated model": st.column_config.TextColumn(
                                    "verified", help="The model file's SHA-256 equals the one its test report was "
@@ -31,7 +32,8 @@ def home() -> None:
                                 "test AUC": st.column_config.NumberColumn(format="%.3f"),
                                 "test accuracy": st.column_config.NumberColumn(format="%.3f"),
                                 "threshold": st.column_config.NumberColumn(format="%.3f")})
-    st.caption("Test AUC and accuracy: official Kermany test split (624 images), at each model's "
+    caption = next((r.data_caption() for r in reps.values() if r.available), "the test split")
+    st.caption(f"Test AUC and accuracy: {caption}, at each model's "
                "validation-chosen threshold. SHA-256 of each model file is checked against the one evaluated, "
                "and again when the model is loaded. Models load once per server process, on first use.")
     with st.expander("Full SHA-256 of the model files"):

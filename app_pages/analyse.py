@@ -24,14 +24,15 @@ upload_tab, example_tab = st.tabs(["Upload images", "Try an example from the tes
 with upload_tab:
     uploaded = st.file_uploader(w.upload_label(), type=w.UPLOAD_TYPES, accept_multiple_files=True,
                                 key=w.UPLOADER_KEY, on_change=w.remember_uploads)
-    files = w.current_study(uploaded)
+    files, n_kept = w.current_study(uploaded)
     if not files:
         st.info("Upload one or more frontal chest X-rays to score them. Several files give a review table.",
                 icon=":material/upload:")
     else:
-        if not uploaded:
+        if n_kept:
             left, right = st.columns([4, 1], vertical_alignment="center")
-            left.caption(f"Showing the {len(files)} file(s) uploaded earlier in this session.")
+            left.caption(f"Showing {w.plural(n_kept, 'file')} uploaded earlier in this session (the uploader "
+                         "empties when you visit another page); files you add join them.")
             right.button("Clear", on_click=w.forget_uploads, icon=":material/close:", key="clear_study")
         progress = st.progress(0.0, text="Scoring...") if len(files) > 1 else None
         preds = []

@@ -29,9 +29,7 @@ with cm_col:
 
 with st.expander("Precision-recall and calibration"):
     curves = {v: w.curves(v) for v in ready}
-    left, right = st.columns(2)
-    with left:
-        w.plot(w.pr_figure(ready, {v: (c[0], c[1]) for v, c in curves.items()}, points), key="pr")
-    with right:
-        w.plot(w.calibration_figure(ready, {v: c[2] for v, c in curves.items()}), key="calibration",
-               caption="Points below the diagonal: the model's score overstates the pneumonia rate.")
+    # One under the other: side by side, each chart was too narrow on a 1024 px screen.
+    w.plot(w.pr_figure(ready, {v: (c[0], c[1]) for v, c in curves.items()}, points), key="pr")
+    w.plot(w.calibration_figure(ready, {v: c[2] for v, c in curves.items()}), key="calibration",
+           caption="Points below the diagonal: the model's score overstates the pneumonia rate.")

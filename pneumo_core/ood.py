@@ -93,5 +93,5 @@ class MahalanobisOOD:
         return cls(z["mean"], z["precision"], float(z["threshold"]), float(z["target_frr"]))
 
 
-OOD_REASON = ("does not look like the frontal chest X-rays the model was trained on (feature distance "
-              "{d:.0f}, limit {t:.0f}), so no pneumonia score is given")
+OOD_REASON = ("does not look like the frontal chest X-rays the model was trained on (its features lie "
+              "{d:.0f} units from theirs; images beyond {t:.0f} are refused), so no pneumonia score is given")

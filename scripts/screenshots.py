@@ -110,7 +110,7 @@ def label_locator(page):
     """The model's label of every study on the Analyse page (a heading under ``LABEL_HEADING``)."""
     from ui.widgets import LABEL_HEADING
 
-    return page.locator('[data-testid="stMarkdownContainer"]', has_text=LABEL_HEADING).locator("h3")
+    return page.locator('[data-testid="stMarkdownContainer"]', has_text=LABEL_HEADING).locator("h4")
 
 
 def upload_and_wait(page, image: Path, timeout_ms: int = 180_000) -> str:

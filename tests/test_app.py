@@ -50,7 +50,7 @@ def studies(at) -> list[dict]:
     """(label, probability) of each study shown, in page order."""
     from ui.widgets import LABEL_HEADING
 
-    labels = [m.value.split("### ", 1)[1].strip() for m in at.markdown if m.value.startswith(LABEL_HEADING)]
+    labels = [m.value.split("\n", 1)[1].lstrip("# ").strip() for m in at.markdown if m.value.startswith(LABEL_HEADING)]
     probs = [v for k, v in metrics(at) if k == "P(pneumonia)"]
     assert len(labels) == len(probs)
     return [{"label": a, "p": b} for a, b in zip(labels, probs)]
@@ -111,9 +111,11 @@ def test_home_page_lists_models_and_links():
     assert at.title[0].value == "Pneumonia chest X-ray workbench"
     table = at.dataframe[0].value
     assert set(table["model"]) == {"Fine-tuned MobileNetV2", "Frozen MobileNetV2 (head only)"}
+    from pneumo_core.reports import display_name
+
     for v in ("finetuned", "frozen"):
         m = json.loads((MODELS / "reports" / v / "metrics.json").read_text())
-        row = table[table["file"] == f"models/{v}.keras"].iloc[0]
+        row = table[table["model"] == display_name(v)].iloc[0]
         assert row["test AUC"] == pytest.approx(m["at_threshold"]["auc"], abs=1e-3)
         assert row["test accuracy"] == pytest.approx(m["at_threshold"]["accuracy"], abs=1e-3)
         assert row["status"] == "ready"
@@ -149,7 +151,10 @@ def test_compare_page_shows_both_models_with_cis():
         members = [df.value for df in at.dataframe if "in model" in getattr(df.value, "columns", [])]
         assert len(members) == len(souped) and (members[0]["in model"] == "yes").any()
     bar = json.loads(charts[0].proto.spec)
-    assert {t["name"].split(" (")[0] for t in bar["data"]} == {"Fine-tuned MobileNetV2", "Frozen MobileNetV2"}
+    thresholds = {v: json.loads((MODELS / "reports" / v / "metrics.json").read_text())["at_threshold"]["threshold"]
+                  for v in ("finetuned", "frozen")}
+    assert {t["name"] for t in bar["data"]} == {f"fine-tuned at {thresholds['finetuned']:.3f}",
+                                                f"frozen at {thresholds['frozen']:.3f}"}
     assert all("error_y" in t for t in bar["data"])
     # switching the basis to 0.5 changes the numbers to metrics.json's "at_0.5"
     at.radio(key="compare_basis").set_value("threshold 0.5 for both").run()
@@ -240,12 +245,13 @@ def test_analyse_bad_file_only_affects_that_file(test_pneumonia):
     assert list(review["file"]) == ["x.png", test_pneumonia.name, "film16.dcm", "empty.jpg", "big16.png"]
     assert list(review["flag"][[0, 3]]) == ["unreadable file", "unreadable file"]
     assert review["label"][0] == "" and review["label"][1] == shown[0]["label"]
-    assert review["p_pneumonia"][1] == pytest.approx(float(shown[0]["p"]), abs=6e-4)
+    assert float(review["p_pneumonia"][1]) == pytest.approx(float(shown[0]["p"]), abs=6e-4)
+    assert review["p_pneumonia"][0] == "-" and "not an image" in review["error"][0]
 
 
-def test_analyse_uploads_survive_a_visit_to_another_page(test_pneumonia):
+def test_analyse_uploads_survive_a_visit_to_another_page(test_pneumonia, test_normal):
     """Streamlit empties a file uploader when its page is left; the study must still be there
-    when the user comes back (and go when they clear it)."""
+    when the user comes back, a file added then must join it, and Clear must drop the kept ones."""
     both_models_required()
     at = open_page("app_pages/analyse.py")
     upload(at, [(test_pneumonia.name, test_pneumonia.read_bytes(), "image/jpeg")])
@@ -256,9 +262,12 @@ def test_analyse_uploads_survive_a_visit_to_another_page(test_pneumonia):
     at.run()
     assert_healthy(at)
     assert studies(at) == [first]
-    assert any("uploaded earlier in this session" in c.value for c in at.caption)
+    assert any("1 file uploaded earlier in this session" in c.value for c in at.caption)
+    upload(at, [(test_normal.name, test_normal.read_bytes(), "image/jpeg")])
+    shown = studies(at)
+    assert len(shown) == 2 and shown[0] == first
     at.button(key="clear_study").click().run()
-    assert studies(at) == []
+    assert studies(at) == shown[1:]  # the uploader's own file stays
 
 
 def test_analyse_example_shows_true_label(data_root):
@@ -281,6 +290,10 @@ def test_analyse_example_shows_true_label(data_root):
     assert any(f"#### {row['example']}" == m.value for m in at.markdown)
     truth = [i.value for i in at.info if "True label (dataset folder)" in i.value]
     assert truth and "**PNEUMONIA**" in truth[0] and row["file"] in truth[0]
+    # picking another example hides the result until it is run: never one film under another's name
+    at.selectbox(key="example_choice").set_value(examples["path"].iloc[-1] if examples["path"].iloc[-1] != row["path"]
+                                                 else examples["path"].iloc[0]).run()
+    assert studies(at) == []
 
 
 def test_analyse_frozen_model_choice(test_pneumonia):

@@ -26,7 +26,8 @@ DISCLAIMER = ("**Research and teaching tool, not a diagnostic device.** Its outp
               "clinical use and must not guide the care of any patient.")
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in READABLE_SUFFIXES]
 UPLOADER_KEY = "uploads"
-STUDY_KEY = "_study_files"  # (name, bytes) of the current uploads: the uploader empties when the page is left
+UPLOADED_KEY = "_study_uploaded"  # (name, bytes) copy of the uploader's files
+KEPT_KEY = "_study_kept"  # files kept from before a visit to another page, which empties the uploader
 STUDY_MAX_BYTES = 64 * 2**20  # per browser session; a larger study is shown while the page is open only
 CUSTOM = "custom (slider)"
 LABEL_HEADING = "Label at this threshold:"
@@ -239,29 +240,38 @@ def upload_label() -> str:
 
 
 def remember_uploads() -> None:
-    """The uploader's ``on_change``: keep this session's current uploads (or forget them when the
-    user removed them), so they are still shown after a visit to another page."""
-    files = st.session_state.get(UPLOADER_KEY) or []
-    if sum(f.size for f in files) > STUDY_MAX_BYTES:
-        st.session_state.pop(STUDY_KEY, None)
+    """The uploader's ``on_change``: a copy of its files, so they survive a visit to another
+    page (Streamlit empties the uploader when its page is left)."""
+    files = [(f.name, f.getvalue()) for f in st.session_state.get(UPLOADER_KEY) or []]
+    if sum(len(data) for _, data in files) + sum(len(d) for _, d in st.session_state.get(KEPT_KEY, [])) \
+            > STUDY_MAX_BYTES:
+        st.session_state.pop(UPLOADED_KEY, None)
         st.session_state["_study_too_large"] = True
         return
     st.session_state.pop("_study_too_large", None)
-    st.session_state[STUDY_KEY] = [(f.name, f.getvalue()) for f in files]
+    st.session_state[UPLOADED_KEY] = files
 
 
 def forget_uploads() -> None:
-    st.session_state.pop(STUDY_KEY, None)
+    for key in (KEPT_KEY, UPLOADED_KEY, "_study_too_large"):
+        st.session_state.pop(key, None)
 
 
-def current_study(uploaded) -> list[tuple[str, bytes]]:
-    """(name, bytes) of the files to show: the uploader's, else those uploaded earlier in this session."""
-    if uploaded:
-        if st.session_state.get("_study_too_large"):
-            st.caption(f"These files come to more than {STUDY_MAX_BYTES // 2**20} MB: they are shown while this "
-                       "page is open but not kept when you visit another page.")
-        return [(f.name, f.getvalue()) for f in uploaded]
-    return list(st.session_state.get(STUDY_KEY, []))
+def current_study(uploaded) -> tuple[list[tuple[str, bytes]], int]:
+    """(files to show as (name, bytes), how many of them were kept from before a visit to another
+    page). Kept files stay until Clear; files added or removed in the uploader come and go."""
+    if not uploaded and st.session_state.get(UPLOADED_KEY):  # the uploader was emptied by leaving the page
+        st.session_state[KEPT_KEY] = st.session_state.get(KEPT_KEY, []) + st.session_state.pop(UPLOADED_KEY)
+    kept = st.session_state.get(KEPT_KEY, [])
+    if st.session_state.get("_study_too_large"):
+        st.caption(f"These files come to more than {STUDY_MAX_BYTES // 2**20} MB: they are shown while this "
+                   "page is open but not kept when you visit another page.")
+    current = [(f.name, f.getvalue()) for f in uploaded or []]
+    return kept + [f for f in current if f not in kept], len(kept)
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def analyse(predictor, name: str, data: bytes):
@@ -365,7 +375,7 @@ def render_study(pred, threshold: float, op_name: str, alpha: float, predictor, 
             c2.warning(f"Heatmap unavailable ({type(exc).__name__}).")
         with c3:
             # A heading, not st.metric: a metric cuts "PNEUMONIA" to "PNEUM..." in a narrow column.
-            st.markdown(f"{LABEL_HEADING}\n### {d['label']}", help=f"PNEUMONIA when P(pneumonia) >= {threshold:.3f}.")
+            st.markdown(f"{LABEL_HEADING}\n#### {d['label']}", help=f"PNEUMONIA when P(pneumonia) >= {threshold:.3f}.")
             st.metric("P(pneumonia)", f"{d['p']:.3f}", help="The model's score (0-1); not a calibrated risk.")
             st.caption(f"Threshold {threshold:.3f}, operating point: {op_name}; "
                        f"model: {reports.display_name(predictor.name)}")
@@ -405,15 +415,16 @@ def render_review_table(preds: list, threshold: float, op_name: str, predictor) 
     st.subheader("Review table")
     st.caption(f"{len(df)} files; model {reports.display_name(predictor.name)}; threshold {threshold:.3f}, "
                f"operating point: {op_name}.")
-    shown = df[["file", "label", "p_pneumonia", "confidence", "flag", "error"]]
+    # The explanation columns come before "confidence": on a narrow screen they stay in view.
+    shown = df[["file", "label", "p_pneumonia", "flag", "error", "confidence"]].assign(
+        p_pneumonia=[f"{p:.3f}" if pd.notna(p) else "-" for p in df["p_pneumonia"]])
     st.dataframe(shown, hide_index=True, width="stretch",
                  column_config={"file": st.column_config.TextColumn("File", width="medium"),
-                                "label": st.column_config.TextColumn("Label", width=110),
-                                "p_pneumonia": st.column_config.NumberColumn("P(pneumonia)", format="%.3f",
-                                                                             width=110),
-                                "confidence": st.column_config.TextColumn("Confidence", width=100),
+                                "label": st.column_config.TextColumn("Label", width=100),
+                                "p_pneumonia": st.column_config.TextColumn("P(pneumonia)", width=95),
                                 "flag": st.column_config.TextColumn("Flag", width="medium"),
-                                "error": st.column_config.TextColumn("Why not scored", width="large")})
+                                "error": st.column_config.TextColumn("Why not scored", width="large"),
+                                "confidence": st.column_config.TextColumn("Confidence", width=95)})
     st.caption("A file that was not scored has no label or P(pneumonia); hover a cell to read a long message.")
     st.download_button("Review table (CSV)", data=df.to_csv(index=False).encode(),
                        file_name="review_table.csv", mime="text/csv", key="dl_review_csv", on_click="ignore",
@@ -437,8 +448,8 @@ def example_picker(key: str = "example"):
     if st.button("Run this example", key=f"{key}_run", icon=":material/play_arrow:"):
         st.session_state[f"{key}_active"] = choice
     active = st.session_state.get(f"{key}_active")
-    if active is None:
-        st.caption("Pick an image and press the button; its true label appears after the model's.")
+    if active != choice:  # nothing run yet, or another example picked: never show one under another's name
+        st.caption("Press the button to score the chosen example; its true label appears after the model's.")
         return None
     row = ex.loc[ex["path"] == active]
     try:
@@ -462,7 +473,10 @@ def _title(text: str, *subs: str) -> dict:
 
     lines = [ln for sub in subs for part in sub.split("<br>") for ln in textwrap.wrap(part, SUBTITLE_CHARS)]
     text = "<br>".join([text] + [f"<sup>{ln}</sup>" for ln in lines])
-    return {"text": text, "x": 0.0, "xanchor": "left", "margin_top": 52 + 20 * len(lines)}
+    # Pinned to the top of the chart, with room for every line: a title centred in the margin ran
+    # into the plot below it.
+    return {"text": text, "x": 0.0, "xanchor": "left", "y": 1.0, "yref": "container", "yanchor": "top",
+            "pad": {"t": 18}, "margin_top": 58 + 24 * len(lines)}
 
 
 def _apply_title(fig: go.Figure, title: dict, **layout) -> None:
@@ -475,7 +489,7 @@ def metrics_bar_figure(table: pd.DataFrame, basis: str, data_caption: str) -> go
     for v, g in table.groupby("variant", sort=False):
         t = g["threshold"].iloc[0]
         fig.add_bar(x=[reports.METRIC_SHORT[m] for m in g["metric"]], y=g["value"],
-                    name=f"{reports.display_name(v)} (threshold {t:.3f})", marker_color=model_colour(v),
+                    name=f"{reports.short_name(v)} at {t:.3f}", marker_color=model_colour(v),
                     marker_pattern={"shape": "" if v == "finetuned" else "/", "fillmode": "overlay",
                                     "fgcolor": "white", "solidity": 0.25},
                     customdata=np.stack([g["ci_lo"], g["ci_hi"]], axis=1),
@@ -483,7 +497,7 @@ def metrics_bar_figure(table: pd.DataFrame, basis: str, data_caption: str) -> go
                              "arrayminus": g["value"] - g["ci_lo"], "color": "#222", "thickness": 1.5},
                     hovertemplate="%{x}: %{y:.3f} [%{customdata[0]:.3f}, %{customdata[1]:.3f}]"
                                   "<extra>%{fullData.name}</extra>")
-    _apply_title(fig, _title("Test metrics with 95% bootstrap CIs", data_caption, basis), barmode="group",
+    _apply_title(fig, _title("Test metrics, 95% CIs", data_caption, basis), barmode="group",
                  yaxis={"title": "Value (0-1)", "range": [0, 1.05]}, xaxis={"title": "Metric"},
                  legend={"orientation": "h", "y": -0.22, "x": 0}, margin={"l": 60, "r": 10}, height=500)
     return fig
@@ -535,9 +549,8 @@ def roc_figure(reps: dict, points: dict) -> go.Figure:
     cap = next(iter(reps.values())).data_caption() if reps else ""
     thr = ", ".join(f"{reports.short_name(v)} {t:.3f}" for v, (t, _) in points.items())
     _apply_title(fig, _title("ROC curves on the test split", cap, f"markers = current thresholds: {thr}"),
-                 xaxis={"title": "False positive rate (1 - specificity)", "range": [-0.01, 1.01],
-                        "constrain": "domain"},
-                 yaxis={"title": "True positive rate (sensitivity)", "range": [-0.01, 1.01],
+                 xaxis={"title": "1 - specificity (FPR)", "range": [-0.01, 1.01], "constrain": "domain"},
+                 yaxis={"title": "Sensitivity (TPR)", "range": [-0.01, 1.01],
                         "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"},
                  # one entry a line under the plot: beside it, the legend would squeeze a narrow chart
                  legend={"orientation": "v", "x": 0, "y": -0.14, "yanchor": "top"},
@@ -561,8 +574,9 @@ def confusion_figure(rep: reports.VariantReport, m: dict, threshold: float, heig
                                font={"size": 14, "color": "white" if rates[i][j] > 0.55 else "#1a1a1a"})
     _apply_title(fig, _title(f"Confusion matrix: {reports.short_name(rep.variant)}",
                              f"threshold {threshold:.3f}; test split, {rep.test_n} images", rep.name),
-                 xaxis={"title": "Model's label", "tickangle": 0}, yaxis={"title": "True label", "autorange": "reversed"},
-                 height=height, margin={"b": 40, "l": 90, "r": 10})
+                 xaxis={"title": "Model's label", "tickangle": 0, "tickfont": {"size": 11}},
+                 yaxis={"title": "True label", "autorange": "reversed", "tickfont": {"size": 11}},
+                 height=height, margin={"b": 40, "l": 84, "r": 10})
     return fig
 
 
