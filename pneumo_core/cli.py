@@ -40,6 +40,14 @@ def _int_at_least(low: int):
     return parse
 
 
+def _threshold_source(predictor) -> str:
+    """Where the predictor's threshold came from, in the words reports use."""
+    from .evaluate import THRESHOLD_RULE
+
+    return {"given": "given on the command line", "validation": THRESHOLD_RULE,
+            "default": "0.5 by default: no reports/<model>/training.json beside the model"}[predictor.threshold_source]
+
+
 def _command_line() -> str:
     return "python -m pneumo_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -114,8 +122,8 @@ def _load_predictor(args):
     from .infer import Predictor
 
     predictor = Predictor(args.model, threshold=args.threshold)
-    if predictor.threshold_source.startswith("0.5 by default"):
-        print(f"warning: threshold {predictor.threshold_source}", file=sys.stderr)
+    if predictor.threshold_source == "default":
+        print(f"warning: threshold {_threshold_source(predictor)}", file=sys.stderr)
     return predictor
 
 
@@ -141,7 +149,7 @@ def _cmd_evaluate(args) -> int:
     import pandas as pd
 
     from . import data as D
-    from .evaluate import THRESHOLD_RULE, full_report, write_report
+    from .evaluate import full_report, write_report
     from .images import READABLE_SUFFIXES
 
     split_dir = D.resolve_split_dir(args.data, "test")
@@ -158,9 +166,7 @@ def _cmd_evaluate(args) -> int:
     meta = {
         "model": predictor.name, "model_sha256": predictor.sha256, "data": str(split_dir),
         "counts": {"NORMAL": int((df.label == 0).sum()), "PNEUMONIA": int((df.label == 1).sum())},
-        "threshold_rule": {"given": "given on the command line"}.get(
-            predictor.threshold_source,
-            THRESHOLD_RULE if predictor.threshold_source.startswith("validation rule") else predictor.threshold_source),
+        "threshold_rule": _threshold_source(predictor),
         "ood_rejected_fraction": (float(1 - preds.is_chest_xray.mean()) if predictor.ood is not None else None),
     }
     y, p = preds.label.to_numpy(), preds.p_pneumonia.to_numpy()

@@ -113,16 +113,16 @@ class Predictor:
 
     def _set_threshold(self, threshold: float | None, exported: float | None = None) -> None:
         """``threshold`` if given, else the validation-chosen one in ``training.json`` (or in an
-        export's sidecar, ``exported``), else 0.5; ``threshold_source`` says which, so no report
-        calls a fallback 0.5 the validation rule."""
+        export's sidecar, ``exported``), else 0.5; ``threshold_source`` ("given",
+        "validation" or "default") says which, so no report calls a fallback 0.5 the validation rule."""
         if threshold is not None:
             source = "given"
         elif self.info.get("threshold") is not None:
-            threshold, source = self.info["threshold"], "validation rule"
+            threshold, source = self.info["threshold"], "validation"
         elif exported is not None:
-            threshold, source = exported, "validation rule (from the export's metadata)"
+            threshold, source = exported, "validation"
         else:
-            threshold, source = 0.5, "0.5 by default: no reports/<model>/training.json beside the model"
+            threshold, source = 0.5, "default"
         threshold = float(threshold)
         if not (math.isfinite(threshold) and 0.0 <= threshold <= 1.0):
             raise ValueError(f"threshold must be between 0 and 1, got {threshold}")

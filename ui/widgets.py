@@ -484,6 +484,12 @@ def _apply_title(fig: go.Figure, title: dict, **layout) -> None:
     fig.update_layout(title=title, margin=margin, **layout)
 
 
+def _markers_line(points: dict) -> str:
+    """Which threshold each model's marker shows (``points``: variant -> (threshold, metrics))."""
+    return "markers = current thresholds: " + ", ".join(f"{reports.short_name(v)} {t:.3f}"
+                                                        for v, (t, _) in points.items())
+
+
 def metrics_bar_figure(table: pd.DataFrame, basis: str, data_caption: str) -> go.Figure:
     fig = go.Figure()
     for v, g in table.groupby("variant", sort=False):
@@ -547,8 +553,7 @@ def roc_figure(reps: dict, points: dict) -> go.Figure:
                             hovertemplate=f"threshold {t:.3f}: sensitivity %{{y:.3f}}, 1 - specificity %{{x:.3f}}"
                                           "<extra></extra>")
     cap = next(iter(reps.values())).data_caption() if reps else ""
-    thr = ", ".join(f"{reports.short_name(v)} {t:.3f}" for v, (t, _) in points.items())
-    _apply_title(fig, _title("ROC curves on the test split", cap, f"markers = current thresholds: {thr}"),
+    _apply_title(fig, _title("ROC curves on the test split", cap, _markers_line(points)),
                  xaxis={"title": "1 - specificity (FPR)", "range": [-0.01, 1.01], "constrain": "domain"},
                  yaxis={"title": "Sensitivity (TPR)", "range": [-0.01, 1.01],
                         "scaleanchor": "x", "scaleratio": 1, "constrain": "domain"},
@@ -592,8 +597,7 @@ def pr_figure(reps: dict, curves: dict, points: dict) -> go.Figure:
                                     "line": {"color": "black", "width": 1.5}},
                             name=f"{reports.short_name(v)} at {t:.3f}")
     cap = next(iter(reps.values())).data_caption() if reps else ""
-    thr = ", ".join(f"{reports.short_name(v)} {t:.3f}" for v, (t, _) in points.items())
-    _apply_title(fig, _title("Precision-recall curves", cap, f"markers = current thresholds: {thr}"),
+    _apply_title(fig, _title("Precision-recall curves", cap, _markers_line(points)),
                  xaxis={"title": "Recall (sensitivity)", "range": [0, 1.01]},
                  yaxis={"title": "Precision (PPV)", "range": [0, 1.01]}, height=460,
                  legend={"orientation": "h", "y": -0.25})
