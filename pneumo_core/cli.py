@@ -59,6 +59,7 @@ def _cmd_train(args) -> int:
     cfg = TrainConfig(
         variant=args.variant, data=args.data, weights=args.weights or backbone_weights(), out=args.out,
         seed=args.seed, split_seed=args.split_seed, head_seed=args.head_seed, distribute=args.distribute, limit=args.limit,
+        protocol=args.protocol,
     )
     if args.lr is not None:
         cfg.fine_tune_lr = args.lr
@@ -152,8 +153,16 @@ def _cmd_evaluate(args) -> int:
     from .evaluate import full_report, write_report
     from .images import READABLE_SUFFIXES
 
-    split_dir = D.resolve_split_dir(args.data, "test")
-    df = D.list_images(split_dir, suffixes=READABLE_SUFFIXES)
+    if args.protocol:
+        from .protocols import test_part
+
+        df = test_part(args.data, args.protocol, args.split_seed)
+        # train/ and test/ reuse file names (IM-0001-0001.jpeg is in both): keep the folder
+        df = df.assign(file=[str(Path(p).relative_to(Path(args.data))) for p in df.path])
+        split_dir = f"{args.protocol} test part (split seed {args.split_seed}) of {args.data}"
+    else:
+        split_dir = D.resolve_split_dir(args.data, "test")
+        df = D.list_images(split_dir, suffixes=READABLE_SUFFIXES)
     predictor = _load_predictor(args)
     results = predictor.predict_files(df.path, batch_size=args.batch_size, reject_ood=False)
     failed = [r for r in results if r.error]
@@ -167,6 +176,7 @@ def _cmd_evaluate(args) -> int:
         "model": predictor.name, "model_sha256": predictor.sha256, "data": str(split_dir),
         "counts": {"NORMAL": int((df.label == 0).sum()), "PNEUMONIA": int((df.label == 1).sum())},
         "threshold_rule": _threshold_source(predictor),
+        "protocol": args.protocol or "official",
         "ood_rejected_fraction": (float(1 - preds.is_chest_xray.mean()) if predictor.ood is not None else None),
     }
     y, p = preds.label.to_numpy(), preds.p_pneumonia.to_numpy()
@@ -215,6 +225,7 @@ def _cmd_rethreshold(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from .config import SHIPPED_VARIANTS
+    from .protocols import PROTOCOLS
 
     p = argparse.ArgumentParser(prog="python -m pneumo_core", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seed of the patient-grouped validation split (keep it fixed to compare or average runs)")
     t.add_argument("--head-seed", type=int, help="seed of phase 1 (head training) if not --seed; runs that share "
                    "it start fine-tuning from the same weights and can be averaged with `soup`")
+    t.add_argument("--protocol", choices=PROTOCOLS, default="official",
+                   help="which films train and validate: official (validation from train/ by patient; default), "
+                        "patient-resplit or image-resplit (train/ and test/ pooled, 80/10/10 by patient or by image)")
     t.add_argument("--lr", type=float, help="fine-tuning learning rate (default 5e-5)")
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="fine-tuning LR schedule (default plateau)")
     t.add_argument("--patience", type=_int_at_least(1), help="early-stopping patience in epochs (default 6)")
@@ -274,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(e)
     e.add_argument("--data", required=True, help="a folder with NORMAL/ and PNEUMONIA/ inside, or a dataset root "
                    "(its test/ is used)")
+    e.add_argument("--protocol", choices=PROTOCOLS, help="evaluate on this protocol's test part of the dataset "
+                   "root --data (default: the folder given, or its test/)")
+    e.add_argument("--split-seed", type=int, default=42, help="with --protocol: the seed the model was trained with")
     e.add_argument("--bootstrap", type=_int_at_least(0), default=1000,
                    help="bootstrap resamples for the 95%% CIs (0: no CIs; default 1000)")
     e.add_argument("--write-report", metavar="DIR", help="also write metrics.json, test_predictions.csv, roc_curve.csv")

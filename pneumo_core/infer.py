@@ -17,8 +17,16 @@ import numpy as np
 
 from .config import CLASS_NAMES, IMAGE_SIZE
 from .images import ImageError, LoadedImage, load_image, load_path
-from .model import (BASE_NAME, ModelLoadError, load_model, reports_dir, resolve_model_path, sha256_file, split_model,
-                    verify_against_manifest)
+from .model import (
+    BASE_NAME,
+    ModelLoadError,
+    load_model,
+    reports_dir,
+    resolve_model_path,
+    sha256_file,
+    split_model,
+    verify_against_manifest,
+)
 from .ood import OOD_REASON, MahalanobisOOD
 
 MIN_CONTRAST = 2.0  # grey-level standard deviation below which an image is treated as blank

@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 _BLAS_LOCK = threading.Lock()
 _blas_users = 0  # callers inside _one_blas_thread() right now
 _blas_limiter = None  # threadpoolctl's limiter while anyone is inside, else None

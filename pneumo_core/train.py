@@ -35,7 +35,10 @@ class TrainConfig:
     # Seed of phase 1 (the head on cached features) when it differs from ``seed``: runs that
     # share it start fine-tuning from the same weights, which is what a weight soup needs.
     head_seed: int | None = None
-    val_fraction: float = 0.15
+    # Which films train, validate and test (pneumo_core.protocols); validation and the threshold
+    # come from the protocol's own validation part.
+    protocol: str = "official"
+    val_fraction: float = 0.15  # official protocol: share of train/ held out by patient
     batch_size: int = 32
     head_epochs: int = 40
     head_lr: float = 1e-3
@@ -50,16 +53,20 @@ class TrainConfig:
 
 
 def training_split(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The (train, validation) frames for ``cfg``: patient-grouped, stratified, seeded."""
-    df = D.list_images(D.resolve_split_dir(cfg.data, "train"))
-    if cfg.limit:
-        df = pd.concat(
-            [g.sample(min(len(g), cfg.limit // 2), random_state=cfg.split_seed) for _, g in df.groupby("label")]
-        ).sort_values("path").reset_index(drop=True)
-    df_train, df_val = D.patient_split(df, cfg.val_fraction, cfg.split_seed)
-    if set(df_train.patient) & set(df_val.patient):
-        raise RuntimeError("a patient is on both sides of the validation split")
-    return df_train, df_val
+    """The (train, validation) frames of ``cfg.protocol``: stratified, seeded, patient-grouped
+    (except ``image-resplit``, which splits by image on purpose)."""
+    from .protocols import check_disjoint, split
+
+    ps = split(cfg.data, cfg.protocol, cfg.split_seed, cfg.limit, cfg.val_fraction)
+    check_disjoint(ps)
+    return ps.train, ps.val
+
+
+def split_summary(cfg: TrainConfig) -> dict:
+    """Counts of every part of ``cfg.protocol`` and the patients shared between parts."""
+    from .protocols import split
+
+    return split(cfg.data, cfg.protocol, cfg.split_seed, cfg.limit, cfg.val_fraction).summary()
 
 
 def get_strategy(name: str):
@@ -233,6 +240,7 @@ def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: 
             "val_counts": {"NORMAL": int((df_val.label == 0).sum()), "PNEUMONIA": int((df_val.label == 1).sum())},
             "class_weights": D.class_weights(df_train.label),
         },
+        "protocol": split_summary(cfg),
         "threshold": threshold,
         "threshold_rule": THRESHOLD_RULE,
         "operating_points": operating_points(y_val, p_val),

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 from PIL import Image
 
-from conftest import require
 from pneumo_core import images as I
 from pneumo_core.images import ImageError, load_image, load_path
 

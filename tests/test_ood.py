@@ -9,9 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from PIL import Image
-
 from conftest import require
+from PIL import Image
 
 
 def png(img: np.ndarray) -> bytes:
