@@ -33,6 +33,7 @@ run: setup
 	$(BIN)/streamlit run app.py
 
 test: setup-dev
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 benchmarks: setup-dev

@@ -150,7 +150,8 @@ def non_cxr_images(seed: int = 0) -> list[tuple[str, str, np.ndarray]]:
     }
     for name, g in gradients.items():
         items.append((name, "gradient", _u8(g * 255.0)))
-    items.append(("gradient_colour", "gradient", np.stack([xx / w, yy / h, 1 - xx / w], -1).__mul__(255).astype(np.uint8)))
+    colour = (np.stack([xx / w, yy / h, 1 - xx / w], -1) * 255).astype(np.uint8)
+    items.append(("gradient_colour", "gradient", colour))
     noises = {
         "noise_uniform": rng.integers(0, 256, (h, w)),
         "noise_gaussian": np.clip(rng.normal(128, 40, (h, w)), 0, 255),

@@ -162,7 +162,9 @@ def evaluate(model: str, df, seed: int) -> dict:
             rows[name]["dp"].append(abs(r.p_pneumonia - ref.p_pneumonia))
     total = sum(v["agree"] for v in rows.values())
     overall = total / max(1, n_used * len(TRANSFORMS))
-    print(f"\n== model {model} (sha256 {pred.sha256[:12]}): {n_used} films ({(df.label == 0).sum()} NORMAL / {(df.label == 1).sum()} PNEUMONIA "
+    n_normal, n_pneumonia = (df.label == 0).sum(), (df.label == 1).sum()
+    print(f"\n== model {model} (sha256 {pred.sha256[:12]}): {n_used} films ({n_normal} NORMAL / "
+          f"{n_pneumonia} PNEUMONIA "
           f"sampled, seed {seed}); {clean_rejected} clean films refused and left out; threshold {pred.threshold:.3f}")
     print(f"{'transform':34s} {'agreement':>10s} {'refused':>8s} {'mean|dp|':>9s} {'max|dp|':>8s}")
     out = {}

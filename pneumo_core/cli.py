@@ -58,8 +58,8 @@ def _cmd_train(args) -> int:
 
     cfg = TrainConfig(
         variant=args.variant, data=args.data, weights=args.weights or backbone_weights(), out=args.out,
-        seed=args.seed, split_seed=args.split_seed, head_seed=args.head_seed, distribute=args.distribute, limit=args.limit,
-        protocol=args.protocol,
+        seed=args.seed, split_seed=args.split_seed, head_seed=args.head_seed, distribute=args.distribute,
+        limit=args.limit, protocol=args.protocol,
     )
     if args.lr is not None:
         cfg.fine_tune_lr = args.lr
@@ -167,7 +167,8 @@ def _cmd_evaluate(args) -> int:
     results = predictor.predict_files(df.path, batch_size=args.batch_size, reject_ood=False)
     failed = [r for r in results if r.error]
     if failed:
-        print(f"error: {len(failed)} file(s) could not be read, e.g. {failed[0].file}: {failed[0].error}", file=sys.stderr)
+        print(f"error: {len(failed)} file(s) could not be read, e.g. {failed[0].file}: {failed[0].error}",
+              file=sys.stderr)
         return 2
     preds = pd.DataFrame({"file": df.file, "patient": df.patient, "label": df.label,
                           "p_pneumonia": [r.p_pneumonia for r in results],
@@ -267,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                         + (" and trained with the same --head-seed" if sp is so else ""))
         sp.add_argument("--variant", choices=SHIPPED_VARIANTS, default="finetuned",
                         help="the name the result is saved under (default: finetuned)")
-        sp.add_argument("--data", required=True, help="dataset root with train/ (the validation split is carved from it)")
+        sp.add_argument("--data", required=True,
+                        help="dataset root with train/ (the validation split is carved from it)")
         sp.add_argument("--out", default="models", help="output folder (default: models)")
         sp.add_argument("--split-seed", type=int, default=42, help="the --split-seed the members were trained with")
         sp.add_argument("--limit", type=_int_at_least(2), help="the --limit the members were trained with (smoke runs)")
@@ -284,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--batch-size", type=_int_at_least(1), default=32, help="films per forward pass (default 32)")
         sp.add_argument("--json", action="store_true", help="machine-readable output")
 
-    e = sub.add_parser("evaluate", help="metrics on a labelled split (NORMAL/ and PNEUMONIA/ inside, or a dataset root)")
+    e = sub.add_parser("evaluate",
+                       help="metrics on a labelled split (NORMAL/ and PNEUMONIA/ inside, or a dataset root)")
     model_args(e)
     e.add_argument("--data", required=True, help="a folder with NORMAL/ and PNEUMONIA/ inside, or a dataset root "
                    "(its test/ is used)")
@@ -328,7 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", help="output file (default: models/<model>[.<quantize>].tflite)")
     x.add_argument("--data", help="dataset root with train/ (or the train folder) for int8 calibration "
                    "(default: $PNEUMO_DATA_DIR or ../shared/data/chest_xray)")
-    x.add_argument("--calibration-images", type=_int_at_least(1), default=300, help="training films used for int8 calibration")
+    x.add_argument("--calibration-images", type=_int_at_least(1), default=300,
+                   help="training films used for int8 calibration")
     x.add_argument("--seed", type=int, default=42)
     x.set_defaults(func=_cmd_export)
     return p

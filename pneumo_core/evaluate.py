@@ -147,7 +147,8 @@ def write_report(out_dir: str | Path, predictions: pd.DataFrame, threshold: floa
     """
     y, p = predictions["label"].to_numpy(), predictions["p_pneumonia"].to_numpy()
     groups = predictions["patient"].to_numpy() if "patient" in predictions else None
-    report = {**meta, **full_report(y, p, threshold, n_boot, groups=groups)}  # before writing: a refused split leaves nothing
+    # Computed before anything is written: a refused split leaves nothing behind.
+    report = {**meta, **full_report(y, p, threshold, n_boot, groups=groups)}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))

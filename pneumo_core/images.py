@@ -371,7 +371,8 @@ def _load_raster(data: bytes) -> LoadedImage:
             px = np.asarray(img.convert("L"))
         else:
             px = np.asarray(img.convert("RGB"))
-            if mode in ("P", "PA") and np.array_equal(px[..., 0], px[..., 1]) and np.array_equal(px[..., 1], px[..., 2]):
+            grey = np.array_equal(px[..., 0], px[..., 1]) and np.array_equal(px[..., 1], px[..., 2])
+            if mode in ("P", "PA") and grey:
                 px = px[..., 0]  # a grey palette: keep it greyscale
     else:
         raise ImageError(f"unsupported pixel mode {mode}")

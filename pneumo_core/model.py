@@ -108,7 +108,8 @@ def _inbound_layer_names(layer_config: dict) -> set:
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
-            history = item.get("config", {}).get("keras_history") if item.get("class_name") == "__keras_tensor__" else None
+            is_tensor = item.get("class_name") == "__keras_tensor__"
+            history = item.get("config", {}).get("keras_history") if is_tensor else None
             if history:
                 names.add(history[0])
             else:
@@ -298,8 +299,10 @@ def verify_against_manifest(path: str | Path, models_dir: str | Path | None = No
 def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:
     """Record the SHA-256 of every shipped ``*.keras`` and ``reports/*/ood.npz`` in ``MANIFEST.json``."""
     models_dir = Path(models_dir)
-    entries = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in sorted(models_dir.glob("*.keras"))}
-    ood = {str(p.relative_to(models_dir)): {"sha256": sha256_file(p)} for p in sorted(models_dir.glob("reports/*/ood.npz"))}
+    entries = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+               for p in sorted(models_dir.glob("*.keras"))}
+    ood = {str(p.relative_to(models_dir)): {"sha256": sha256_file(p)}
+           for p in sorted(models_dir.glob("reports/*/ood.npz"))}
     manifest = {"models": entries, "ood_detectors": ood}
     (models_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -45,7 +45,8 @@ def study_report_png(image_rgb: np.ndarray, heatmap: np.ndarray | None, *, file_
     if heatmap is not None:
         panels.append(_fit(overlay(img, heatmap, alpha=alpha), PANEL))
     bar = colour_scale(PANEL, vertical=True)
-    widths = sum(p.shape[1] for p in panels) + MARGIN * (len(panels) + 1) + (bar.shape[1] + 70 if heatmap is not None else 0)
+    bar_width = bar.shape[1] + 70 if heatmap is not None else 0
+    widths = sum(p.shape[1] for p in panels) + MARGIN * (len(panels) + 1) + bar_width
     width = max(widths, 900)
     lines = [
         (f"{label}   P(pneumonia) = {p_pneumonia:.3f}   threshold = {threshold:.3f}", 0.8, 2),

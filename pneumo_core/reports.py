@@ -355,8 +355,8 @@ def protocol(rep: VariantReport) -> dict:
         runs = rep.ensemble.get("members", [])
         out["Training"] = (f"output ensemble of {len(runs)} fine-tuned runs: "
                            f"{rep.ensemble.get('combine', 'mean of logits')}. Each run: head on cached features, "
-                           f"then the top {FINE_TUNE_LAYERS} layers fine-tuned with early stopping on validation AUC and class "
-                           "weights; all validated on the same patient-grouped split")
+                           f"then the top {FINE_TUNE_LAYERS} layers fine-tuned with early stopping on validation AUC "
+                           "and class weights; all validated on the same patient-grouped split")
     elif rep.soup:
         runs = rep.soup.get("members", [])
         kept = [m for m in runs if m.get("in_soup")]
@@ -365,7 +365,8 @@ def protocol(rep: VariantReport) -> dict:
                 "any other raised the validation loss" if kept else "no run")
         out["Training"] = (f"{rep.soup.get('method', '?')} weight soup (Wortsman et al. 2022) scored by "
                            f"{rep.soup.get('score', '?')}: {what}. Each run: head on cached features, then the top "
-                           f"{FINE_TUNE_LAYERS} layers fine-tuned with early stopping on validation AUC and class weights")
+                           f"{FINE_TUNE_LAYERS} layers fine-tuned with early stopping on validation AUC and class "
+                           "weights")
     if m.get("ood_rejected_fraction") is not None:
         out["Not-a-chest-X-ray filter on test"] = f"{m['ood_rejected_fraction']:.1%} of test images flagged"
     return out

@@ -186,7 +186,8 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
 
     info = {
         "command": command or " ".join(sys.argv),
-        "timing_s": {"total": round(time.time() - t0, 1), "feature_cache": round(feat_s, 1), "fine_tune": round(ft_s, 1)},
+        "timing_s": {"total": round(time.time() - t0, 1), "feature_cache": round(feat_s, 1),
+                     "fine_tune": round(ft_s, 1)},
         "epochs_run": {k: len(next(iter(v.values()))) for k, v in history.items()},
     }
     return _save_with_reports(model, cfg, df_train, df_val, info)
@@ -253,7 +254,8 @@ def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: 
     info["ood"] = calibrate_ood(path, cfg)
     (report_dir / "training.json").write_text(json.dumps(info, indent=2))
     write_manifest(out)  # the files this run wrote are the ones to trust from now on
-    print(json.dumps({"model": str(path), "threshold": threshold, "validation": info["validation"]}, indent=2), flush=True)
+    summary = {"model": str(path), "threshold": threshold, "validation": info["validation"]}
+    print(json.dumps(summary, indent=2), flush=True)
     return info
 
 

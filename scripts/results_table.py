@@ -26,7 +26,8 @@ def cell(m, k):
 
 
 def main():
-    print("| model | threshold | accuracy % | precision % | recall (sensitivity) % | specificity % | F1 % | ROC AUC | TN FP / FN TP |")
+    print("| model | threshold | accuracy % | precision % | recall (sensitivity) % | specificity % | F1 % | ROC AUC "
+          "| TN FP / FN TP |")
     print("|---|---|---|---|---|---|---|---|---|")
     for variant in sorted(SHIPPED_VARIANTS, key=lambda v: v != "frozen"):
         m = json.loads((reports_dir(MODELS_DIR / f"{variant}.keras") / "metrics.json").read_text())

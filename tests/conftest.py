@@ -14,16 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pneumo_core.config import backbone_weights, data_dir  # noqa: E402
-
-REQUIRE = os.environ.get("PNEUMO_REQUIRE_DATA") == "1"
-
-
-def require(condition: bool, reason: str) -> None:
-    """Skip with ``reason`` when ``condition`` is false; fail instead under CI."""
-    if not condition:
-        if REQUIRE:
-            pytest.fail(f"required by PNEUMO_REQUIRE_DATA=1: {reason}")
-        pytest.skip(reason)
+from tests.support import require  # noqa: E402
 
 
 @pytest.fixture(scope="session")

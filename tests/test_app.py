@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import require
+from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -377,7 +377,8 @@ def test_reports_match_metrics_json():
     table = reports.metrics_table(reps)
     assert len(table) == 12 and (table["ci_lo"] <= table["value"] + 1e-9).all()
     assert (table["value"] <= table["ci_hi"] + 1e-9).all()
-    assert reps["finetuned"].soup or reps["finetuned"].ensemble or "fine-tune" in set(reps["finetuned"].history["phase"])
+    fine = reps["finetuned"]
+    assert fine.soup or fine.ensemble or "fine-tune" in set(fine.history["phase"])
 
 
 def test_label_and_confidence_helpers():

@@ -39,7 +39,8 @@ def test_threshold_rules():
     assert E.metrics_at(Y, P, t95)["recall"] >= 0.95
     assert all(E.metrics_at(Y, P, c)["recall"] < 0.95 for c in np.unique(P) if c > t95)
     ops = E.operating_points(Y, P)
-    assert set(ops) >= {"default (95% sensitivity)", "balanced (Youden)", "high sensitivity (98%)", "high specificity (99%)", "0.5"}
+    assert set(ops) >= {"default (95% sensitivity)", "balanced (Youden)", "high sensitivity (98%)",
+                        "high specificity (99%)", "0.5"}
 
 
 @pytest.mark.parametrize("target", [0.9, 0.95, 0.98])

@@ -100,7 +100,8 @@ def test_predictor_without_cam_output_says_so(frozen_tiny, tmp_path, test_normal
     def prob(x):
         return frozen_tiny(x, training=False)[:, 0]
 
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(prob.get_concrete_function())])
+    frozen_fn = convert_variables_to_constants_v2(prob.get_concrete_function())
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen_fn])
     path = tmp_path / "plain.tflite"
     path.write_bytes(conv.convert())
     pred = Predictor(path)

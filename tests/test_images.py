@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require
 from PIL import Image
 
 from pneumo_core import images as I
 from pneumo_core.images import ImageError, load_image, load_path
+from tests.support import require
 
 PATIENT_NAME = "DOE^JANE^SECRETNAME"
 PATIENT_ID = "PID-31337-XYZ"
@@ -177,7 +177,8 @@ def test_dicom_narrow_window_follows_the_standard(normal_grey):
     being stretched back to the full range."""
     g = normal_grey.astype(np.float64)
     c, w = 100.0, 81.0
-    out = load_image(make_dicom(normal_grey.astype(np.int64) * 16, bits_stored=12, slope=1 / 16, intercept=0.0, window=(c, w)))
+    out = load_image(make_dicom(normal_grey.astype(np.int64) * 16, bits_stored=12, slope=1 / 16, intercept=0.0,
+                                window=(c, w)))
     want = np.clip(np.round(((g - (c - 0.5)) / (w - 1) + 0.5) * 255), 0, 255)
     np.testing.assert_array_equal(out.pixels, want.astype(np.uint8))
     assert (out.pixels == 0).mean() > 0.05 and (out.pixels == 255).mean() > 0.05
@@ -563,7 +564,8 @@ REENCODINGS = {
     "jpeg_q25": (lambda g: encode(g, "JPEG", quality=25), 0.25),
     "jpeg_exif_orientation_6": (lambda g: exif_rotated_jpeg(g, 6), 0.05),
     "jpeg_exif_orientation_8": (lambda g: exif_rotated_jpeg(g, 8), 0.05),
-    "png_16bit_3000px": (lambda g: encode(_resized(g, 3000, 3000).astype(np.uint16) * 257, "PNG", compress_level=1), 0.05),
+    "png_16bit_3000px": (lambda g: encode(_resized(g, 3000, 3000).astype(np.uint16) * 257, "PNG",
+                                          compress_level=1), 0.05),
     "jpeg_3000px": (lambda g: encode(_resized(g, 3000, 3000), "JPEG", quality=90), 0.05),
     "portrait_600x900": (lambda g: encode(_resized(g, 600, 900), "PNG"), 0.10),
     "landscape_900x600": (lambda g: encode(_resized(g, 900, 600), "PNG"), 0.10),

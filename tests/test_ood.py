@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import require
 from PIL import Image
+
+from tests.support import require
 
 
 def png(img: np.ndarray) -> bytes:
