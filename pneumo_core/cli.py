@@ -74,6 +74,8 @@ def _cmd_train(args) -> int:
 
         cfg.augment = {k: v * args.augment_scale for k, v in asdict(Augment()).items()}
         cfg.augment["jpeg"] = min(1.0, cfg.augment["jpeg"])  # a probability
+    if args.jpeg is not None:
+        cfg.augment["jpeg"] = args.jpeg
     if args.crop is not None:
         cfg.augment["crop"] = args.crop
     if args.aspect is not None:
@@ -252,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="fine-tuning LR schedule (default plateau)")
     t.add_argument("--patience", type=_int_at_least(1), help="early-stopping patience in epochs (default 6)")
     t.add_argument("--augment-scale", type=float, help="multiply every augmentation magnitude (default 1.0)")
+    t.add_argument("--jpeg", type=_probability, help="share of training films re-encoded as JPEG at quality 30-95 "
+                   "(default 0.5; 0 turns it off, as in fine-tuned runs 1 and 2)")
     t.add_argument("--crop", type=float, help="random resized crop: largest share of a film's area cut away "
                    "(e.g. 0.3; default 0, off)")
     t.add_argument("--aspect", type=float, help="random resized crop: log aspect-ratio range of the kept window "
