@@ -176,7 +176,11 @@ class QuizDatabase:
             raise StorageError(f"no database driver for {self.where}: {exc}") from None
         except OSError as exc:
             raise StorageError(f"cannot create the folder of the quiz database {self.where}: {exc.strerror}") from None
-        self._ensure_schema()
+        try:
+            self._ensure_schema()
+        except QuizError:
+            self.engine.dispose()  # a refused database keeps no connection open
+            raise
 
     @property
     def where(self) -> str:
