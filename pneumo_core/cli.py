@@ -1,4 +1,4 @@
-"""python -m pneumo_core train|soup|ensemble|evaluate|predict|rethreshold|calibrate-ood|manifest|export
+"""python -m pneumo_core train|soup|ensemble|evaluate|predict|rethreshold|calibrate-ood|manifest|export|quiz
 
 A stable, scriptable contract. Exit status: 0 when the command ran (predict: even if some files
 could not be read; each gets an "error"), 2 for a usage or input error, reported on stderr in an
@@ -339,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training films used for int8 calibration")
     x.add_argument("--seed", type=int, default=42)
     x.set_defaults(func=_cmd_export)
+    _add_quiz_parser(sub)
     return p
 
 
@@ -357,6 +358,46 @@ def _cmd_manifest(args) -> int:
 
     print(json.dumps(write_manifest(args.dir or MODELS_DIR), indent=2))
     return 0
+
+
+def _positive_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number of minutes above 0, got {text!r}")
+    return value
+
+
+def _add_quiz_parser(sub) -> None:
+    q = sub.add_parser("quiz", help="reader quizzes: create one, read its results, close it (database: "
+                       "$PNEUMO_DB_URL, default a SQLite file in the user's data folder)")
+    qs = q.add_subparsers(dest="quiz_command", required=True)
+    new = qs.add_parser("new", help="create a quiz; prints its join code and teacher key (the key only here, once)")
+    new.add_argument("--films", type=_int_at_least(1), default=20, help="films in the quiz (default 20)")
+    new.add_argument("--seed", type=int, help="seed of the film draw and order (default: random, printed)")
+    new.add_argument("--data", help="draw from this dataset's test split (default: the bundled teaching set)")
+    new.add_argument("--time-limit", type=_positive_minutes, metavar="MIN",
+                     help="minutes each reader has from joining (default: none)")
+    new.add_argument("--json", action="store_true", help="machine-readable output")
+    for name, text in (("results", "every reader's answers, sensitivity, specificity, AUC and kappa"),
+                       ("close", "close the quiz: no more joins or answers; readers may see their results")):
+        sp = qs.add_parser(name, help=text)
+        sp.add_argument("code", help="the quiz's join code")
+        sp.add_argument("--teacher-key", default=os.environ.get("PNEUMO_TEACHER_KEY"),
+                        help="the key printed by `quiz new` (default: $PNEUMO_TEACHER_KEY)")
+        if name == "results":
+            fmt = sp.add_mutually_exclusive_group()
+            fmt.add_argument("--json", action="store_true", help="machine-readable output")
+            fmt.add_argument("--csv", action="store_true", help="one CSV row per answer, with the reader's figures")
+    q.set_defaults(func=_cmd_quiz)
+
+
+def _cmd_quiz(args) -> int:
+    from .quiz_report import run_cli
+
+    return run_cli(args)
 
 
 def main(argv=None) -> int:
