@@ -313,13 +313,6 @@ def test_dicom_huge_header_is_refused_before_decoding():
     assert_refused(data, "megapixel limit")
 
 
-def test_dicom_deflated_is_refused():
-    from pydicom.uid import DeflatedExplicitVRLittleEndian
-
-    assert_refused(make_dicom(np.zeros((64, 64), np.uint8), transfer_syntax=DeflatedExplicitVRLittleEndian),
-                   "deflate")
-
-
 def test_dicom_headers_are_never_echoed(normal_grey, caplog, capfd):
     """Patient identifiers stay in the file: not in notes, errors or logs, for good and bad files."""
     from pydicom.uid import JPEGLSLossless
