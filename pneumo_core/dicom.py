@@ -23,7 +23,7 @@ import zlib
 import numpy as np
 
 from .imagecore import ImageError, LoadedImage, check_size, deblock, jpeg_quality, to_uint8
-from .windowing import apply_window, keep_raw
+from .windowing import VOI_FUNCTIONS, apply_window, keep_raw
 
 DEFLATED_TS = "1.2.840.10008.1.2.1.99"
 RLE_TS = "1.2.840.10008.1.2.5"
@@ -200,7 +200,8 @@ def _header_notes(ds, notes: list) -> None:
         notes.append(f"Body Part Examined is {body}, not CHEST: the models saw chest films only; scored anyway")
 
 
-def _window_facts(ds) -> tuple[list, list]:
+def _window_facts(ds) -> list:
+    """The file's VOI windows as (centre, width) pairs. Their explanations are free text and are not kept."""
     windows = []
     for center, width in zip(_values(ds.get("WindowCenter")), _values(ds.get("WindowWidth"))):
         try:
@@ -209,10 +210,7 @@ def _window_facts(ds) -> tuple[list, list]:
             continue
         if np.isfinite(c) and np.isfinite(w):
             windows.append((c, w))
-    explained = _values(ds.get("WindowCenterWidthExplanation"))
-    # free text in principle: keep only a short word-like label ("LUNG", "SOFT TISSUE")
-    names = [re.sub(r"[^A-Za-z0-9 _/-]", "", str(e)).strip()[:24] for e in explained][: len(windows)]
-    return windows, names
+    return windows
 
 
 def header_facts(ds, transfer_syntax, n_frames: int, bits: int, photometric: str, inverted: bool) -> dict:
@@ -223,7 +221,7 @@ def header_facts(ds, transfer_syntax, n_frames: int, bits: int, photometric: str
         if values and min(values) > 0:
             spacing, spacing_source = [round(v, 6) for v in values], keyword
             break
-    windows, names = _window_facts(ds)
+    windows, function = _window_facts(ds), _code(ds.get("VOILUTFunction"))
     slope = _numbers(ds.get("RescaleSlope", 1.0), 1) or [1.0]
     intercept = _numbers(ds.get("RescaleIntercept", 0.0), 1) or [0.0]
     lossy = _code(ds.get("LossyImageCompression")) == "01" or transfer_syntax in (
@@ -244,8 +242,8 @@ def header_facts(ds, transfer_syntax, n_frames: int, bits: int, photometric: str
         "frames": n_frames,
         "rescale_slope": slope[0], "rescale_intercept": intercept[0],
         "rescale_type": _code(ds.get("RescaleType")) or None,
-        "window": windows, "window_names": names,
-        "voi_function": _code(ds.get("VOILUTFunction")) or "LINEAR",
+        "window": windows,
+        "voi_function": function if function in VOI_FUNCTIONS else "LINEAR",
         "has_voi_lut": "VOILUTSequence" in ds and len(ds.VOILUTSequence) > 0,
     }
 

@@ -90,10 +90,10 @@ def window_presets(loaded) -> list[WindowPreset]:
         return []
     facts = loaded.dicom or {}
     presets = []
-    names = facts.get("window_names") or []
+    function = facts.get("voi_function") or "LINEAR"
     for i, (center, width) in enumerate(facts.get("window") or []):
-        label = f"file window {i + 1}" + (f" ({names[i]})" if i < len(names) and names[i] else "")
-        presets.append(WindowPreset(label, float(center), float(width), facts.get("voi_function") or "LINEAR", "file"))
+        if width >= 1.0 if function == "LINEAR" else width > 0.0:  # the loader skips unusable ones too
+            presets.append(WindowPreset(f"file window {i + 1}", float(center), float(width), function, "file"))
     lo, hi = float(raw.min()), float(raw.max())
     if hi <= lo:
         return presets
