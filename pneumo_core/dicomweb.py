@@ -83,6 +83,23 @@ def _bounded_body(response, *args, **kwargs):
     return response
 
 
+def _Session(ca_bundle: str | None):
+    """A requests Session verifying TLS with ``ca_bundle`` when one is set: requests would otherwise
+    let REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the environment replace it on every request."""
+    import requests
+
+    class Session(requests.Session):
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+            if ca_bundle:
+                merged["verify"] = ca_bundle
+            return merged
+
+    session = Session()
+    session.verify = ca_bundle or True
+    return session
+
+
 class _BearerAuth:
     """requests auth adding ``Authorization: Bearer``; its repr hides the token."""
 
@@ -159,8 +176,7 @@ class Pacs:
 
         _quiet_third_party_logs()
         self.settings = settings
-        session = requests.Session()
-        session.verify = settings.ca_bundle or True
+        session = _Session(settings.ca_bundle)
         if settings.token:
             session.auth = _BearerAuth(settings.token)
         elif settings.user:
@@ -192,6 +208,7 @@ class Pacs:
 
     def _reason(self, exc: Exception) -> str:
         import requests
+        from pydicom.errors import InvalidDicomError
 
         where, seconds = f"the PACS at {self.settings.location}", f"{self.settings.timeout:g} s"
         if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
@@ -214,7 +231,7 @@ class Pacs:
             if "refused" in text.lower() or "NewConnectionError" in text or "resolve" in text.lower():
                 return f"cannot connect to {where} (it is down, or the URL is wrong)"
             return f"{where} broke off the connection or did not answer in HTTP"
-        if isinstance(exc, (ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError)):
+        if isinstance(exc, (ValueError, KeyError, TypeError, IndexError, AttributeError, EOFError, InvalidDicomError)):
             # JSON that does not parse or has the wrong shape, a multipart body that is not one,
             # bytes pydicom cannot read: a server that is not (or not only) DICOMweb
             return f"{where} answered something that is not DICOMweb ({type(exc).__name__})"
@@ -250,8 +267,16 @@ class Pacs:
                             "DICOMweb (not a list of data sets)")
         return found
 
+    def _answered_uid(self, item: dict, tag: str, what: str) -> str:
+        """A UID from a search answer; a server sending anything else is not DICOMweb."""
+        try:
+            return _valid_uid(_value(item, tag), "UID")
+        except PacsError:
+            raise PacsError(f"{what}: the PACS at {self.settings.location} answered something that is not "
+                            f"DICOMweb (an entry without a valid UID ({tag[:4]},{tag[4:]}))") from None
+
     def _study(self, item: dict) -> StudyMatch:
-        uid = _valid_uid(_value(item, "0020000D"), "a Study Instance UID from the PACS")
+        uid = self._answered_uid(item, "0020000D", "searching studies")
         date = str(_value(item, "00080020") or "")
         modalities = item.get("00080061", {}).get("Value") or []
         count = _value(item, "00201208")
@@ -271,8 +296,9 @@ class Pacs:
         for item in self._listing(found, f"listing study {study_uid}"):
             modality = str(_value(item, "00080060") or "").upper()
             if modality in modalities:
-                refs.append(InstanceRef(study_uid, _valid_uid(_value(item, "0020000E"), "a Series Instance UID"),
-                                        _valid_uid(_value(item, "00080018"), "a SOP Instance UID"), modality))
+                what = f"listing study {study_uid}"
+                refs.append(InstanceRef(study_uid, self._answered_uid(item, "0020000E", what),
+                                        self._answered_uid(item, "00080018", what), modality))
         return refs
 
     # ------------------------------------------------------------ WADO-RS
