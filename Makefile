@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup setup-dev chromium benchmarks
+.PHONY: run test setup setup-dev chromium dicom-tools benchmarks
 
 $(BIN)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,15 @@ chromium:
 	  { command -v apt-get >/dev/null 2>&1 && $(SUDO) apt-get update -qq && \
 	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium not installed: browser tests will be skipped"
+
+# DICOM tests use Debian's DCMTK and GDCM encoders and a real Orthanc PACS with its DICOMweb plugin;
+# without them those tests skip (and fail under CI). .ci/run calls this before `make test`.
+DICOM_PACKAGES := orthanc orthanc-dicomweb dcmtk libgdcm-tools
+dicom-tools:
+	@missing=$$(for p in $(DICOM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  [ -z "$$missing" ] || { command -v apt-get >/dev/null 2>&1 && $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
+	  echo "could not install $$missing: DICOM compression and PACS tests will be skipped"
 
 run: setup
 	$(BIN)/streamlit run app.py

@@ -19,6 +19,7 @@ SECRETS = ("DOE", "JANE", "SECRETNAME", PATIENT_ID, "31337", "19700101", "SECRET
 #: name -> (command before "IN OUT", transfer syntax UID it writes, lossless?)
 TOOLS = {
     "jpeg-lossless-sv1": (["dcmcjpeg", "--encode-lossless-sv1"], "1.2.840.10008.1.2.4.70", True),
+    "jpeg-lossless-p14": (["dcmcjpeg", "--encode-lossless"], "1.2.840.10008.1.2.4.57", True),
     "jpeg-extended-12bit": (["dcmcjpeg", "--encode-extended"], "1.2.840.10008.1.2.4.51", False),
     "jpeg-ls-lossless": (["dcmcjpls", "--encode-lossless"], "1.2.840.10008.1.2.4.80", True),
     "jpeg-ls-near-lossless": (["dcmcjpls", "--encode-nearlossless"], "1.2.840.10008.1.2.4.81", False),
