@@ -83,7 +83,7 @@ def _bounded_body(response, *args, **kwargs):
     return response
 
 
-def _Session(ca_bundle: str | None):
+def _verifying_session(ca_bundle: str | None):
     """A requests Session verifying TLS with ``ca_bundle`` when one is set: requests would otherwise
     let REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the environment replace it on every request."""
     import requests
@@ -176,7 +176,7 @@ class Pacs:
 
         _quiet_third_party_logs()
         self.settings = settings
-        session = _Session(settings.ca_bundle)
+        session = _verifying_session(settings.ca_bundle)
         if settings.token:
             session.auth = _BearerAuth(settings.token)
         elif settings.user:

@@ -39,7 +39,7 @@ class LoadedImage:
     #: :func:`dicom.load_dicom`. ``None`` for other formats. Never a patient or institution field.
     dicom: dict | None = None
     #: Greyscale values before windowing (DICOM: the Modality LUT output; 16-bit rasters: as stored),
-    #: at most ``windowing.MAX_RAW_SIDE`` px a side; ``None`` for 8-bit and colour sources.
+    #: at most ``windowing.MAX_RAW_SIDE`` px a side; ``None`` for colour and 8-bit raster sources.
     raw: np.ndarray | None = field(default=None, repr=False)
     #: True when a window of ``raw`` must be inverted for display (MONOCHROME1 or Presentation LUT
     #: Shape INVERSE), so that bone stays white whatever window is chosen.

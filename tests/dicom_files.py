@@ -1,6 +1,6 @@
-"""DICOM files built in the tests from test-split films (pydicom), and compressed by Debian's own
-tools (DCMTK, GDCM): the real encoders PACS exports come from. Every file carries patient
-identifiers so that leaks can be checked."""
+"""Films and the DICOM files the tests build from them (pydicom), compressed by Debian's own tools
+(DCMTK, GDCM): the real encoders PACS exports come from. Every DICOM carries patient identifiers
+so that leaks can be checked."""
 from __future__ import annotations
 
 import io
@@ -27,6 +27,13 @@ TOOLS = {
     "jpeg2000-lossless": (["gdcmconv", "--j2k"], "1.2.840.10008.1.2.4.90", True),
     "deflate": (["dcmconv", "+td"], "1.2.840.10008.1.2.1.99", True),
 }
+
+
+def grey(path) -> np.ndarray:
+    """A film (any image file) as 8-bit greyscale."""
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("L"))
 
 
 def missing_tools() -> list[str]:

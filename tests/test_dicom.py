@@ -17,19 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from pneumo_core.dicom import MAX_INFLATED_BYTES, TRANSFER_SYNTAXES
 from pneumo_core.images import ImageError, load_image
 from pneumo_core.windowing import MAX_RAW_SIDE, WindowPreset, apply_window, window_presets, windowed
-from tests.dicom_files import SECRETS, TOOLS, compress, dx_film, make_dicom, missing_tools, to_12bit
+from tests.dicom_files import SECRETS, TOOLS, compress, dx_film, grey, make_dicom, missing_tools, to_12bit
 from tests.support import require
 
 POLARITIES = ("MONOCHROME2", "MONOCHROME1")
 
-
-def grey(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"))
 
 
 def refused(data: bytes, *fragments: str) -> str:

@@ -24,14 +24,10 @@ from PIL import Image
 
 from pneumo_core import images as I
 from pneumo_core.images import ImageError, load_image, load_path
-from tests.dicom_files import PATIENT_ID, make_dicom
+from tests.dicom_files import PATIENT_ID, grey, make_dicom
 from tests.support import require
 
-
 # ---------------------------------------------------------------- builders
-def grey(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"))
-
 
 def encode(img: np.ndarray | Image.Image, fmt: str, **kw) -> bytes:
     buf = io.BytesIO()

@@ -18,24 +18,19 @@ import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from pneumo_core.cli import main
 from pneumo_core.dicom_results import RESULT_SERIES_DESCRIPTION, SECONDARY_CAPTURE
 from pneumo_core.dicomweb import InstanceRef, Pacs, score_instances, store_results
 from pneumo_core.pacs_settings import PacsError, load_settings, pacs_configured
 from tests import orthanc as orthanc_helper
-from tests.dicom_files import PATIENT_ID, PATIENT_NAME, SECRETS, compress, dx_film, missing_tools
+from tests.dicom_files import PATIENT_ID, PATIENT_NAME, SECRETS, compress, dx_film, grey, missing_tools
 from tests.support import require
 
 ENV_NAMES = ("PNEUMO_DICOMWEB_URL", "PNEUMO_DICOMWEB_USER", "PNEUMO_DICOMWEB_PASSWORD", "PNEUMO_DICOMWEB_TOKEN",
              "PNEUMO_DICOMWEB_CA_BUNDLE", "PNEUMO_DICOMWEB_TIMEOUT")
 
-
-def grey(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("L"))
 
 
 @pytest.fixture
