@@ -312,8 +312,12 @@ class Pacs:
         try:
             ds = self._call(what, self._client.retrieve_instance, *args)  # as stored: the loader decodes
         except _DeflatedOnTheWire:  # ask the server to inflate it; the answer is size-capped like any other
-            ds = self._call(what, self._client.retrieve_instance, *args,
-                            media_types=(("application/dicom", _EXPLICIT_LE),))
+            try:
+                ds = self._call(what, self._client.retrieve_instance, *args,
+                                media_types=(("application/dicom", _EXPLICIT_LE),))
+            except _DeflatedOnTheWire:
+                raise PacsError(f"{what}: the PACS at {self.settings.location} sends this instance deflated even "
+                                "when asked for it uncompressed") from None
         if str(getattr(ds, "SOPInstanceUID", "")) != ref.sop_uid:
             raise PacsError(f"{what}: the PACS at {self.settings.location} sent a different instance")
         buf = io.BytesIO()

@@ -52,6 +52,17 @@ def film(films) -> np.ndarray:
     return grey(films[0])
 
 
+def test_every_listed_syntax_has_its_decoder_installed():
+    """pydicom 3 finds the pinned pylibjpeg plugins (requirements.txt) for the syntaxes Pillow cannot read."""
+    from pydicom.pixels import get_decoder
+
+    for uid in TRANSFER_SYNTAXES:
+        assert get_decoder(uid).is_available, uid
+    for uid in ("1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80",
+                "1.2.840.10008.1.2.4.81", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.5"):
+        assert "pylibjpeg" in get_decoder(uid).available_plugins, uid
+
+
 # ---------------------------------------------------------------- the compression matrix
 @pytest.fixture(scope="module")
 def matrix(films, shipped_predictor, tmp_path_factory):
