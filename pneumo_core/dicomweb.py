@@ -349,25 +349,32 @@ class ScoredInstance:
     ref: InstanceRef
     prediction: object  # infer.Prediction
     filing: object = field(default=None, repr=False)  # patient/study attributes to file a result; never shown
+    loaded: object = field(default=None, repr=False)  # images.LoadedImage, with keep_loaded (for the viewer)
 
 
-def score_instances(pacs: Pacs, predictor, refs, explain: bool = False, progress=None) -> list[ScoredInstance]:
-    """Retrieve and score each instance like an upload (``predictor.predict``); one failing
-    instance never stops the others. ``progress(done, total, ref)`` is called before each instance
-    and once at the end (``ref`` None)."""
+def score_instances(pacs: Pacs, predictor, refs, explain: bool = False, progress=None,
+                    keep_loaded: bool = False) -> list[ScoredInstance]:
+    """Retrieve and score each instance like an upload (``predictor.predict`` on the decoded film);
+    one failing instance never stops the others. ``progress(done, total, ref)`` is called before each
+    instance and once at the end (``ref`` None). ``keep_loaded`` keeps each decoded film (its display
+    pixels and windowing values, up to ~25 MB a film) for a viewer."""
+    from .images import ImageError, load_image
     from .infer import Prediction
 
     refs, scored = list(refs), []
     for i, ref in enumerate(refs):
         if progress is not None:
             progress(i, len(refs), ref)
+        failed = Prediction(file=ref.path, threshold=predictor.threshold, model=predictor.name)
         try:
             data, filing = pacs.retrieve(ref)
-        except PacsError as exc:
-            pred = Prediction(file=ref.path, threshold=predictor.threshold, model=predictor.name, error=str(exc))
-            scored.append(ScoredInstance(ref, pred))
+            loaded = load_image(data, ref.path)
+        except (PacsError, ImageError) as exc:
+            failed.error = str(exc)
+            scored.append(ScoredInstance(ref, failed))
             continue
-        scored.append(ScoredInstance(ref, predictor.predict(data, name=ref.path, explain=explain), filing))
+        pred = predictor.predict(loaded, name=ref.path, explain=explain)
+        scored.append(ScoredInstance(ref, pred, filing, loaded if keep_loaded else None))
     if progress is not None:
         progress(len(refs), len(refs), None)
     return scored

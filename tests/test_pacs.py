@@ -18,6 +18,7 @@ import time
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 
 from pneumo_core.cli import build_parser, main
@@ -376,11 +377,16 @@ def test_the_pages_calls_search_score_with_progress_and_store(orthanc, stored_fi
     assert b"1.2.840.10008.1.2.1.99" not in data[:4096] and filing.SOPInstanceUID == deflated.sop_uid
     refs = pacs.list_instances(studies["A"]) + [InstanceRef(studies["A"], "1.2.3.4", "1.2.3.4.5", "DX")]
     calls = []
-    scored = score_instances(pacs, shipped_predictor, refs, explain=True, progress=lambda *a: calls.append(a))
+    scored = score_instances(pacs, shipped_predictor, refs, explain=True, progress=lambda *a: calls.append(a),
+                             keep_loaded=True)
     assert [c[:2] for c in calls] == [(0, 3), (1, 3), (2, 3), (3, 3)] and calls[-1][2] is None
     assert [s.prediction.label is not None for s in scored] == [True, True, False]  # the bogus one fails alone
     assert "not found" in scored[2].prediction.error or "not DICOMweb" in scored[2].prediction.error
     assert scored[0].prediction.heatmap is not None and PATIENT_ID not in repr(scored[0])
+    # the MONOCHROME1 JPEG-LS film, kept for the viewer: values to window, facts to show
+    loaded = next(item.loaded for item in scored[:2] if item.loaded.raw_inverted)
+    assert loaded.dicom["transfer_syntax_uid"] == "1.2.840.10008.1.2.4.80" and loaded.raw.dtype == np.uint16
+    assert loaded.dicom["pixel_spacing_mm"] == [0.139, 0.139] and scored[2].loaded is None
     stored = store_results(pacs, scored, shipped_predictor.sha256)
     assert [s is not None for s in stored] == [True, True, False]
     assert stored[0].series_uid == stored[1].series_uid  # one new series for the study
