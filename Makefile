@@ -1,12 +1,12 @@
 # Two commands for a newcomer (Python 3.11):
 #   make run    set up .venv and launch the dashboard on the bundled models
-#   make test   set up .venv (with test tools and Chromium) and run the whole test suite
+#   make test   set up .venv (with test tools, and the Debian packages the tests drive) and run the whole test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup setup-dev chromium benchmarks
+.PHONY: run test setup setup-dev test-packages benchmarks
 
 $(BIN)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,14 +20,18 @@ $(BIN)/.dev: $(BIN)/.runtime requirements-dev.txt
 	touch $@
 
 setup: $(BIN)/.runtime
-setup-dev: $(BIN)/.dev chromium
+setup-dev: $(BIN)/.dev test-packages
 
-# Browser tests drive Debian's Chromium (Playwright cannot download its own browsers offline).
-chromium:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-	  { command -v apt-get >/dev/null 2>&1 && $(SUDO) apt-get update -qq && \
-	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-	  echo "chromium not installed: browser tests will be skipped"
+# Real components the tests drive, from Debian: Chromium (browser tests; Playwright cannot download
+# its own browsers offline), DCMTK and GDCM (compressed DICOMs), Orthanc with its DICOMweb plugin (the
+# PACS) and PostgreSQL (the quiz database). Installed when missing and apt-get is there; without them
+# those tests skip with a reason (and fail under CI, PNEUMO_REQUIRE_DATA=1).
+TEST_PACKAGES := chromium dcmtk libgdcm-tools orthanc orthanc-dicomweb postgresql
+test-packages:
+	@missing=$$(for p in $(TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	  [ -z "$$missing" ] || { command -v apt-get >/dev/null 2>&1 && $(SUDO) apt-get update -qq && \
+	    $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
+	  echo "could not install $$missing: the tests that need them will be skipped"
 
 run: setup
 	$(BIN)/streamlit run app.py

@@ -131,9 +131,18 @@ def _load_predictor(args):
 
 
 def _cmd_predict(args) -> int:
-    predictor = _load_predictor(args)
-    files = _expand_inputs(args.images)
-    results = predictor.predict_files(files, batch_size=args.batch_size)
+    if args.dicomweb:  # studies from a PACS (pneumo_core/dicomweb.py)
+        if args.images:
+            raise ValueError("give image files or folders, or --dicomweb URL, not both")
+        from .dicomweb import predict_from_pacs
+
+        predictor, results = predict_from_pacs(args, _load_predictor)
+    else:
+        if not args.images or args.study or args.modality or args.limit or args.store_results:
+            raise ValueError("give image files or folders (or --dicomweb URL: --study, --modality, --limit and "
+                             "--store-results need it)")
+        predictor = _load_predictor(args)
+        results = predictor.predict_files(_expand_inputs(args.images), batch_size=args.batch_size)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2, allow_nan=False))
     else:
@@ -305,8 +314,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("predict", help="label images (files or folders; PNG, JPEG, DICOM, ...)")
     model_args(pr)
-    pr.add_argument("images", nargs="+", metavar="IMAGE_OR_DIR",
+    pr.add_argument("images", nargs="*", metavar="IMAGE_OR_DIR",
                     help="image or DICOM files, or folders (searched recursively)")
+    pacs = pr.add_argument_group("from a PACS (credentials only from PNEUMO_DICOMWEB_USER/PASSWORD or _TOKEN)")
+    pacs.add_argument("--dicomweb", metavar="URL", help="score studies from this DICOMweb server instead of files "
+                      "(e.g. https://pacs.example.org/dicom-web); file = studies/<uid>/series/<uid>/instances/<uid>")
+    pacs.add_argument("--study", action="append", metavar="UID", help="Study Instance UID to score (repeatable; "
+                      "default: every study found by --modality and --limit)")
+    pacs.add_argument("--modality", metavar="LIST", help="modalities to search and score (default CR,DX)")
+    pacs.add_argument("--limit", type=_int_at_least(1), help="at most this many studies found (default 100)")
+    pacs.add_argument("--store-results", action="store_true", help="store one Secondary Capture per scored film "
+                      "(heatmap, score, research-use banner) in a new series of its study")
     pr.set_defaults(func=_cmd_predict)
 
     r = sub.add_parser("rethreshold", help="re-derive a model's threshold and presets from its saved validation "
