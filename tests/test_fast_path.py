@@ -92,7 +92,9 @@ def test_predict_files_keeps_order_and_errors_and_matches_single_image_path(tiny
             continue
         single = tiny_predictor.predict(path)
         assert r.error is None and r.label == single.label
-        assert r.p_pneumonia == pytest.approx(single.p_pneumonia, abs=1e-5)
+        # batched and single calls take different oneDNN/XLA kernels: float32 sums in another order
+        # differ by ~1e-5 on some CPUs (seen 1.2e-5 in CI), far below any threshold's resolution
+        assert r.p_pneumonia == pytest.approx(single.p_pneumonia, abs=1e-4)
 
 
 def test_single_image_path_uses_the_compiled_graphs_only(tiny_predictor, test_pneumonia, monkeypatch):
