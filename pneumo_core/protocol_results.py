@@ -4,6 +4,9 @@ written by ``scripts/protocol_runs.py``; nothing is re-run.
 """
 from __future__ import annotations
 
+import argparse
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +17,8 @@ from .protocols import DESCRIPTIONS, PROTOCOLS
 from .reports import read_csv, read_json
 
 PROTOCOLS_DIR = MODELS_DIR / "experiments" / "protocols"
+SHIPPED_REPORTS_DIR = MODELS_DIR / "reports"
+VARIANT_NAMES = {"frozen": "frozen (head only)", "finetuned": "fine-tuned"}
 VARIANTS = ("frozen", "finetuned")
 PROTOCOL_NAMES = {"official": "official split", "patient-resplit": "patient re-split",
                   "image-resplit": "image re-split"}
@@ -84,9 +89,16 @@ class ProtocolRun:
         return self.training.get("protocol", {})
 
 
-def load_runs(root: str | Path = PROTOCOLS_DIR) -> dict[tuple[str, str], ProtocolRun]:
-    """Every (protocol, variant) report under ``root``; missing ones are returned unavailable."""
-    root = Path(root)
+def protocols_dir() -> Path:
+    """Where the protocol reports are read from: ``PNEUMO_PROTOCOLS_DIR`` when set (read at each call,
+    so tests and the dashboard can point at a copy), else ``models/experiments/protocols``."""
+    return Path(os.environ.get("PNEUMO_PROTOCOLS_DIR") or PROTOCOLS_DIR)
+
+
+def load_runs(root: str | Path | None = None) -> dict[tuple[str, str], ProtocolRun]:
+    """Every (protocol, variant) report under ``root`` (default :func:`protocols_dir`); missing ones are
+    returned unavailable."""
+    root = Path(root) if root is not None else protocols_dir()
     out = {}
     for protocol in PROTOCOLS:
         for variant in VARIANTS:
@@ -152,3 +164,271 @@ def decomposition(table: pd.DataFrame, variant: str = "finetuned", metric: str =
 def describe(protocol: str) -> str:
     """The protocol's split in words."""
     return DESCRIPTIONS[protocol]
+
+
+# ---------------------------------------------------------------------------- tabulation for the page and docs
+#: The write-up's test part: 566 of 586 films right for the fine-tuned model (a random 10 % of 5,856 films).
+WRITEUP_TEST_FILMS = 586
+SHOWN_METRICS = {"accuracy": "accuracy", "auc": "AUC", "recall": "sensitivity", "specificity": "specificity"}
+NAN = float("nan")
+
+
+def overview_table(runs: dict, which: str = "at_threshold") -> pd.DataFrame:
+    """All six (protocol, variant) rows in a fixed order, evaluated or not (``evaluated`` False and NaN
+    figures when the report is missing): accuracy, AUC, sensitivity and specificity with 95 % CIs,
+    the threshold and its rule, the test part's films and patients, and where the report lives."""
+    rows = []
+    for protocol in PROTOCOLS:
+        for variant in VARIANTS:
+            run = runs.get((protocol, variant)) or ProtocolRun(protocol, variant, protocols_dir() / protocol / variant)
+            block = run.block(which) if run.available else {}
+            row = {"protocol": protocol, "variant": variant, "evaluated": bool(block), "folder": str(run.folder)}
+            for key, name in SHOWN_METRICS.items():
+                lo, hi = _ci(block, key) if block else (NAN, NAN)
+                row.update({name: float(block.get(key, NAN)), f"{name}_lo": lo, f"{name}_hi": hi})
+            parts = run.split.get("parts", {}).get("test", {})
+            row.update({"threshold": float(block.get("threshold", NAN)), "test_films": block.get("n"),
+                        "test_patients": parts.get("patients"),
+                        "threshold_rule": run.metrics.get("threshold_rule", "") if block else "",
+                        "data": run.metrics.get("data", "") if block else ""})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def split_of(runs: dict, protocol: str) -> dict:
+    """The split summary of ``protocol`` from whichever of its runs has a training record (both recipes
+    use the same split seed, so the same split)."""
+    return next((runs[protocol, v].split for v in VARIANTS if (protocol, v) in runs and runs[protocol, v].split), {})
+
+
+def leakage_table(runs: dict) -> pd.DataFrame:
+    """Per protocol, what its test part shares with its training part: test patients with films in
+    training (and their films), and the share of test and training films from the later batch (the
+    official ``test/`` folder), which is what the batch shift is made of. NaN where no run has a record."""
+    rows = []
+    for protocol in PROTOCOLS:
+        summary = split_of(runs, protocol)
+        leak = summary.get("leakage", {}).get("test", {})
+        parts = summary.get("parts", {})
+        test, train = parts.get("test", {}), parts.get("train", {})
+
+        def share(part: dict) -> float:
+            return part["from_official_test"] / part["images"] if part.get("images") else NAN
+
+        rows.append({"protocol": protocol, "known": bool(summary), "split_seed": summary.get("split_seed"),
+                     "test_films": test.get("images"), "test_patients": test.get("patients"),
+                     "test_patients_in_train": leak.get("patients_also_in_train"),
+                     "test_films_of_those": leak.get("images_of_those_patients"),
+                     "later_batch_share_test": share(test), "later_batch_share_train": share(train),
+                     "leaks": LEAKS[protocol]})
+    return pd.DataFrame(rows)
+
+
+def reference_table() -> pd.DataFrame:
+    """The write-up's two figures as rows (image-level random split; no CIs were reported)."""
+    return pd.DataFrame([{"variant": "frozen" if "frozen" in p.model else "finetuned", "model": p.model,
+                          "protocol": p.protocol, "accuracy": p.accuracy, "auc": p.auc,
+                          "test_films": WRITEUP_TEST_FILMS, "note": p.note} for p in REFERENCE_WRITEUP])
+
+
+def literature_table() -> pd.DataFrame:
+    """Published figures on the official split, each with its protocol."""
+    return pd.DataFrame([{"source": p.source, "model": p.model, "accuracy": p.accuracy, "AUC": p.auc,
+                          "protocol": PROTOCOL_NAMES[p.protocol], "note": p.note} for p in PUBLISHED])
+
+
+def shipped_table(reports_dir: str | Path = SHIPPED_REPORTS_DIR) -> pd.DataFrame:
+    """The shipped models' official-split figures (``models/reports/<variant>/metrics.json``), at their
+    validation-chosen thresholds; a missing report gives no row."""
+    rows = []
+    for variant in ("finetuned", "frozen"):
+        folder = Path(reports_dir) / variant
+        metrics, training = read_json(folder / "metrics.json"), read_json(folder / "training.json")
+        block = metrics.get("at_threshold")
+        if not block:
+            continue
+        members = len(training.get("ensemble", {}).get("members", []))
+        model = f"{VARIANT_NAMES[variant]}, {members}-run output ensemble" if members else VARIANT_NAMES[variant]
+        rows.append({"variant": variant, "model": model, "accuracy": block["accuracy"],
+                     "accuracy_lo": _ci(block, "accuracy")[0], "accuracy_hi": _ci(block, "accuracy")[1],
+                     "auc": block["auc"], "threshold": block["threshold"], "test_films": block["n"]})
+    return pd.DataFrame(rows)
+
+
+def gain_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Fine-tuned minus frozen accuracy and AUC, per protocol (NaN while either run is pending), then the
+    write-up's own gain under its protocol."""
+    rows = []
+    for protocol in PROTOCOLS:
+        by = table[table.protocol == protocol].set_index("variant")
+        row = {"protocol": PROTOCOL_NAMES[protocol], "source": "this project"}
+        for name in ("accuracy", "AUC"):
+            row[f"frozen {name}"] = by[name].get("frozen", NAN)
+            row[f"fine-tuned {name}"] = by[name].get("finetuned", NAN)
+            row[f"{name} gain"] = row[f"fine-tuned {name}"] - row[f"frozen {name}"]
+        rows.append(row)
+    ref = reference_table().set_index("variant")
+    rows.append({"protocol": "image-level random split", "source": "reference write-up",
+                 "frozen accuracy": ref.accuracy["frozen"], "fine-tuned accuracy": ref.accuracy["finetuned"],
+                 "accuracy gain": ref.accuracy["finetuned"] - ref.accuracy["frozen"],
+                 "frozen AUC": ref.auc["frozen"], "fine-tuned AUC": ref.auc["finetuned"],
+                 "AUC gain": ref.auc["finetuned"] - ref.auc["frozen"]})
+    return pd.DataFrame(rows)
+
+
+def _value(table: pd.DataFrame, protocol: str, variant: str, column: str) -> float | None:
+    row = table[(table.protocol == protocol) & (table.variant == variant)]
+    value = float(row[column].iloc[0]) if len(row) else NAN
+    return None if math.isnan(value) else value
+
+
+def gap_steps(table: pd.DataFrame, variant: str = "finetuned", metric: str = "accuracy") -> dict:
+    """The official -> patient re-split -> image re-split steps of one recipe's ``metric`` (a column of
+    :func:`overview_table`), with None for any figure or step whose runs are pending. ``batch_shift`` is
+    patient re-split minus official, ``leakage`` image minus patient re-split; ``half_width`` is each
+    figure's 95 % CI half-width; ``writeup`` the write-up's figure for the recipe (None for metrics it
+    did not report)."""
+    values = {p: _value(table, p, variant, metric) for p in PROTOCOLS}
+    half = {}
+    for p in PROTOCOLS:
+        lo, hi = _value(table, p, variant, f"{metric}_lo"), _value(table, p, variant, f"{metric}_hi")
+        half[p] = (hi - lo) / 2 if lo is not None and hi is not None else None
+
+    def step(a, b):
+        return None if values[a] is None or values[b] is None else values[b] - values[a]
+
+    ref = reference_table().set_index("variant")
+    writeup = float(ref.loc[variant, metric.lower()]) if metric.lower() in ref.columns else None
+    return {"variant": variant, "metric": metric, "values": values, "half_width": half, "writeup": writeup,
+            "batch_shift": step("official", "patient-resplit"), "leakage": step("patient-resplit", "image-resplit"),
+            "total": step("official", "image-resplit")}
+
+
+def _points(x: float, percent: bool) -> str:
+    return f"{x * 100:+.2f} points" if percent else f"{x:+.4f}"
+
+
+def _figure(x: float | None, percent: bool) -> str:
+    return "pending" if x is None else (f"{x * 100:.2f} %" if percent else f"{x:.4f}")
+
+
+def explain_gap(steps: dict) -> list[str]:
+    """The gap decomposition of :func:`gap_steps` in sentences worded from its numbers (signs, sizes and
+    comparisons are computed, never assumed); a pending run is named as such."""
+    pct = steps["metric"] in ("accuracy", "sensitivity", "specificity")
+    vals, half, name = steps["values"], steps["half_width"], steps["metric"]
+    recipe = VARIANT_NAMES[steps["variant"]]
+    out = [f"{recipe.capitalize()} recipe, {name}: " + "; ".join(
+        f"{PROTOCOL_NAMES[p]} {_figure(vals[p], pct)}" for p in PROTOCOLS) + "."]
+    for key, what, a, b in (("batch_shift", "batch shift (the later batch joins training; no child crosses)",
+                             "official", "patient-resplit"),
+                            ("leakage", "leakage (a child's films on both sides)", "patient-resplit",
+                             "image-resplit")):
+        if steps[key] is None:
+            out.append(f"The {what.split(' (')[0]} step ({PROTOCOL_NAMES[a]} to {PROTOCOL_NAMES[b]}) waits for a "
+                       "run that has not been evaluated yet.")
+            continue
+        noise = max(h for h in (half[a], half[b]) if h is not None) if any((half[a], half[b])) else None
+        verdict = ""
+        if noise is not None:
+            size = "smaller than" if abs(steps[key]) < noise else "at least"
+            verdict = (f"; that is {size} the wider 95 % CI half-width of the two figures "
+                       f"({_points(noise, pct).lstrip('+')})")
+        out.append(f"{PROTOCOL_NAMES[a].capitalize()} to {PROTOCOL_NAMES[b]}, the {what}: "
+                   f"{_points(steps[key], pct)}{verdict}.")
+    total = steps["total"]
+    if total is not None and total != 0 and steps["batch_shift"] * total >= 0 and steps["leakage"] * total >= 0:
+        out.append(f"Of the {_points(total, pct)} between the official split and the image re-split, "
+                   f"{steps['batch_shift'] / total:.0%} is the batch shift and {steps['leakage'] / total:.0%} "
+                   "leakage (point estimates).")
+    elif total is not None:
+        out.append(f"Official split to image re-split: {_points(total, pct)} in all; the two steps do not share "
+                   "its sign, so no share of it is given.")
+    if steps["writeup"] is not None and vals["image-resplit"] is not None:
+        diff = vals["image-resplit"] - steps["writeup"]
+        relation = "above" if diff > 0 else "below" if diff < 0 else "equal to"
+        out.append(f"Under the write-up's own protocol this recipe scores {_figure(vals['image-resplit'], pct)}, "
+                   f"{_points(abs(diff), pct).lstrip('+')} {relation} the write-up's "
+                   f"{_figure(steps['writeup'], pct)}." if diff else
+                   f"Under the write-up's own protocol this recipe scores {_figure(vals['image-resplit'], pct)}, "
+                   "equal to the write-up's figure.")
+    return out
+
+
+def _cell(row, name: str, percent: bool) -> str:
+    if not row.evaluated:
+        return "not evaluated yet"
+    value, lo, hi = getattr(row, name), getattr(row, f"{name}_lo"), getattr(row, f"{name}_hi")
+    scale, digits = (100, 2) if percent else (1, 4)
+    return f"{value * scale:.{digits}f} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
+
+
+def figures_markdown(table: pd.DataFrame, references: bool = True) -> str:
+    """:func:`overview_table` as a Markdown table (percent for accuracy, sensitivity, specificity), with
+    the write-up's two rows after ours when ``references``."""
+    lines = ["| protocol | recipe | accuracy % [95 % CI] | AUC [95 % CI] | sensitivity % | specificity % | "
+             "threshold | test films (patients) |", "|---|---|---|---|---|---|---|---|"]
+    for row in table.itertuples():
+        n = f"{row.test_films:.0f} ({row.test_patients:.0f})" if row.evaluated else "-"
+        threshold = f"{row.threshold:.3f}" if row.evaluated else "-"
+        lines.append(f"| {PROTOCOL_NAMES[row.protocol]} | {VARIANT_NAMES[row.variant]} | "
+                     f"{_cell(row, 'accuracy', True)} | {_cell(row, 'AUC', False)} | "
+                     f"{_cell(row, 'sensitivity', True)} | {_cell(row, 'specificity', True)} | {threshold} | {n} |")
+    if references:
+        for ref in reference_table().itertuples():
+            lines.append(f"| image-level random split (write-up) | {ref.model} | {ref.accuracy * 100:.2f} | "
+                         f"{ref.auc:.4f} | - | - | not reported | {ref.test_films} |")
+    return "\n".join(lines)
+
+
+def report_markdown(root: str | Path | None = None) -> str:
+    """The docs section: both threshold tables, leakage, fine-tuning gain and the gap in words."""
+    runs = load_runs(root)
+    at_threshold, at_half = overview_table(runs), overview_table(runs, "at_0.5")
+    leak = leakage_table(runs)
+    parts = ["### At each protocol's validation-chosen threshold", figures_markdown(at_threshold),
+             "", "### At threshold 0.5", figures_markdown(at_half, references=False), "",
+             "### What the test part shares with training", "| protocol | test patients with films in training "
+             "| their test films | test films from the later batch | training films from the later batch |",
+             "|---|---|---|---|---|"]
+    for row in leak.itertuples():
+        if not row.known:
+            parts.append(f"| {PROTOCOL_NAMES[row.protocol]} | not evaluated yet | | | |")
+            continue
+        parts.append(f"| {PROTOCOL_NAMES[row.protocol]} | "
+                     f"{row.test_patients_in_train:.0f} of {row.test_patients:.0f} | "
+                     f"{row.test_films_of_those:.0f} of {row.test_films:.0f} | {row.later_batch_share_test:.1%} | "
+                     f"{row.later_batch_share_train:.1%} |")
+    parts += ["", "### Gain from fine-tuning (accuracy points, AUC)", "| protocol | source | accuracy gain | "
+              "AUC gain |", "|---|---|---|---|"]
+    for row in gain_table(at_threshold).to_dict("records"):
+        acc, auc = row["accuracy gain"], row["AUC gain"]
+        parts.append(f"| {row['protocol']} | {row['source']} | "
+                     + (f"{acc * 100:+.2f} | {auc:+.4f} |" if not math.isnan(acc) else "pending | pending |"))
+    parts += ["", "### The gap, in numbers", ""]
+    parts += [f"- {line}" for variant in ("finetuned", "frozen") for line in explain_gap(gap_steps(at_threshold,
+                                                                                                 variant))]
+    return "\n".join(parts) + "\n"
+
+
+START, END = "<!-- protocol-tables:start -->", "<!-- protocol-tables:end -->"
+
+
+def write_into(doc: str | Path, root: str | Path | None = None) -> None:
+    """Replace the generated part of ``doc`` (between the START and END markers) with :func:`report_markdown`."""
+    doc = Path(doc)
+    text = doc.read_text()
+    head, rest = text.split(START, 1)
+    doc.write_text(f"{head}{START}\n{report_markdown(root)}{END}{rest.split(END, 1)[1]}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description="The protocol comparison as Markdown (from the report files).")
+    ap.add_argument("--markdown", action="store_true", help="print the tables")
+    ap.add_argument("--write", metavar="DOC", help="replace the generated part of DOC (e.g. docs/protocols.md)")
+    ap.add_argument("--root", help="report folder (default models/experiments/protocols)")
+    args = ap.parse_args()
+    if args.write:
+        write_into(args.write, args.root)
+    if args.markdown or not args.write:
+        print(report_markdown(args.root))
