@@ -57,4 +57,4 @@ COMPARE = st.Page(f"{PAGES_DIR}/compare.py", title="Compare models", icon=":mate
 ROC = st.Page(f"{PAGES_DIR}/roc.py", title="ROC and confusion matrices", icon=":material/show_chart:", url_path="roc")
 ABOUT = st.Page(f"{PAGES_DIR}/about.py", title="About / model card", icon=":material/info:", url_path="about")
 
-st.navigation([HOME, ANALYSE, COMPARE, ROC, ABOUT]).run()
+st.navigation([HOME, ANALYSE, COMPARE, ROC, ABOUT, st.Page("app_pages/protocols.py", title="Why results differ", icon=":material/science:", url_path="protocols")]).run()  # noqa: E501

@@ -1,0 +1,155 @@
+"""Why results differ: the same two recipes under three evaluation protocols, beside the reference
+write-up's figures. Every number is read from models/experiments/protocols/ (or PNEUMO_PROTOCOLS_DIR)
+and models/reports/; a missing report is named as pending. Reads no dataset film."""
+from pathlib import Path
+
+import streamlit as st
+
+from pneumo_core import protocol_results as pr
+from pneumo_core.config import PROJECT_DIR
+from pneumo_core.protocols import PROTOCOLS
+from ui.protocol_figures import protocol_chart
+
+DISCLAIMER = ("Research and teaching tool, not a diagnostic device: these figures describe models on one public "
+              "dataset and must not guide the care of any patient.")
+BASES = {"each protocol's validation-chosen threshold": "at_threshold", "threshold 0.5": "at_0.5"}
+METRICS = ("accuracy", "AUC", "sensitivity", "specificity")
+
+st.set_page_config(page_title="Why results differ | Pneumonia X-ray workbench", page_icon=":material/science:",
+                   layout="wide")
+st.warning(DISCLAIMER, icon=":material/warning:")
+st.sidebar.caption("Research and teaching use only; not a diagnostic device.")
+st.title("Why results differ: one recipe, three protocols")
+
+
+def shown_path(folder: str | Path) -> str:
+    """A report folder relative to the checkout when it lies inside it (no absolute home paths shown)."""
+    folder = Path(folder)
+    try:
+        return str(folder.resolve().relative_to(PROJECT_DIR.resolve()))
+    except ValueError:
+        return folder.name if folder.parent == folder else f".../{folder.parent.name}/{folder.name}"
+
+
+def percent(value) -> str:
+    return "pending" if value is None or value != value else f"{value:.1%}"
+
+
+runs = pr.load_runs()
+references = pr.reference_table()
+shipped = pr.shipped_table()
+writeup = references.set_index("variant")
+
+st.markdown(
+    f"The reference write-up reports **{writeup.accuracy['finetuned']:.2%}** accuracy (AUC "
+    f"{writeup.auc['finetuned']:.4f}) for its fine-tuned MobileNetV2 and {writeup.accuracy['frozen']:.2%} "
+    f"(AUC {writeup.auc['frozen']:.4f}) for the frozen one, on a random 10 % of all films drawn **image by "
+    f"image** ({pr.WRITEUP_TEST_FILMS} test films). The figures on the other pages use the **official split** "
+    "instead, whose test films are a later batch of other children. To see how much of the difference is the "
+    "protocol rather than the model, this project trained its two recipes (the shipped frozen one and one "
+    "fine-tuned run's, same seeds) under three protocols, each with its own validation part for early "
+    "stopping and the threshold, and read each test part once.")
+if not shipped.empty:
+    ship = shipped.set_index("variant")
+    st.markdown("Shipped models on the official split (models/reports): " + "; ".join(
+        f"{row.model} {row.accuracy:.1%} [{row.accuracy_lo:.1%}, {row.accuracy_hi:.1%}], AUC {row.auc:.3f}, "
+        f"threshold {row.threshold:.3f}, {row.test_films} films" for row in ship.itertuples()) + ".")
+else:
+    st.info("The shipped models' official-split reports (models/reports/) are not there yet.")
+
+# ---------------------------------------------------------------------------- the three protocols
+st.subheader("The three protocols and what each lets leak")
+leak = pr.leakage_table(runs).set_index("protocol")
+for column, protocol in zip(st.columns(len(PROTOCOLS)), PROTOCOLS):
+    with column:
+        row = leak.loc[protocol]
+        st.markdown(f"**{pr.PROTOCOL_NAMES[protocol].capitalize()}**: {pr.describe(protocol)}.")
+        st.markdown(f"*Lets into the test part:* {row.leaks}.")
+        if not row.known:
+            st.info("No run of this protocol has been evaluated yet, so its split counts are not shown.")
+            continue
+        st.markdown(
+            f"- test patients with films in training: **{row.test_patients_in_train:.0f} of "
+            f"{row.test_patients:.0f}** ({row.test_films_of_those:.0f} of {row.test_films:.0f} test films)\n"
+            f"- films from the later batch (official test/): {percent(row.later_batch_share_test)} of test, "
+            f"{percent(row.later_batch_share_train)} of training\n"
+            f"- split seed {row.split_seed:.0f}")
+
+# ---------------------------------------------------------------------------- chart and table
+st.subheader("The six figures beside the write-up's two")
+left, right = st.columns(2)
+basis = left.radio("Metrics at", list(BASES), horizontal=True, key="protocol_basis")
+metric = right.selectbox("Metric in the chart", METRICS, key="protocol_metric")
+which = BASES[basis]
+table = pr.overview_table(runs, which)
+other_basis = next(b for b in BASES if b != basis)
+rules = sorted({r for r in table.threshold_rule if r})
+seeds = sorted({str(s) for s in leak.split_seed.dropna()})
+commands = {(p, v): run.training.get("command", "") for (p, v), run in runs.items() if run.training}
+
+st.plotly_chart(protocol_chart(table, references, metric, f"at {basis}"), width="stretch", theme=None,
+                key="protocol_chart", config={"displaylogo": False})
+st.caption(
+    "**Models**: the frozen recipe (ImageNet MobileNetV2, head only, seed 42) and the fine-tuned recipe "
+    "(fine-tuned member 1's: seed 1, head seed 42, 14 epochs), each trained afresh on the protocol's training "
+    "part; the official runs are the existing shipped frozen model and member 1, re-thresholded. "
+    f"**Data**: each protocol's test part of the Kermany et al. films (split seed {', '.join(seeds) or 'pending'};"
+    " the number of test films is in the table and on hover). **Threshold**: "
+    + (f"{'; '.join(rules)}, each on that protocol's own validation part" if which == "at_threshold" and rules
+       else "0.5 for every model" if which == "at_0.5" else "pending")
+    + ". **Intervals**: 95 % bootstrap over patients (1,000 resamples). The write-up's points carry no interval "
+      "and no threshold because it reported none.")
+
+st.markdown(f"**At {basis}** (accuracy, sensitivity and specificity in %):")
+st.markdown(pr.figures_markdown(table))
+with st.expander(f"The same six at {other_basis}"):
+    st.markdown(pr.figures_markdown(pr.overview_table(runs, BASES[other_basis]), references=False))
+for row in table[~table.evaluated].itertuples():
+    st.info(f"{pr.PROTOCOL_NAMES[row.protocol].capitalize()}, {pr.VARIANT_NAMES[row.variant]}: this run has not "
+            f"been evaluated yet (no report in {shown_path(row.folder)}). Its figures appear here once "
+            "scripts/protocol_runs.py has written it.", icon=":material/hourglass_empty:")
+
+# ---------------------------------------------------------------------------- fine-tuning gain
+st.subheader("What fine-tuning gains under each protocol")
+st.markdown("The write-up's own question: how much does training the backbone add to a frozen feature "
+            "extractor? Fine-tuned minus frozen, at the basis chosen above.")
+gains = pr.gain_table(table)
+gains = gains.assign(**{c: gains[c] * 100 for c in gains.columns if "accuracy" in c})
+st.dataframe(gains, hide_index=True, width="stretch", key="protocol_gains",
+             column_config={**{c: st.column_config.NumberColumn(c + " (%)" if "gain" not in c else c + " (points)",
+                                                                format="%+.2f" if "gain" in c else "%.2f")
+                               for c in gains.columns if "accuracy" in c},
+                            **{c: st.column_config.NumberColumn(format="%+.4f" if "gain" in c else "%.4f")
+                               for c in gains.columns if "AUC" in c}})
+st.caption("Empty cells: a run of that protocol is still pending. The write-up's gain is on its own test part "
+           f"({pr.WRITEUP_TEST_FILMS} films), at a threshold it did not report.")
+
+# ---------------------------------------------------------------------------- the gap in words
+st.subheader("Leakage or batch shift: where the gap comes from")
+st.markdown("Going from the official split to the patient re-split moves the later batch into training (no "
+            "child crosses), so that step measures the **batch shift**. Going from the patient to the image "
+            "re-split lets a child's films fall on both sides, so that step measures **leakage**. Computed from "
+            f"the report files, for {metric} at {basis}:")
+for variant in ("finetuned", "frozen"):
+    st.markdown("\n".join(f"- {line}" for line in pr.explain_gap(pr.gap_steps(table, variant, metric))))
+if not shipped.empty and "finetuned" in set(shipped.variant) and metric == "accuracy":
+    ship_acc = float(shipped.set_index("variant").accuracy["finetuned"])
+    st.markdown(f"The shipped fine-tuned model ({shipped.set_index('variant').model['finetuned']}) scores "
+                f"{ship_acc:.2%} on the official split, {abs(writeup.accuracy['finetuned'] - ship_acc) * 100:.2f} "
+                f"points {'below' if ship_acc < writeup.accuracy['finetuned'] else 'above'} the write-up's "
+                f"{writeup.accuracy['finetuned']:.2%}; the steps above use the single fine-tuned run instead, so "
+                "that all three protocols share one recipe.")
+st.caption("Point estimates of differences; each figure's own 95 % interval is in the table. A step smaller than "
+           "those half-widths cannot be told apart from sampling noise on test parts of this size.")
+
+# ---------------------------------------------------------------------------- literature and commands
+st.subheader("Published figures on the official split")
+st.dataframe(pr.literature_table(), hide_index=True, width="stretch", key="protocol_literature",
+             column_config={"accuracy": st.column_config.NumberColumn(format="%.3f"),
+                            "AUC": st.column_config.NumberColumn(format="%.3f")})
+st.caption("As published, each under its own protocol (image size, validation part, threshold); not re-run here.")
+with st.expander("How these runs were made"):
+    st.markdown("`python scripts/protocol_runs.py` trains and evaluates every pending run; the commands "
+                "recorded in each run's training.json:")
+    st.code("\n".join(f"# {pr.PROTOCOL_NAMES[p]}, {pr.VARIANT_NAMES[v]}\n{c}" for (p, v), c in commands.items() if c)
+            or "no run recorded yet", language="bash")

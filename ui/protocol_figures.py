@@ -1,0 +1,84 @@
+"""Plotly figures for the "Why results differ" page (app_pages/protocols.py): pure builders over the
+tables of ``pneumo_core.protocol_results``; no Streamlit here."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from pneumo_core.protocol_results import PROTOCOL_NAMES, VARIANT_NAMES, VARIANTS
+from pneumo_core.protocols import PROTOCOLS
+
+# Okabe-Ito, the palette the other pages use for the two recipes (colour-blind safe).
+RECIPE_COLOURS = {"frozen": "#E69F00", "finetuned": "#0072B2"}
+WRITEUP_LABEL = "reference write-up<br>(image-level random split)"
+#: Horizontal offset of each recipe within its protocol's slot, so the two intervals do not overlap.
+OFFSETS = {"frozen": -0.15, "finetuned": 0.15}
+PERCENT_METRICS = ("accuracy", "sensitivity", "specificity")
+#: The chart's metrics: column of the overview table -> column of the write-up table (None: not reported).
+WRITEUP_COLUMNS = {"accuracy": "accuracy", "AUC": "auc", "sensitivity": None, "specificity": None}
+
+
+def _scale(metric: str) -> float:
+    return 100.0 if metric in PERCENT_METRICS else 1.0
+
+
+def _fmt(value: float, metric: str) -> str:
+    return f"{value * 100:.2f} %" if metric in PERCENT_METRICS else f"{value:.4f}"
+
+
+def protocol_chart(table: pd.DataFrame, references: pd.DataFrame, metric: str = "accuracy",
+                   basis: str = "at each protocol's validation-chosen threshold") -> go.Figure:
+    """One recipe-coloured point with its 95 % CI per (protocol, recipe) of :func:`overview_table`, the
+    write-up's figures in a fourth slot (diamonds, no interval: none was reported), and a "not evaluated
+    yet" note wherever a report is missing. Percent metrics are drawn in percent."""
+    scale = _scale(metric)
+    fig = go.Figure()
+    for variant in VARIANTS:
+        rows = table[(table.variant == variant) & table.evaluated].set_index("protocol").reindex(PROTOCOLS)
+        done = rows[metric].notna()
+        x = [i + OFFSETS[variant] for i, ok in enumerate(done) if ok]
+        values = rows.loc[done, metric] * scale
+        fig.add_trace(go.Scatter(
+            x=x, y=values, mode="markers+text", name=f"{VARIANT_NAMES[variant]} (this project)",
+            marker={"color": RECIPE_COLOURS[variant], "size": 11},
+            text=[_fmt(v / scale, metric) for v in values], textposition="middle right",
+            error_y={"type": "data", "symmetric": False,
+                     "array": (rows.loc[done, f"{metric}_hi"] * scale - values).tolist(),
+                     "arrayminus": (values - rows.loc[done, f"{metric}_lo"] * scale).tolist()},
+            customdata=[[PROTOCOL_NAMES[p], f"{t:.3f}", f"{n:.0f}"] for p, t, n in
+                        zip(rows.index[done], rows.loc[done, "threshold"], rows.loc[done, "test_films"])],
+            hovertemplate=f"%{{customdata[0]}}, {VARIANT_NAMES[variant]}<br>{metric} %{{y:.4g}}<br>"
+                          "threshold %{customdata[1]}, %{customdata[2]} test films<extra></extra>"))
+        for i, protocol in enumerate(PROTOCOLS):
+            if not done[protocol]:
+                fig.add_annotation(x=i + OFFSETS[variant], y=0.04, yref="paper", text="not evaluated yet",
+                                   showarrow=False, textangle=-90, yanchor="bottom",
+                                   font={"color": RECIPE_COLOURS[variant], "size": 11})
+    column = WRITEUP_COLUMNS.get(metric)
+    if column is not None:
+        for ref in references.itertuples():
+            value = getattr(ref, column)
+            if value is None or math.isnan(value):
+                continue
+            fig.add_trace(go.Scatter(
+                x=[len(PROTOCOLS) + OFFSETS[ref.variant]], y=[value * scale], mode="markers+text",
+                name=f"{VARIANT_NAMES[ref.variant]} (write-up)", text=[_fmt(value, metric)],
+                textposition="middle right",
+                marker={"color": RECIPE_COLOURS[ref.variant], "size": 13, "symbol": "diamond",
+                        "line": {"color": "black", "width": 1}},
+                hovertemplate=f"reference write-up, {ref.model}<br>{metric} %{{y:.4g}}<br>"
+                              f"{ref.test_films} test films, threshold not reported<extra></extra>"))
+    else:
+        fig.add_annotation(x=len(PROTOCOLS), y=0.04, yref="paper", text=f"write-up: no {metric} reported",
+                           showarrow=False)
+    ticks = [PROTOCOL_NAMES[p] for p in PROTOCOLS] + [WRITEUP_LABEL]
+    fig.update_layout(
+        title=f"{metric.capitalize()} by protocol, {basis} (95 % CI, patients resampled)",
+        xaxis={"tickvals": list(range(len(ticks))), "ticktext": ticks, "range": [-0.6, len(ticks) - 0.3]},
+        yaxis={"title": f"test {metric}" + (" (%)" if scale == 100 else "")},
+        legend={"orientation": "h", "y": -0.25}, margin={"t": 60, "b": 110}, height=480,
+        plot_bgcolor="white")
+    fig.update_yaxes(gridcolor="#e5e5e5")
+    return fig
