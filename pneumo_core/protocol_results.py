@@ -346,12 +346,10 @@ def explain_gap(steps: dict) -> list[str]:
                    "its sign, so no share of it is given.")
     if steps["writeup"] is not None and vals["image-resplit"] is not None:
         diff = vals["image-resplit"] - steps["writeup"]
-        relation = "above" if diff > 0 else "below" if diff < 0 else "equal to"
+        relation = (f"{_points(abs(diff), pct).lstrip('+')} above" if diff > 0 else
+                    f"{_points(abs(diff), pct).lstrip('+')} below" if diff < 0 else "equal to")
         out.append(f"Under the write-up's own protocol this recipe scores {_figure(vals['image-resplit'], pct)}, "
-                   f"{_points(abs(diff), pct).lstrip('+')} {relation} the write-up's "
-                   f"{_figure(steps['writeup'], pct)}." if diff else
-                   f"Under the write-up's own protocol this recipe scores {_figure(vals['image-resplit'], pct)}, "
-                   "equal to the write-up's figure.")
+                   f"{relation} the write-up's {_figure(steps['writeup'], pct)}.")
     return out
 
 

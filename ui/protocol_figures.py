@@ -39,14 +39,14 @@ def protocol_chart(table: pd.DataFrame, references: pd.DataFrame, metric: str = 
         rows = table[(table.variant == variant) & table.evaluated].set_index("protocol").reindex(PROTOCOLS)
         done = rows[metric].notna()
         x = [i + OFFSETS[variant] for i, ok in enumerate(done) if ok]
-        values = rows.loc[done, metric] * scale
+        values = (rows.loc[done, metric] * scale).tolist()  # plain lists: the spec stays readable JSON
         fig.add_trace(go.Scatter(
             x=x, y=values, mode="markers+text", name=f"{VARIANT_NAMES[variant]} (this project)",
             marker={"color": RECIPE_COLOURS[variant], "size": 11},
             text=[_fmt(v / scale, metric) for v in values], textposition="middle right",
             error_y={"type": "data", "symmetric": False,
-                     "array": (rows.loc[done, f"{metric}_hi"] * scale - values).tolist(),
-                     "arrayminus": (values - rows.loc[done, f"{metric}_lo"] * scale).tolist()},
+                     "array": [hi * scale - v for hi, v in zip(rows.loc[done, f"{metric}_hi"], values)],
+                     "arrayminus": [v - lo * scale for lo, v in zip(rows.loc[done, f"{metric}_lo"], values)]},
             customdata=[[PROTOCOL_NAMES[p], f"{t:.3f}", f"{n:.0f}"] for p, t, n in
                         zip(rows.index[done], rows.loc[done, "threshold"], rows.loc[done, "test_films"])],
             hovertemplate=f"%{{customdata[0]}}, {VARIANT_NAMES[variant]}<br>{metric} %{{y:.4g}}<br>"
