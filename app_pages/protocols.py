@@ -84,7 +84,7 @@ which = BASES[basis]
 table = pr.overview_table(runs, which)
 other_basis = next(b for b in BASES if b != basis)
 rules = sorted({r for r in table.threshold_rule if r})
-seeds = sorted({str(s) for s in leak.split_seed.dropna()})
+seeds = sorted({f"{s:.0f}" for s in leak.split_seed.dropna()})
 commands = {(p, v): run.training.get("command", "") for (p, v), run in runs.items() if run.training}
 
 st.plotly_chart(protocol_chart(table, references, metric, f"at {basis}"), width="stretch", theme=None,

@@ -76,7 +76,8 @@ def protocol_chart(table: pd.DataFrame, references: pd.DataFrame, metric: str = 
     ticks = [PROTOCOL_NAMES[p] for p in PROTOCOLS] + [WRITEUP_LABEL]
     fig.update_layout(
         title=f"{metric.capitalize()} by protocol, {basis} (95 % CI, patients resampled)",
-        xaxis={"tickvals": list(range(len(ticks))), "ticktext": ticks, "range": [-0.6, len(ticks) - 0.3]},
+        xaxis={"tickvals": list(range(len(ticks))), "ticktext": ticks, "range": [-0.6, len(ticks) - 0.3],
+               "zeroline": False},
         yaxis={"title": f"test {metric}" + (" (%)" if scale == 100 else "")},
         legend={"orientation": "h", "y": -0.25}, margin={"t": 60, "b": 110}, height=480,
         plot_bgcolor="white")
