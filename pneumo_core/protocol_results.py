@@ -403,6 +403,13 @@ def report_markdown(root: str | Path | None = None) -> str:
         acc, auc = row["accuracy gain"], row["AUC gain"]
         parts.append(f"| {row['protocol']} | {row['source']} | "
                      + (f"{acc * 100:+.2f} | {auc:+.4f} |" if not math.isnan(acc) else "pending | pending |"))
+    parts += ["", "### Shipped models on the official split (models/reports, for context)", ""]
+    parts += [f"- {r.model}: accuracy {r.accuracy:.2%} [{r.accuracy_lo:.2%}, {r.accuracy_hi:.2%}], AUC {r.auc:.4f}, "
+              f"threshold {r.threshold:.3f}, {r.test_films} films" for r in shipped_table().itertuples()] or ["- none"]
+    parts += ["", "### The runs' commands (from each training.json)", ""]
+    parts += [f"- {PROTOCOL_NAMES[p]}, {VARIANT_NAMES[v]}: `{run.training['command']}`"
+              + (f" ({run.training['protocol_run_source']})" if run.training.get("protocol_run_source") else "")
+              for (p, v), run in runs.items() if run.training.get("command")] or ["- none recorded yet"]
     parts += ["", "### The gap, in numbers", ""]
     parts += [f"- {line}" for variant in ("finetuned", "frozen") for line in explain_gap(gap_steps(at_threshold,
                                                                                                  variant))]
