@@ -44,7 +44,9 @@ def _threshold_source(predictor) -> str:
     """Where the predictor's threshold came from, in the words reports use."""
     from .evaluate import THRESHOLD_RULE
 
-    return {"given": "given on the command line", "validation": THRESHOLD_RULE,
+    # a model's own training record names its protocol's validation part (image-level or by patient)
+    validation = predictor.info.get("threshold_rule") or THRESHOLD_RULE
+    return {"given": "given on the command line", "validation": validation,
             "default": "0.5 by default: no reports/<model>/training.json beside the model"}[predictor.threshold_source]
 
 

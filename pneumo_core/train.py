@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import data as D
-from .evaluate import THRESHOLD_RULE, choose_threshold, metrics_at, operating_points
+from .evaluate import choose_threshold, metrics_at, operating_points, threshold_rule
 from .model import build_backbone, build_head, build_model, reports_dir, write_manifest
 
 
@@ -243,7 +243,7 @@ def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: 
         },
         "protocol": split_summary(cfg),
         "threshold": threshold,
-        "threshold_rule": THRESHOLD_RULE,
+        "threshold_rule": threshold_rule(cfg.protocol),
         "operating_points": operating_points(y_val, p_val),
         "validation": metrics_at(y_val, p_val, threshold),
         **{k: v for k, v in extra.items() if k != "command"},
@@ -474,7 +474,7 @@ def update_threshold(report_dir: str | Path) -> dict:
     val = pd.read_csv(report_dir / "validation_predictions.csv")
     y, p = val.label.to_numpy(), val.p_pneumonia.to_numpy()
     info["threshold"] = choose_threshold(y, p)
-    info["threshold_rule"] = THRESHOLD_RULE
+    info["threshold_rule"] = threshold_rule(info.get("config", {}).get("protocol"))
     info["operating_points"] = operating_points(y, p)
     info["validation"] = metrics_at(y, p, info["threshold"])
     (report_dir / "training.json").write_text(json.dumps(info, indent=2))
