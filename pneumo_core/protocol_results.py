@@ -344,6 +344,14 @@ def explain_gap(steps: dict) -> list[str]:
     elif total is not None:
         out.append(f"Official split to image re-split: {_points(total, pct)} in all; the two steps do not share "
                    "its sign, so no share of it is given.")
+    if steps["writeup"] is not None and vals["official"] is not None:  # the gap a README reader sees
+        parts = [f"the batch shift step {_points(steps['batch_shift'], pct)}" if steps["batch_shift"] is not None
+                 else "the batch shift step pending", f"the leakage step {_points(steps['leakage'], pct)}"
+                 if steps["leakage"] is not None else "the leakage step pending"]
+        if vals["image-resplit"] is not None:
+            parts.append(f"the rest (recipe and random draw) {_points(steps['writeup'] - vals['image-resplit'], pct)}")
+        out.append(f"Between this recipe's official figure and the write-up's {_figure(steps['writeup'], pct)} lie "
+                   f"{_points(steps['writeup'] - vals['official'], pct)}: {', '.join(parts)}.")
     if steps["writeup"] is not None and vals["image-resplit"] is not None:
         diff = vals["image-resplit"] - steps["writeup"]
         relation = (f"{_points(abs(diff), pct).lstrip('+')} above" if diff > 0 else

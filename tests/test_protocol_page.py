@@ -195,6 +195,7 @@ def test_gap_steps_gain_and_wording_on_synthetic_reports(tmp_path):
     assert "smaller than the wider 95 % CI half-width" in text  # 1 point < 2 points
     assert "at least the wider 95 % CI half-width" in text  # 6.5 points > 2 points
     assert "0.91 points above the write-up's 96.59 %" in text
+    assert "lie +6.59 points" in text and "the rest (recipe and random draw) -0.91 points" in text
     gains = pr.gain_table(table).set_index("protocol")
     assert gains.loc["official split", "accuracy gain"] == pytest.approx(0.06)
     assert gains.loc["image-level random split", "accuracy gain"] == pytest.approx(0.9659 - 0.8720)
