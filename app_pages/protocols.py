@@ -95,7 +95,8 @@ st.caption(
     "part; the official runs are the existing shipped frozen model and member 1, re-thresholded. "
     f"**Data**: each protocol's test part of the Kermany et al. films (split seed {', '.join(seeds) or 'pending'};"
     " the number of test films is in the table and on hover). **Threshold**: "
-    + (f"{'; '.join(rules)}, each on that protocol's own validation part" if which == "at_threshold" and rules
+    + (f"the rule recorded in each report ({'; '.join(rules)}), each applied to that protocol's own validation "
+       "part; the value is in the table" if which == "at_threshold" and rules
        else "0.5 for every model" if which == "at_0.5" else "pending")
     + ". **Intervals**: 95 % bootstrap over patients (1,000 resamples). The write-up's points carry no interval "
       "and no threshold because it reported none.")
@@ -121,7 +122,7 @@ st.dataframe(gains, hide_index=True, width="stretch", key="protocol_gains",
                                for c in gains.columns if "accuracy" in c},
                             **{c: st.column_config.NumberColumn(format="%+.4f" if "gain" in c else "%.4f")
                                for c in gains.columns if "AUC" in c}})
-st.caption("Empty cells: a run of that protocol is still pending. The write-up's gain is on its own test part "
+st.caption("None: a run of that protocol is still pending. The write-up's gain is on its own test part "
            f"({pr.WRITEUP_TEST_FILMS} films), at a threshold it did not report.")
 
 # ---------------------------------------------------------------------------- the gap in words
