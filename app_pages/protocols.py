@@ -5,8 +5,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from pneumo_core import protocol_results as pr
+from pneumo_core import protocol_results as results
 from pneumo_core.config import PROJECT_DIR
+from pneumo_core.protocol_results import PROTOCOL_NAMES, VARIANT_NAMES
 from pneumo_core.protocols import PROTOCOLS
 from ui.protocol_figures import protocol_chart
 
@@ -35,16 +36,16 @@ def percent(value) -> str:
     return "pending" if value is None or value != value else f"{value:.1%}"
 
 
-runs = pr.load_runs()
-references = pr.reference_table()
-shipped = pr.shipped_table()
+runs = results.load_runs()
+references = results.reference_table()
+shipped = results.shipped_table()
 writeup = references.set_index("variant")
 
 st.markdown(
     f"The reference write-up reports **{writeup.accuracy['finetuned']:.2%}** accuracy (AUC "
     f"{writeup.auc['finetuned']:.4f}) for its fine-tuned MobileNetV2 and {writeup.accuracy['frozen']:.2%} "
     f"(AUC {writeup.auc['frozen']:.4f}) for the frozen one, on a random 10 % of all films drawn **image by "
-    f"image** ({pr.WRITEUP_TEST_FILMS} test films). The figures on the other pages use the **official split** "
+    f"image** ({results.WRITEUP_TEST_FILMS} test films). The figures on the other pages use the **official split** "
     "instead, whose test films are a later batch of other children. To see how much of the difference is the "
     "protocol rather than the model, this project trained its two recipes (the shipped frozen one and one "
     "fine-tuned run's, same seeds) under three protocols, each with its own validation part for early "
@@ -59,11 +60,11 @@ else:
 
 # ---------------------------------------------------------------------------- the three protocols
 st.subheader("The three protocols and what each lets leak")
-leak = pr.leakage_table(runs).set_index("protocol")
+leak = results.leakage_table(runs).set_index("protocol")
 for column, protocol in zip(st.columns(len(PROTOCOLS)), PROTOCOLS):
     with column:
         row = leak.loc[protocol]
-        st.markdown(f"**{pr.PROTOCOL_NAMES[protocol].capitalize()}**: {pr.describe(protocol)}.")
+        st.markdown(f"**{PROTOCOL_NAMES[protocol].capitalize()}**: {results.describe(protocol)}.")
         st.markdown(f"*Lets into the test part:* {row.leaks}.")
         if not row.known:
             st.info("No run of this protocol has been evaluated yet, so its split counts are not shown.")
@@ -81,7 +82,7 @@ left, right = st.columns(2)
 basis = left.radio("Metrics at", list(BASES), horizontal=True, key="protocol_basis")
 metric = right.selectbox("Metric in the chart", METRICS, key="protocol_metric")
 which = BASES[basis]
-table = pr.overview_table(runs, which)
+table = results.overview_table(runs, which)
 other_basis = next(b for b in BASES if b != basis)
 rules = sorted({r for r in table.threshold_rule if r})
 seeds = sorted({f"{s:.0f}" for s in leak.split_seed.dropna()})
@@ -102,11 +103,11 @@ st.caption(
       "and no threshold because it reported none.")
 
 st.markdown(f"**At {basis}** (accuracy, sensitivity and specificity in %):")
-st.markdown(pr.figures_markdown(table))
+st.markdown(results.figures_markdown(table))
 with st.expander(f"The same six at {other_basis}"):
-    st.markdown(pr.figures_markdown(pr.overview_table(runs, BASES[other_basis]), references=False))
+    st.markdown(results.figures_markdown(results.overview_table(runs, BASES[other_basis]), references=False))
 for row in table[~table.evaluated].itertuples():
-    st.info(f"{pr.PROTOCOL_NAMES[row.protocol].capitalize()}, {pr.VARIANT_NAMES[row.variant]}: this run has not "
+    st.info(f"{PROTOCOL_NAMES[row.protocol].capitalize()}, {VARIANT_NAMES[row.variant]}: this run has not "
             f"been evaluated yet (no report in {shown_path(row.folder)}). Its figures appear here once "
             "scripts/protocol_runs.py has written it.", icon=":material/hourglass_empty:")
 
@@ -114,7 +115,7 @@ for row in table[~table.evaluated].itertuples():
 st.subheader("What fine-tuning gains under each protocol")
 st.markdown("The write-up's own question: how much does training the backbone add to a frozen feature "
             "extractor? Fine-tuned minus frozen, at the basis chosen above.")
-gains = pr.gain_table(table)
+gains = results.gain_table(table)
 gains = gains.assign(**{c: gains[c] * 100 for c in gains.columns if "accuracy" in c})
 st.dataframe(gains, hide_index=True, width="stretch", key="protocol_gains",
              column_config={**{c: st.column_config.NumberColumn(c + " (%)" if "gain" not in c else c + " (points)",
@@ -123,7 +124,7 @@ st.dataframe(gains, hide_index=True, width="stretch", key="protocol_gains",
                             **{c: st.column_config.NumberColumn(format="%+.4f" if "gain" in c else "%.4f")
                                for c in gains.columns if "AUC" in c}})
 st.caption("None: a run of that protocol is still pending. The write-up's gain is on its own test part "
-           f"({pr.WRITEUP_TEST_FILMS} films), at a threshold it did not report.")
+           f"({results.WRITEUP_TEST_FILMS} films), at a threshold it did not report.")
 
 # ---------------------------------------------------------------------------- the gap in words
 st.subheader("Leakage or batch shift: where the gap comes from")
@@ -132,7 +133,7 @@ st.markdown("Going from the official split to the patient re-split moves the lat
             "re-split lets a child's films fall on both sides, so that step measures **leakage**. Computed from "
             f"the report files, for {metric} at {basis}:")
 for variant in ("finetuned", "frozen"):
-    st.markdown("\n".join(f"- {line}" for line in pr.explain_gap(pr.gap_steps(table, variant, metric))))
+    st.markdown("\n".join(f"- {line}" for line in results.explain_gap(results.gap_steps(table, variant, metric))))
 if not shipped.empty and "finetuned" in set(shipped.variant) and metric == "accuracy":
     ship_acc = float(shipped.set_index("variant").accuracy["finetuned"])
     st.markdown(f"The shipped fine-tuned model ({shipped.set_index('variant').model['finetuned']}) scores "
@@ -145,12 +146,12 @@ st.caption("Point estimates of differences; each figure's own 95 % interval is i
 
 # ---------------------------------------------------------------------------- literature and commands
 st.subheader("Published figures on the official split")
-st.dataframe(pr.literature_table(), hide_index=True, width="stretch", key="protocol_literature",
+st.dataframe(results.literature_table(), hide_index=True, width="stretch", key="protocol_literature",
              column_config={"accuracy": st.column_config.NumberColumn(format="%.3f"),
                             "AUC": st.column_config.NumberColumn(format="%.3f")})
 st.caption("As published, each under its own protocol (image size, validation part, threshold); not re-run here.")
 with st.expander("How these runs were made"):
     st.markdown("`python scripts/protocol_runs.py` trains and evaluates every pending run; the commands "
                 "recorded in each run's training.json:")
-    st.code("\n".join(f"# {pr.PROTOCOL_NAMES[p]}, {pr.VARIANT_NAMES[v]}\n{c}" for (p, v), c in commands.items() if c)
+    st.code("\n".join(f"# {PROTOCOL_NAMES[p]}, {VARIANT_NAMES[v]}\n{c}" for (p, v), c in commands.items() if c)
             or "no run recorded yet", language="bash")

@@ -14,20 +14,20 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pneumo_core import protocol_results as pr
+from pneumo_core import protocol_results as results
 from pneumo_core.protocols import PROTOCOLS
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = str(ROOT / "app_pages" / "protocols.py")
-REPORTS = pr.PROTOCOLS_DIR
+REPORTS = results.PROTOCOLS_DIR
 PENDING = "this run has not been evaluated yet"
 
 
 # ---------------------------------------------------------------------------- helpers
 def evaluated_runs() -> list[tuple[str, str]]:
     """(protocol, variant) of every report on disk, in page order; at least one is required."""
-    found = [(p, v) for p in PROTOCOLS for v in pr.VARIANTS if (REPORTS / p / v / "metrics.json").is_file()]
+    found = [(p, v) for p in PROTOCOLS for v in results.VARIANTS if (REPORTS / p / v / "metrics.json").is_file()]
     require(bool(found), f"no protocol report under {REPORTS} (run scripts/protocol_runs.py)")
     return found
 
@@ -64,7 +64,7 @@ def chart(at) -> dict:
 def point(spec: dict, protocol: str, variant: str) -> tuple[float, float, float] | None:
     """(y, +error, -error) of ``variant``'s point in ``protocol``'s slot of the chart, or None."""
     x = PROTOCOLS.index(protocol) + (-0.15 if variant == "frozen" else 0.15)
-    name = f"{pr.VARIANT_NAMES[variant]} (this project)"
+    name = f"{results.VARIANT_NAMES[variant]} (this project)"
     for trace in spec["data"]:
         if trace.get("name") == name and x in [round(v, 6) for v in trace["x"]]:
             i = [round(v, 6) for v in trace["x"]].index(round(x, 6))
@@ -85,6 +85,11 @@ def fake_report(root: Path, protocol: str, variant: str, accuracy: float, half: 
     (folder / "training.json").write_text(json.dumps({"command": f"train {protocol} {variant}", "protocol": {
         "split_seed": 7, "parts": parts, "leakage": {"test": {"patients_also_in_train": 12, "patients": 300,
                                                               "images_of_those_patients": 20}}}}))
+
+
+def gap_text(root: Path, variant: str = "finetuned") -> str:
+    """The gap sentences for the reports under ``root``, joined."""
+    return " ".join(results.explain_gap(results.gap_steps(results.overview_table(results.load_runs(root)), variant)))
 
 
 # ---------------------------------------------------------------------------- the page (AppTest)
@@ -122,7 +127,7 @@ def test_displayed_figures_match_metrics_json(no_dataset):
         assert y - down == pytest.approx(block["ci95"]["accuracy"][0] * 100, abs=1e-9)
         table = next(m.value for m in at.markdown if m.value.startswith("| protocol | recipe"))
         row = next(line for line in table.splitlines()
-                   if line.startswith(f"| {pr.PROTOCOL_NAMES[protocol]} | {pr.VARIANT_NAMES[variant]} |"))
+                   if line.startswith(f"| {results.PROTOCOL_NAMES[protocol]} | {results.VARIANT_NAMES[variant]} |"))
         lo, hi = block["ci95"]["accuracy"]
         assert f"{block['accuracy'] * 100:.2f} [{lo * 100:.2f}, {hi * 100:.2f}]" in row, row
         assert f"{block['auc']:.4f}" in row and f"| {block['threshold']:.3f} |" in row, row
@@ -141,7 +146,7 @@ def test_missing_or_unreadable_report_is_shown_as_pending(no_dataset, tmp_path, 
     at = render()
     infos = [i.value for i in at.info]
     for protocol, variant in ((removed_p, removed_v), (broken_p, broken_v)):
-        label = f"{pr.PROTOCOL_NAMES[protocol].capitalize()}, {pr.VARIANT_NAMES[variant]}: {PENDING}"
+        label = f"{results.PROTOCOL_NAMES[protocol].capitalize()}, {results.VARIANT_NAMES[variant]}: {PENDING}"
         assert any(i.startswith(label) for i in infos), (label, infos)
         assert point(chart(at), protocol, variant) is None
     assert any(a["text"] == "not evaluated yet" for a in chart(at)["layout"]["annotations"])
@@ -158,14 +163,14 @@ def test_page_with_all_six_reports_has_no_pending_note(no_dataset, tmp_path, mon
     copy = tmp_path / "protocols"
     shutil.copytree(REPORTS, copy)
     for protocol in PROTOCOLS:  # stand-ins for the runs still being computed: another run's real report
-        for variant in pr.VARIANTS:
+        for variant in results.VARIANTS:
             if (protocol, variant) not in evaluated:
                 shutil.copytree(REPORTS / evaluated[-1][0] / evaluated[-1][1], copy / protocol / variant)
     monkeypatch.setenv("PNEUMO_PROTOCOLS_DIR", str(copy))
     at = render()
     assert not [i.value for i in at.info if PENDING in i.value]
     spec = chart(at)
-    assert all(point(spec, p, v) is not None for p in PROTOCOLS for v in pr.VARIANTS)
+    assert all(point(spec, p, v) is not None for p in PROTOCOLS for v in results.VARIANTS)
     words = " ".join(m.value for m in at.markdown)
     assert " pending" not in words.replace("every pending run", ""), words
     assert "Between this recipe's official figure and the write-up's 96.59 %" in words
@@ -174,9 +179,9 @@ def test_page_with_all_six_reports_has_no_pending_note(no_dataset, tmp_path, mon
 # ---------------------------------------------------------------------------- tabulation (plain)
 def test_overview_and_leakage_tables_read_the_files():
     evaluated = evaluated_runs()
-    runs = pr.load_runs()
-    table = pr.overview_table(runs)
-    assert list(zip(table.protocol, table.variant)) == [(p, v) for p in PROTOCOLS for v in pr.VARIANTS]
+    runs = results.load_runs()
+    table = results.overview_table(runs)
+    assert list(zip(table.protocol, table.variant)) == [(p, v) for p in PROTOCOLS for v in results.VARIANTS]
     assert set(zip(table[table.evaluated].protocol, table[table.evaluated].variant)) == set(evaluated)
     for protocol, variant in evaluated:
         block = metrics_of(protocol, variant)["at_threshold"]
@@ -185,7 +190,7 @@ def test_overview_and_leakage_tables_read_the_files():
             block["accuracy"], block["auc"], block["recall"], block["specificity"])
         assert (row.sensitivity_lo, row.sensitivity_hi) == tuple(block["ci95"]["recall"])
         assert row.test_films == block["n"]
-    leak = pr.leakage_table(runs).set_index("protocol")
+    leak = results.leakage_table(runs).set_index("protocol")
     protocol, variant = evaluated[0]
     split = json.loads((REPORTS / protocol / variant / "training.json").read_text())["protocol"]
     assert leak.loc[protocol, "test_patients_in_train"] == split["leakage"]["test"]["patients_also_in_train"]
@@ -202,30 +207,30 @@ def test_gap_steps_gain_and_wording_on_synthetic_reports(tmp_path):
     for protocol, (frozen, finetuned) in accuracies.items():
         fake_report(tmp_path, protocol, "frozen", frozen)
         fake_report(tmp_path, protocol, "finetuned", finetuned, half=0.02)
-    table = pr.overview_table(pr.load_runs(tmp_path))
+    table = results.overview_table(results.load_runs(tmp_path))
     assert table.evaluated.all()
-    steps = pr.gap_steps(table, "finetuned")
+    steps = results.gap_steps(table, "finetuned")
     assert steps["batch_shift"] == pytest.approx(0.065) and steps["leakage"] == pytest.approx(0.01)
     assert steps["total"] == pytest.approx(0.075) and steps["writeup"] == pytest.approx(0.9659)
-    text = " ".join(pr.explain_gap(steps))
+    text = " ".join(results.explain_gap(steps))
     assert "+6.50 points" in text and "+1.00 points" in text
     assert "87% is the batch shift and 13% leakage" in text
     assert "smaller than the wider 95 % CI half-width" in text  # 1 point < 2 points
     assert "at least the wider 95 % CI half-width" in text  # 6.5 points > 2 points
     assert "0.91 points above the write-up's 96.59 %" in text
     assert "lie +6.59 points" in text and "the rest (recipe and random draw) -0.91 points" in text
-    gains = pr.gain_table(table).set_index("protocol")
+    gains = results.gain_table(table).set_index("protocol")
     assert gains.loc["official split", "accuracy gain"] == pytest.approx(0.06)
     assert gains.loc["image-level random split", "accuracy gain"] == pytest.approx(0.9659 - 0.8720)
     # opposite signs: no share is claimed; a pending run: the step says so
     shutil.rmtree(tmp_path / "image-resplit" / "finetuned")
     fake_report(tmp_path, "image-resplit", "finetuned", 0.93)
-    text = " ".join(pr.explain_gap(pr.gap_steps(pr.overview_table(pr.load_runs(tmp_path)), "finetuned")))
+    text = gap_text(tmp_path)
     assert "no share of it is given" in text and "below the write-up's" in text
     shutil.rmtree(tmp_path / "official" / "finetuned")
-    text = " ".join(pr.explain_gap(pr.gap_steps(pr.overview_table(pr.load_runs(tmp_path)), "finetuned")))
+    text = gap_text(tmp_path)
     assert "official split pending" in text and "batch shift step" in text and "waits for a run" in text
-    assert pd.isna(pr.gain_table(pr.overview_table(pr.load_runs(tmp_path))).set_index("protocol").loc[
+    assert pd.isna(results.gain_table(results.overview_table(results.load_runs(tmp_path))).set_index("protocol").loc[
         "official split", "accuracy gain"])
 
 
@@ -237,12 +242,12 @@ def test_markdown_cli_and_docs_section_are_generated_from_the_files(tmp_path):
     assert out.count("not evaluated yet") >= 5 * 4  # five pending rows, four figure cells each
     assert "12 of 300" in out and "10.0%" in out  # leakage and later-batch share from training.json
     doc = tmp_path / "doc.md"
-    doc.write_text(f"intro\n{pr.START}\nold\n{pr.END}\noutro\n")
-    pr.write_into(doc, tmp_path)
-    assert doc.read_text() == f"intro\n{pr.START}\n{pr.report_markdown(tmp_path)}{pr.END}\noutro\n"
+    doc.write_text(f"intro\n{results.START}\nold\n{results.END}\noutro\n")
+    results.write_into(doc, tmp_path)
+    assert doc.read_text() == f"intro\n{results.START}\n{results.report_markdown(tmp_path)}{results.END}\noutro\n"
     # the shipped docs page holds the tables of the files in the repository
     shipped = (ROOT / "docs" / "protocols.md").read_text()
-    assert pr.report_markdown() in shipped, ("docs/protocols.md is stale: run "
+    assert results.report_markdown() in shipped, ("docs/protocols.md is stale: run "
                                              "python -m pneumo_core.protocol_results --write docs/protocols.md")
 
 
