@@ -33,6 +33,7 @@ def shown_path(folder: str | Path) -> str:
 
 
 def percent(value) -> str:
+    """A share as a percentage, or "pending" for a missing (None or NaN) one."""
     return "pending" if value is None or value != value else f"{value:.1%}"
 
 
