@@ -300,7 +300,7 @@ def test_review_grad_cam_runs_the_shipped_model(db_url):
     saved = QuizStore(db_url).results(made.code, made.teacher_key).films["p_finetuned"].iloc[0]
     at.toggle(key="quiz_review_gradcam").set_value(True).run(timeout=600)
     healthy(at)
-    captions = [c for image in at.get("imgs") for c in image.captions]
+    captions = [c for image in at.get("image") for c in image.captions]
     shown = next(c for c in captions if c.startswith("Grad-CAM"))
     assert f"P(pneumonia) {saved:.3f}" in shown, (shown, saved)
     assert any("**not** an outline of a lesion" in c.value for c in at.caption)
