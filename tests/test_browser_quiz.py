@@ -22,7 +22,7 @@ from tests.support import require
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 SCREENSHOTS = ROOT / "docs" / "screenshots"
-N_FILMS = 6
+N_FILMS = 10
 WAIT_MS = 120_000
 
 _spec = importlib.util.spec_from_file_location("pneumo_screenshots", ROOT / "scripts" / "screenshots.py")
@@ -115,10 +115,13 @@ def test_two_readers_at_once_then_the_class_view(browser_ready, tmp_path, monkey
             store = QuizStore(url)
             truth = list(store.results(code, key).films.sort_values("position")["truth"])
             assert len(truth) == N_FILMS
-            first_normal = truth.index("NORMAL")
-            answers = {
-                "Ada": [(t, 4) for t in truth],  # all right
-                "<b>Bea</b>": [("PNEUMONIA" if k == first_normal else t, 1 + k % 5) for k, t in enumerate(truth)],
+            first_normal, last_pneumonia = truth.index("NORMAL"), N_FILMS - 1 - truth[::-1].index("PNEUMONIA")
+            other = {"NORMAL": "PNEUMONIA", "PNEUMONIA": "NORMAL"}
+            answers = {  # each reader with their own mistakes and confidences
+                "Ada": [(other[t] if k == last_pneumonia else t, 2 if k == last_pneumonia else 3 + k % 3)
+                        for k, t in enumerate(truth)],
+                "<b>Bea</b>": [(other[t] if k in (first_normal, last_pneumonia) else t, 1 + k % 5)
+                               for k, t in enumerate(truth)],
             }
             readers = {"Ada": ada, "<b>Bea</b>": bea}
             for name, page in readers.items():
@@ -143,7 +146,7 @@ def test_two_readers_at_once_then_the_class_view(browser_ready, tmp_path, monkey
             main = '[data-testid="stMain"]'
             assert "Ada" not in bea.locator(main).inner_text() and "Bea" not in ada.locator(main).inner_text()
 
-            ada.get_by_text("Your result").scroll_into_view_if_needed()
+            ada.get_by_text("Your result").evaluate("heading => heading.scrollIntoView({block: 'start'})")
             ada.wait_for_timeout(600)
             ada.screenshot(path=str(ARTIFACTS / "quiz_result.png"))
             if os.environ.get("PNEUMO_SCREENSHOTS") == "1":

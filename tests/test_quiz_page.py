@@ -154,7 +154,7 @@ def test_teacher_creates_reader_answers_blind_and_sees_own_point(db_url):
     assert shown["Films answered"] == "8 of 8"
     assert shown["Sensitivity"] == f"{sensitivity:.3f}" and shown["Specificity"] == f"{specificity:.3f}"
     assert shown["Your AUC"] == f"{auc:.3f}"
-    assert shown["Agreement with the model (Cohen's kappa)"] == f"{kappa:.3f}"
+    assert shown["Kappa with the model"] == f"{kappa:.3f}"
     traces = chart_traces(at, "quiz_result_chart")
     you = next(t for name, t in traces.items() if name.startswith("you:"))
     assert you["x"] == [pytest.approx(1 - specificity)] and you["y"] == [pytest.approx(sensitivity)]

@@ -25,10 +25,10 @@ def _num(value: float, digits: int = 3) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
-def _layout(fig: go.Figure, title: str, subtitle: str, height: int = 560) -> go.Figure:
+def _layout(fig: go.Figure, title: str, subtitle: list[str], height: int = 560) -> go.Figure:
     fig.update_layout(
-        title={"text": f"{title}<br><sup>{subtitle}</sup>", "x": 0.0, "font": {"size": 15}},
-        height=height, margin={"l": 60, "r": 20, "t": 90, "b": 60}, template="plotly_white",
+        title={"text": f"{title}<br><sup>{'<br>'.join(subtitle)}</sup>", "x": 0.0, "font": {"size": 15}},
+        height=height, margin={"l": 60, "r": 20, "t": 70 + 16 * len(subtitle), "b": 60}, template="plotly_white",
         legend={"x": 0.42, "y": 0.04, "bgcolor": "rgba(255,255,255,0.85)", "bordercolor": "#ddd", "borderwidth": 1},
         xaxis={"title": "1 - specificity (false-positive rate)", "range": [-0.02, 1.02], "constrain": "domain"},
         yaxis={"title": "sensitivity (true-positive rate)", "range": [-0.02, 1.02], "scaleanchor": "x"},
@@ -75,8 +75,8 @@ def reader_figure(chart: dict, variant: str, threshold: float | None, films_text
                                          "line": {"color": "black", "width": 1}},
                                  name=f"you: sensitivity {_num(you['tpr'])}, specificity {_num(1 - you['fpr'])}"))
     return _layout(fig, f"Your reading against the {model}",
-                   f"{films_text}; model threshold {_num(threshold)} (chosen on validation); "
-                   f"grey: {test_split_caption(variant)}")
+                   [f"{films_text}; model threshold {_num(threshold)} (chosen on validation)",
+                    f"grey dashed: the same model on the {test_split_caption(variant)}"])
 
 
 def class_figure(model: dict, table: pd.DataFrame, summary: dict, variant: str, threshold: float | None,
@@ -111,4 +111,4 @@ def class_figure(model: dict, table: pd.DataFrame, summary: dict, variant: str, 
             error_y={"type": "constant", "value": spread["y"], "color": CLASS_COLOUR},
             name=f"class mean ± 1 SD (sensitivity {_num(sens['mean'])}, specificity {_num(spec['mean'])})"))
     return _layout(fig, f"The class against the {display_name(variant)}",
-                   f"{films_text}; model threshold {_num(threshold)} (chosen on validation)")
+                   [f"{films_text}; model threshold {_num(threshold)} (chosen on validation)"])

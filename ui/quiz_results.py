@@ -89,8 +89,9 @@ def show_reader_results(results: QuizResults, variant: str = DEFAULT_VARIANT) ->
     cols[1].metric("Sensitivity", _num(stats["sensitivity"]), help="Share of PNEUMONIA films you called PNEUMONIA")
     cols[2].metric("Specificity", _num(stats["specificity"]), help="Share of NORMAL films you called NORMAL")
     cols[3].metric("Your AUC", _num(stats["auc"]), help="From your answers and confidence ratings (10 levels)")
-    cols[4].metric("Agreement with the model (Cohen's kappa)", _num(stats["kappa"]),
-                   help=f"Your labels against the {display_name(variant)}'s at threshold {_num(threshold)}")
+    cols[4].metric("Kappa with the model", _num(stats["kappa"]),
+                   help=f"Cohen's kappa: agreement of your labels with the {display_name(variant)}'s at threshold "
+                        f"{_num(threshold)}, beyond chance (1 = always agree, 0 = chance level)")
     st.plotly_chart(reader_figure(chart, variant, threshold, films_text(results)), width="stretch", theme=None,
                     key="quiz_result_chart")
     st.caption(f"Model: {display_name(variant)}, threshold {_num(threshold)} (validation-chosen). Films: "
