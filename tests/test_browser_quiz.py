@@ -127,6 +127,10 @@ def test_two_readers_at_once_then_the_class_view(browser_ready, tmp_path, monkey
             for name, page in readers.items():
                 join(page, server.url, code, name)
             for position in range(1, N_FILMS + 1):  # both readers on the same film at the same time
+                if position == 3:
+                    assert "?reader=" in ada.url
+                    ada.reload()  # a reload resumes from the ?reader= token in the address
+                    shots.wait_page_idle(ada)
                 for name, page in readers.items():
                     choose(page, position, *answers[name][position - 1])
                 for name, page in readers.items():

@@ -313,3 +313,51 @@ def test_quiz_pages_are_in_the_app_navigation(db_url):
         at.switch_page(page).run()
         healthy(at)
         assert not errors(at)
+
+
+def test_bad_quiz_settings_get_messages(db_url):
+    at = open_page()
+    at.radio(key="quiz_role").set_value(TEACHER_ROLE).run()
+    at.number_input(key="quiz_new_films").set_value(60)
+    at.button[0].click().run()
+    healthy(at)
+    assert errors(at) == ["Could not create the quiz: asked for 60 films (30 NORMAL), but the source has 20 NORMAL "
+                          "patients; ask for at most 40"]
+    at.number_input(key="quiz_new_films").set_value(4)
+    at.text_input(key="quiz_new_seed").set_value("seven")
+    at.button[0].click().run()
+    assert errors(at) == ["The seed must be a whole number of 0 or more, got 'seven'."] and not at.code
+
+
+def test_closing_the_quiz_in_the_class_view_shows_the_reader_their_result(db_url):
+    code, key = create_on_page(4, seed=8)
+    reader = join(code, "half-way")
+    answer(reader, 1, "PNEUMONIA", 5)
+    teacher = open_page(CLASS_PAGE)
+    teacher.text_input(key="quiz_teacher_code").set_value(code)
+    teacher.text_input(key="quiz_teacher_key").set_value(key)
+    teacher.button[0].click().run()
+    teacher.button(key="quiz_close").click().run()
+    healthy(teacher)
+    assert "quiz closed" in " ".join(m.value for m in teacher.markdown)
+    back = open_page(token=token_of(reader))
+    assert any("The quiz was closed: 1 of 4 films answered" in i.value for i in back.info)
+    assert {m.label: m.value for m in back.metric}["Films answered"] == "1 of 4"
+    assert list(back.dataframe[0].value["your answer"].fillna("-")) == ["PNEUMONIA", "-", "-", "-"]
+
+
+def test_a_quiz_from_the_dataset_folder_of_the_settings(data_root, db_url, monkeypatch):
+    monkeypatch.setenv("PNEUMO_DATA_DIR", str(data_root))
+    at = open_page()
+    at.radio(key="quiz_role").set_value(TEACHER_ROLE).run()
+    source = at.selectbox(key="quiz_new_source")
+    assert source.options[1].startswith("Dataset test split (")
+    source.set_value(1)
+    at.number_input(key="quiz_new_films").set_value(4)
+    at.button[0].click().run()
+    healthy(at)
+    code, key = (c.value for c in at.code)
+    films = QuizStore(db_url).results(code, key).films
+    assert all(Path(p).is_relative_to(data_root / "test") and Path(p).is_file() for p in films["path"])
+    reader = join(code, "folder reader")
+    assert "Film 1 of 4" in reader.get("plotly_chart")[0].proto.spec
