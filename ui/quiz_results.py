@@ -102,6 +102,8 @@ def show_reader_results(results: QuizResults, variant: str = DEFAULT_VARIANT) ->
     rows = review_rows(results, variant)
     st.dataframe(rows, hide_index=True, width="stretch", key="quiz_review_table",
                  column_config={"model P(pneumonia)": st.column_config.NumberColumn(format="%.3f")})
+    st.caption(f"Model P(pneumonia): the {display_name(variant)}'s saved score on each film; model label at its "
+               f"threshold {_num(threshold)}. Films: {films_text(results)}.")
     choices = list(rows["film"])
     pick = st.selectbox("Look at a film again", choices, key="quiz_review_pick",
                         format_func=lambda k: f"Film {k}: truth {rows.loc[rows['film'] == k, 'truth'].iloc[0]}")

@@ -3,12 +3,11 @@ reader's token (session state and the ``?reader=`` query parameter) and error me
 
 The quiz rules live in :mod:`pneumo_core.quiz`; every refusal there is a :class:`QuizError`
 whose text is one line for the user, shown here with ``st.error``, never as a traceback.
-Nicknames are shown as plain text only (``st.text``, escaped in Markdown and Plotly).
+Nicknames are shown as plain text only (``st.text``, ``st.table`` cells, escaped in Plotly labels).
 """
 from __future__ import annotations
 
 import html
-import re
 from pathlib import Path
 
 import streamlit as st
@@ -23,7 +22,6 @@ TOKEN_KEY = "quiz_reader_token"  # st.session_state key of the reader's token
 TOKEN_PARAM = "reader"  # the query parameter holding it, so a reload or a new tab resumes
 FLASH_KEY = "quiz_flash"  # a message from a button callback, shown on the next run
 VIEW_SIDE = 1024  # longest side of the film sent to the browser: enough to zoom, small to send
-_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
 
 def page_setup(title: str, icon: str = ":material/quiz:") -> None:
@@ -31,11 +29,6 @@ def page_setup(title: str, icon: str = ":material/quiz:") -> None:
     st.set_page_config(page_title=f"{title} | {APP_TITLE}", page_icon=icon, layout="wide")
     st.warning(DISCLAIMER, icon=":material/warning:")
     st.sidebar.caption("Research and teaching use only; not a diagnostic device.")
-
-
-def plain_markdown(text: str) -> str:
-    """``text`` escaped for st.markdown, so a nickname like ``**x**`` or ``<b>`` shows as typed."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
 
 
 def plotly_text(text: str) -> str:
