@@ -171,7 +171,7 @@ def test_two_readers_at_once_then_the_class_view(browser_ready, tmp_path, monkey
                 # columns: nickname, answered, finished, correct, sensitivity, specificity, auc, kappa
                 assert rows[name][1] == str(N_FILMS) and rows[name][4:6] == [sensitivity, specificity], rows[name]
             assert teacher.get_by_role("button", name="Download every answer (CSV)").is_visible()
-            teacher.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
+            teacher.get_by_text(f"Quiz {code}", exact=True).evaluate("title => title.scrollIntoView({block: 'start'})")
             teacher.wait_for_timeout(600)
             teacher.screenshot(path=str(ARTIFACTS / "quiz_class.png"))
             if os.environ.get("PNEUMO_SCREENSHOTS") == "1":
