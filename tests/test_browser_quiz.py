@@ -14,6 +14,7 @@ import importlib.util
 import os
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from pneumo_core.quiz import QuizStore
@@ -170,7 +171,13 @@ def test_two_readers_at_once_then_the_class_view(browser_ready, tmp_path, monkey
                 sensitivity, specificity = expected_figures(truth, given)
                 # columns: nickname, answered, finished, correct, sensitivity, specificity, auc, kappa
                 assert rows[name][1] == str(N_FILMS) and rows[name][4:6] == [sensitivity, specificity], rows[name]
-            assert teacher.get_by_role("button", name="Download every answer (CSV)").is_visible()
+            with teacher.expect_download(timeout=WAIT_MS) as download:
+                teacher.get_by_role("button", name="Download every answer (CSV)").click()
+            exported = pd.read_csv(download.value.path())
+            assert len(exported) == 2 * N_FILMS and set(exported["nickname"]) == set(answers)
+            for name, given in answers.items():
+                mine = exported[exported["nickname"] == name].sort_values("film")
+                assert list(zip(mine["answer"], mine["confidence"])) == given
             teacher.get_by_text(f"Quiz {code}", exact=True).evaluate("title => title.scrollIntoView({block: 'start'})")
             teacher.wait_for_timeout(600)
             teacher.screenshot(path=str(ARTIFACTS / "quiz_class.png"))
