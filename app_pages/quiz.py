@@ -30,6 +30,7 @@ from ui.quiz_widgets import (
 
 CONFIDENCE_LABELS = {1: "1 guess", 2: "2", 3: "3", 4: "4", 5: "5 sure"}
 CREATED_KEY = "quiz_created"  # the new quiz (code and teacher key) until the teacher dismisses it
+SEED_LIMIT = 2 ** 31  # the store keeps the seed as a 32-bit integer column
 ROLES = ("I am a reader", "I am a teacher: create a quiz")
 
 
@@ -142,8 +143,9 @@ def create_form(store: QuizStore) -> None:
         made = st.form_submit_button("Create the quiz", type="primary", icon=":material/add_circle:")
     if made:
         seed_text = seed.strip()
-        if seed_text and not seed_text.isdigit():
-            st.error(f"The seed must be a whole number of 0 or more, got {seed_text[:40]!r}.", icon=":material/error:")
+        if seed_text and not (seed_text.isascii() and seed_text.isdigit() and int(seed_text) < SEED_LIMIT):
+            st.error(f"The seed must be a whole number from 0 to {SEED_LIMIT - 1}, got {seed_text[:40]!r}.",
+                     icon=":material/error:")
             return
         try:
             new = store.new_quiz(int(n_films), int(seed_text) if seed_text else None, offered[pick][1],

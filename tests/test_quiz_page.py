@@ -327,9 +327,11 @@ def test_bad_quiz_settings_get_messages(db_url):
     assert errors(at) == ["Could not create the quiz: asked for 60 films (30 NORMAL), but the source has 20 NORMAL "
                           "patients; ask for at most 40"]
     at.number_input(key="quiz_new_films").set_value(4)
-    at.text_input(key="quiz_new_seed").set_value("seven")
-    at.button[0].click().run()
-    assert errors(at) == ["The seed must be a whole number of 0 or more, got 'seven'."] and not at.code
+    for seed in ("seven", "9" * 30, "-1"):
+        at.text_input(key="quiz_new_seed").set_value(seed)
+        at.button[0].click().run()
+        healthy(at)
+        assert errors(at) == [f"The seed must be a whole number from 0 to 2147483647, got {seed!r}."] and not at.code
 
 
 def test_closing_the_quiz_in_the_class_view_shows_the_reader_their_result(db_url):
