@@ -338,6 +338,7 @@ def test_closing_the_quiz_in_the_class_view_shows_the_reader_their_result(db_url
     code, key = create_on_page(4, seed=8)
     reader = join(code, "half-way")
     answer(reader, 1, "PNEUMONIA", 5)
+    join(code, "no answers yet")
     teacher = open_page(CLASS_PAGE)
     teacher.text_input(key="quiz_teacher_code").set_value(code)
     teacher.text_input(key="quiz_teacher_key").set_value(key)
@@ -345,6 +346,10 @@ def test_closing_the_quiz_in_the_class_view_shows_the_reader_their_result(db_url
     teacher.button(key="quiz_close").click().run()
     healthy(teacher)
     assert "quiz closed" in " ".join(m.value for m in teacher.markdown)
+    readers = teacher.table[0].value.set_index("nickname")
+    assert list(readers.index) == ["half-way", "no answers yet"]
+    assert list(readers.loc["no answers yet", ["answered", "sensitivity", "specificity", "auc", "kappa"]]) == \
+        [0, "n/a", "n/a", "n/a", "n/a"]
     back = open_page(token=token_of(reader))
     assert any("The quiz was closed: 1 of 4 films answered" in i.value for i in back.info)
     assert {m.label: m.value for m in back.metric}["Films answered"] == "1 of 4"
