@@ -57,4 +57,9 @@ COMPARE = st.Page(f"{PAGES_DIR}/compare.py", title="Compare models", icon=":mate
 ROC = st.Page(f"{PAGES_DIR}/roc.py", title="ROC and confusion matrices", icon=":material/show_chart:", url_path="roc")
 ABOUT = st.Page(f"{PAGES_DIR}/about.py", title="About / model card", icon=":material/info:", url_path="about")
 
-st.navigation([HOME, ANALYSE, COMPARE, ROC, ABOUT, st.Page("app_pages/protocols.py", title="Why results differ", icon=":material/science:", url_path="protocols")]).run()  # noqa: E501
+QUIZ = st.Page(f"{PAGES_DIR}/quiz.py", title="Reader quiz", icon=":material/quiz:", url_path="quiz")
+CLASS_VIEW = st.Page(f"{PAGES_DIR}/class_view.py", title="Class view", icon=":material/groups:", url_path="class")
+PROTOCOLS = st.Page(f"{PAGES_DIR}/protocols.py", title="Why results differ", icon=":material/science:",
+                    url_path="protocols")
+
+st.navigation([HOME, ANALYSE, COMPARE, ROC, QUIZ, CLASS_VIEW, PROTOCOLS, ABOUT]).run()
