@@ -77,6 +77,7 @@ class OrthancServer:
     rest: str  # http://127.0.0.1:PORT (the relay in the test process)
     user: str
     password: str
+    namespace_pid: int | None = None  # a process in Orthanc's network namespace (/proc/PID/ns/net)
 
     @property
     def dicomweb(self) -> str:
@@ -118,11 +119,13 @@ def _splice(client: socket.socket, connect) -> None:
     """Join ``client`` to a new connection from ``connect()``, one thread each way."""
     try:
         upstream = connect()
+        # both duplicates before either thread starts: a pump that ends at once closes its sockets
+        to_upstream, to_client = upstream.dup(), client.dup()
     except OSError:
         client.close()
         return
-    threading.Thread(target=_pump, args=(client, upstream.dup()), daemon=True).start()
-    threading.Thread(target=_pump, args=(upstream, client.dup()), daemon=True).start()
+    threading.Thread(target=_pump, args=(client, to_upstream), daemon=True).start()
+    threading.Thread(target=_pump, args=(upstream, to_client), daemon=True).start()
 
 
 def _serve(listener: socket.socket, connect, stop: threading.Event) -> None:
@@ -133,7 +136,7 @@ def _serve(listener: socket.socket, connect, stop: threading.Event) -> None:
         except TimeoutError:
             continue
         except OSError:
-            return
+            return  # the listener was closed
         client.settimeout(None)
         _splice(client, connect)
 
@@ -199,7 +202,7 @@ def running_orthanc(folder: Path):
     stop = threading.Event()
     relay = threading.Thread(target=_serve, args=(listener, _unix_connector(unix_path), stop), daemon=True)
     relay.start()
-    server = OrthancServer(f"http://127.0.0.1:{listener.getsockname()[1]}", "pneumo-test", password)
+    server = OrthancServer(f"http://127.0.0.1:{listener.getsockname()[1]}", "pneumo-test", password, proc.pid)
     try:
         deadline = time.monotonic() + 60
         while True:
