@@ -3,8 +3,11 @@ the film, optionally with its Grad-CAM overlay, drawn by Plotly from an encoded 
 
 The image travels as one data URI (``go.Image(source=...)``): a ``z`` array of pixel values would
 be megabytes of JSON for a 768 px film. Window/level, overlay and opacity are applied on the server
-(:func:`compose_film`) and the new picture replaces the old one; the zoom is kept (``uirevision``)
-while the same film is shown, and "Reset view" brings back the whole film and the defaults.
+(:func:`compose_film`) and the new picture replaces the old one. Zoom and pan live in the browser:
+a rerun that leaves the figure as it was keeps them, but a new picture (another window, opacity or
+overlay) shows the whole film again: Streamlit redraws a changed Plotly figure and drops the
+``uirevision`` state (streamlit/streamlit#5107). "Reset view" brings back the whole film and the
+defaults.
 """
 from __future__ import annotations
 
@@ -140,7 +143,8 @@ def _controls(image, heatmap, key: str) -> FilmView:
 def show_film(image, heatmap: np.ndarray | None = None, *, key: str, controls: bool = True, title: str = "",
               caption: str | None = None, max_height: int = 640) -> FilmView:
     """Draw one film, zoomable and pannable (scroll, box zoom, drag; double-click or "Reset view"
-    shows the whole film), with its Grad-CAM ``heatmap`` ([0, 1], any size) when given.
+    shows the whole film, as does any change of picture), with its Grad-CAM ``heatmap`` ([0, 1],
+    any size) when given.
 
     ``image``: a :class:`pneumo_core.imagecore.LoadedImage` (window/level presets when it kept raw
     12/16-bit values) or a uint8 grey/RGB array. ``key``: unique per film on the page; it names the
@@ -151,7 +155,7 @@ def show_film(image, heatmap: np.ndarray | None = None, *, key: str, controls: b
     if heatmap is None:
         view = FilmView(view.window, False, view.opacity)
     rgb = compose_film(image, heatmap, view)
-    # the revision keeps the zoom across reruns (window or opacity changed) until "Reset view"
+    # a new revision on "Reset view" makes Plotly drop the user's zoom even when the picture is unchanged
     revision = f"{key}:{st.session_state.get(f'{key}-revision', 0)}"
     fig = film_figure(encode_jpeg(rgb), rgb.shape[1], rgb.shape[0], title=title, revision=revision,
                       max_height=max_height)
