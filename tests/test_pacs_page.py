@@ -36,7 +36,7 @@ def orthanc(tmp_path_factory):
 @pytest.fixture(scope="module")
 def films_on_pacs(orthanc, data_root, tmp_path_factory, shipped_predictor):
     """Two studies of one patient: A (DX: a normal film, a MONOCHROME1 JPEG-LS pneumonia film),
-    B (CR: a pneumonia film). {study UID: [(SOP UID, the clean film's label)]}."""
+    B (CR: a pneumonia film, a lateral). {study UID: [(SOP UID, the clean film's label or None)]}."""
     from pydicom.uid import generate_uid
 
     missing = missing_tools()
@@ -45,19 +45,22 @@ def films_on_pacs(orthanc, data_root, tmp_path_factory, shipped_predictor):
     normal = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))
     pneumonia = sorted((data_root / "test" / "PNEUMONIA").glob("*.jpeg"))
     study_a, study_b = generate_uid(), generate_uid()
-    plan = [(study_a, normal[2], "MONOCHROME2", "DX", None), (study_a, pneumonia[3], "MONOCHROME1", "DX",
-            "jpeg-ls-lossless"), (study_b, pneumonia[4], "MONOCHROME2", "CR", None)]
+    plan = [(study_a, normal[2], "MONOCHROME2", "DX", None, "PA"),
+            (study_a, pneumonia[3], "MONOCHROME1", "DX", "jpeg-ls-lossless", "AP"),
+            (study_b, pneumonia[4], "MONOCHROME2", "CR", None, "PA"),
+            (study_b, normal[5], "MONOCHROME2", "CR", None, "LATERAL")]  # refused with a reason, alone
     expected: dict[str, list] = {}
-    for i, (study, film, photometric, modality, tool) in enumerate(plan):
+    for i, (study, film, photometric, modality, tool, view) in enumerate(plan):
         sop = generate_uid()
         path = tmp / f"{i}.dcm"
         path.write_bytes(dx_film(grey(film), photometric, Modality=modality, StudyInstanceUID=study,
                                  SeriesInstanceUID=generate_uid(), SOPInstanceUID=sop, StudyDate="20240312",
-                                 StudyDescription="CHEST PA"))
+                                 StudyDescription="CHEST PA", ViewPosition=view))
         if tool:
             path = compress(path, tool, tmp / f"{i}-{tool}.dcm")
         orthanc.upload(path.read_bytes())
-        expected.setdefault(study, []).append((sop, shipped_predictor.predict(film).label))
+        label = None if view == "LATERAL" else shipped_predictor.predict(film).label
+        expected.setdefault(study, []).append((sop, label))
     return expected
 
 
@@ -139,10 +142,13 @@ def test_search_retrieve_score_and_store_against_orthanc(page, orthanc, films_on
     assert not at.exception and not at.error, page_text(at)
     assert len(at.get("progress")) == 1
     table = at.dataframe[0].value
-    wanted = [label for films in films_on_pacs.values() for _, label in films]
-    assert len(table) == 3 and sorted(table["label"]) == sorted(wanted)  # every film scored like its clean source
-    assert (table["problem"] == "").all()
-    assert len(at.get("plotly_chart")) == 3  # each film in the viewer, with its heatmap caption
+    wanted = [label for films in films_on_pacs.values() for _, label in films if label]
+    assert len(table) == 4
+    scored, refused = table[table["problem"] == ""], table[table["problem"] != ""]
+    assert sorted(scored["label"]) == sorted(wanted)  # every frontal film scored like its clean source
+    (problem,) = refused["problem"]  # the lateral: its own reason, and the others went on
+    assert "View Position LATERAL" in problem and list(refused["label"]) == ["-"]
+    assert len(at.get("plotly_chart")) == 3  # each scored film in the viewer, with its heatmap caption
     assert "not a lesion outline" in page_text(at)
     no_identifiers(page_text(at), *films_on_pacs, *(sop for films in films_on_pacs.values() for sop, _ in films))
 
@@ -159,7 +165,7 @@ def test_search_retrieve_score_and_store_against_orthanc(page, orthanc, films_on
                   if s.get("0008103E", {}).get("Value") == [RESULT_SERIES_DESCRIPTION]]
         assert len(series) == 1
         results = client.search_for_instances(study, series[0]["0020000E"]["Value"][0])
-        assert len(results) == len(films)  # one stored result per scored film
+        assert len(results) == len([sop for sop, label in films if label])  # one stored result per scored film
 
 
 def test_a_search_that_finds_nothing_says_so(page, orthanc, films_on_pacs):
