@@ -162,7 +162,9 @@ def _inside_namespace(unix_path: str, config: str) -> int:
     relay = threading.Thread(target=_serve, args=(listener, lambda: socket.create_connection(
         ("127.0.0.1", ORTHANC_PORT), timeout=30), stop), daemon=True)
     relay.start()
-    while not stop.is_set() and orthanc.poll() is None:
+    parent = os.getppid()
+    # stops with the test process too: an orphaned Orthanc would hold its storage folder
+    while not stop.is_set() and orthanc.poll() is None and os.getppid() == parent:
         stop.wait(0.2)
     orthanc.terminate()
     try:

@@ -191,3 +191,32 @@ def test_viewer_window_overlay_opacity_zoom_and_reset(browser_ready, film_and_he
         finally:
             browser.close()
         assert "Traceback" not in stderr(), stderr()[-3000:]
+
+
+def test_compose_film_windows_raw_values_and_blends_the_heatmap(test_pneumonia):
+    """What the viewer sends, without a browser: windows of the kept 12-bit values (MONOCHROME1
+    inverted back, bone white), the heatmap blended only when on and visible."""
+    from pneumo_core.images import load_image
+    from ui.viewer import AS_LOADED, FilmView, compose_film, window_choices
+
+    source = grey(test_pneumonia)
+    plain = load_image(dx_film(source), "film.dcm")
+    inverted = load_image(dx_film(source, "MONOCHROME1"), "film.dcm")
+    choices = window_choices(plain)
+    assert choices[0] == AS_LOADED and {"lung", "bone", "full range (min-max)"} <= {c.name for c in choices[1:]}
+    full = next(c for c in choices[1:] if c.name.startswith("full range"))
+    as_loaded = compose_film(plain)
+    assert as_loaded.shape == (*source.shape, 3) and np.array_equal(as_loaded[..., 0], plain.pixels)
+    for film in (plain, inverted):  # the full-range window is the film stretched, bone white either way
+        shown = compose_film(film, view=FilmView(window=next(c for c in window_choices(film)[1:]
+                                                             if c.name.startswith("full range"))))
+        assert np.corrcoef(shown[..., 0].ravel(), source.ravel())[0, 1] > 0.999
+    bone = compose_film(plain, view=FilmView(window=next(c for c in choices[1:] if c.name == "bone")))
+    assert bone[..., 0].mean() < compose_film(plain, view=FilmView(window=full))[..., 0].mean()  # bone darkens the rest
+    heatmap = np.zeros((7, 7), np.float32)
+    heatmap[3, 3] = 1.0
+    assert np.array_equal(compose_film(plain, heatmap, FilmView(overlay=False)), as_loaded)
+    assert np.array_equal(compose_film(plain, heatmap, FilmView(opacity=0.0)), as_loaded)
+    blended = compose_film(plain, heatmap, FilmView(opacity=0.6))
+    assert blended.shape == as_loaded.shape and np.abs(blended.astype(int) - as_loaded.astype(int)).mean() > 5
+    assert max(compose_film(np.zeros((3000, 2000), np.uint8)).shape) == 1280  # shrunk for the browser

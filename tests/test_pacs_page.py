@@ -216,3 +216,15 @@ def test_orthanc_runs_in_a_network_namespace_of_its_own(orthanc):
     listening = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ss", "-Htln"], capture_output=True,
                                text=True, timeout=20)
     assert listening.returncode == 0 and f":{orthanc_helper.ORTHANC_PORT}" in listening.stdout, listening.stdout
+
+
+def test_a_slow_pacs_gives_one_clear_line_within_the_timeout(page):
+    from tests.test_pacs import fake_pacs
+
+    with fake_pacs(lambda handler: (None, {}, b""), hold=8) as url:  # accepts, never answers
+        at = page({"PNEUMO_DICOMWEB_URL": url, "PNEUMO_DICOMWEB_TIMEOUT": "1"})
+        started = time.perf_counter()
+        at = search(at)
+        assert time.perf_counter() - started < 5 and not at.exception
+    (error,) = at.error
+    assert "did not answer within 1 s" in error.value and "searching studies" in error.value
