@@ -26,7 +26,7 @@ AS_LOADED = "as loaded (what the model read)"
 MAX_DISPLAY_SIDE = 1280
 DEFAULT_OPACITY = 0.4
 HEATMAP_CAPTION = ("Grad-CAM overlay: the regions that drove the model's score, not a lesion outline "
-                   "(coarse, about 1/32 of the film's resolution).")
+                   "(coarse: computed on the model's last feature map, then enlarged to the film).")
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def film_figure(jpeg: bytes, width: int, height: int, title: str = "", revision:
     ``revision``: keeps the user's zoom across reruns while it stays the same (use the film's id)."""
     source = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
     fig = go.Figure(go.Image(source=source, hoverinfo="skip"))
-    shown = min(max_height, max(240, height))
+    shown = min(max_height, max(420, height))  # a small film (the 224 px set) still fills a column
     fig.update_layout(
         title={"text": title, "x": 0.0, "font": {"size": 13}} if title else None,
         dragmode="pan", height=shown, margin={"l": 0, "r": 0, "t": 28 if title else 0, "b": 0},
