@@ -163,16 +163,26 @@ def _retrieve_and_score(pacs: Pacs, predictor, studies, modalities, key: str) ->
     st.session_state.pop(f"{key}-stored", None)
 
 
-def _summary(scored: list[ScoredInstance]) -> None:
-    rows = []
+def film_names(scored: list[ScoredInstance]) -> list[str]:
+    """Page names for ``scored``, in order: :func:`film_name` numbered within each study."""
     numbers: dict[str, int] = {}
+    names = []
     for item in scored:
         numbers[item.ref.study_uid] = numbers.get(item.ref.study_uid, 0) + 1
+        names.append(film_name(item.ref, numbers[item.ref.study_uid]))
+    return names
+
+
+def _summary(predictor, scored: list[ScoredInstance]) -> None:
+    rows = []
+    for name, item in zip(film_names(scored), scored):
         pred = item.prediction
-        rows.append({"film": film_name(item.ref, numbers[item.ref.study_uid]), "label": pred.label or "-",
+        rows.append({"film": name, "label": pred.label or "-",
                      "P(pneumonia)": None if pred.p_pneumonia is None else round(pred.p_pneumonia, 3),
                      "problem": hide_uids(pred.error) if pred.error else ""})
     st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption(f"Model {predictor.name}, threshold {predictor.threshold:.2f}, on films retrieved from the PACS. "
+               "Research and teaching tool, not a diagnostic device.")
 
 
 def _store(pacs: Pacs, predictor, scored: list[ScoredInstance], key: str) -> None:
@@ -188,9 +198,10 @@ def pacs_source(predictor, key: str = "pacs") -> list[ScoredInstance]:
     ``predictor``: a :class:`pneumo_core.infer.Predictor` (its ``predict``, ``threshold``, ``name``,
     ``sha256``). ``key``: prefix of every widget and ``st.session_state`` entry, unique on the page.
     Each :class:`pneumo_core.dicomweb.ScoredInstance` has ``ref`` (name it on the page with
-    :func:`film_name`, never by its UIDs), ``prediction`` (label, p_pneumonia, threshold, model,
-    notes, error, heatmap; ``prediction.file`` holds UIDs: do not show it) and ``loaded`` (the
-    decoded film for :func:`ui.viewer.show_film`; ``None`` when the film failed). Returns ``[]``
+    :func:`film_names`, never by its UIDs), ``prediction`` (label, p_pneumonia, threshold, model,
+    notes, error, heatmap; ``prediction.file`` holds UIDs: do not show it, and pass ``error`` and
+    ``notes`` through :func:`hide_uids`) and ``loaded`` (the decoded film for
+    :func:`ui.viewer.show_film`; ``None`` when the film failed). Returns ``[]``
     (after a short explanation) when no PACS is configured."""
     settings = _settings()
     if settings is None:
@@ -211,7 +222,7 @@ def pacs_source(predictor, key: str = "pacs") -> list[ScoredInstance]:
     scored = st.session_state.get(f"{key}-scored", [])
     if not scored:
         return []
-    _summary(scored)
+    _summary(predictor, scored)
     if any(item.prediction.label for item in scored):
         done = bool(st.session_state.get(f"{key}-stored", (0,))[0])  # stored once: a second click would duplicate
         # a callback, so the button is already disabled in the run that follows the click

@@ -3,7 +3,7 @@ each scored film in the viewer. The test puts its loaded predictor in ``st.sessi
 run standalone (``streamlit run tests/harness/pacs_page.py``) it loads the shipped model."""
 import streamlit as st
 
-from ui.pacs_source import film_name, pacs_source
+from ui.pacs_source import film_names, pacs_source
 from ui.viewer import show_film
 
 st.title("From PACS (test harness)")
@@ -14,8 +14,8 @@ if "predictor" not in st.session_state:
     st.session_state["predictor"] = Predictor("finetuned")
 predictor = st.session_state["predictor"]
 scored = pacs_source(predictor, key="pacs")
-for number, item in enumerate(scored, start=1):
+for number, (name, item) in enumerate(zip(film_names(scored), scored)):
     if item.loaded is not None:
         pred = item.prediction
         show_film(item.loaded, pred.heatmap, key=f"film-{number}", controls=False,
-                  title=f"{film_name(item.ref, number)}: {pred.label} ({pred.model}, threshold {pred.threshold:.2f})")
+                  title=f"{name}: {pred.label} ({pred.model}, threshold {pred.threshold:.2f})")
