@@ -36,6 +36,7 @@ ORTHANC_PORT = 8042  # inside the namespace: no other process there, so any fixe
 
 
 def dicomweb_plugin() -> Path | None:
+    """Debian's Orthanc DICOMweb plugin, or None."""
     return next((p for d in PLUGIN_DIRS for p in sorted(Path(d).glob("libOrthancDicomWeb.so*"))), None)
 
 
@@ -67,6 +68,7 @@ def missing() -> str | None:
 
 
 def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
