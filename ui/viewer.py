@@ -3,18 +3,39 @@ the film, optionally with its Grad-CAM overlay, drawn by Plotly from an encoded 
 
 The image travels as one data URI (``go.Image(source=...)``): a ``z`` array of pixel values would
 be megabytes of JSON for a 768 px film. Window/level, overlay and opacity are applied on the server
-and the new picture replaces the old one; the zoom is kept (``uirevision``) while the same film is
-shown.
+(:func:`compose_film`) and the new picture replaces the old one. Zoom and pan live in the browser:
+a rerun that leaves the figure as it was keeps them, but a new picture (another window, opacity or
+overlay) shows the whole film again: Streamlit redraws a changed Plotly figure and drops the
+``uirevision`` state (streamlit/streamlit#5107). "Reset view" brings back the whole film and the
+defaults.
 """
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 
+import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
 VIEWER_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset",
                  "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
+#: The first window choice: the pixels exactly as the model read them.
+AS_LOADED = "as loaded (what the model read)"
+#: Longest side sent to the browser: more than a dashboard column shows, a fraction of a 4k film's bytes.
+MAX_DISPLAY_SIDE = 1280
+DEFAULT_OPACITY = 0.4
+HEATMAP_CAPTION = ("Grad-CAM overlay: the regions that drove the model's score, not a lesion outline "
+                   "(coarse: computed on the model's last feature map, then enlarged to the film).")
+
+
+@dataclass(frozen=True)
+class FilmView:
+    """What the viewer shows: the window chosen (``None``: as loaded), overlay on/off, opacity."""
+
+    window: object = None  # windowing.WindowPreset or None
+    overlay: bool = True
+    opacity: float = DEFAULT_OPACITY
 
 
 def film_figure(jpeg: bytes, width: int, height: int, title: str = "", revision: str = "",
@@ -24,7 +45,7 @@ def film_figure(jpeg: bytes, width: int, height: int, title: str = "", revision:
     ``revision``: keeps the user's zoom across reruns while it stays the same (use the film's id)."""
     source = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
     fig = go.Figure(go.Image(source=source, hoverinfo="skip"))
-    shown = min(max_height, max(240, height))
+    shown = min(max_height, max(420, height))  # a small film (the 224 px set) still fills a column
     fig.update_layout(
         title={"text": title, "x": 0.0, "font": {"size": 13}} if title else None,
         dragmode="pan", height=shown, margin={"l": 0, "r": 0, "t": 28 if title else 0, "b": 0},
@@ -35,10 +56,118 @@ def film_figure(jpeg: bytes, width: int, height: int, title: str = "", revision:
     return fig
 
 
-def show_film(jpeg: bytes, width: int, height: int, key: str, title: str = "", caption: str | None = None) -> None:
-    """Draw :func:`film_figure` at full width with scroll-zoom on; ``key`` identifies the widget
-    and keeps the zoom while the film stays the same."""
-    fig = film_figure(jpeg, width, height, title=title, revision=key)
-    st.plotly_chart(fig, width="stretch", theme=None, key=key, config=VIEWER_CONFIG)
+def window_choices(image) -> list:
+    """The windows offered for ``image``: :data:`AS_LOADED` first, then ``windowing.window_presets``
+    (only a :class:`LoadedImage` with kept raw values, i.e. 12/16-bit DICOM or 16-bit rasters, has any)."""
+    from pneumo_core.windowing import window_presets
+
+    presets = window_presets(image) if getattr(image, "raw", None) is not None else []
+    return [AS_LOADED, *presets]
+
+
+def _grey_or_rgb(image, window) -> np.ndarray:
+    if window is not None:
+        from pneumo_core.windowing import windowed
+
+        return windowed(image, window)
+    pixels = getattr(image, "pixels", image)
+    return np.asarray(pixels)
+
+
+def compose_film(image, heatmap: np.ndarray | None = None, view: FilmView = FilmView(),
+                 max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
+    """The picture the viewer sends: ``image`` (a LoadedImage, or a uint8 grey/RGB array) through
+    ``view.window``, at most ``max_side`` px a side, with ``heatmap`` ([0, 1], any size) blended at
+    ``view.opacity`` when ``view.overlay``. uint8 HxWx3."""
+    import cv2
+
+    from pneumo_core.explain import overlay
+
+    base = _grey_or_rgb(image, view.window)
+    if base.dtype != np.uint8:
+        raise ValueError("the viewer shows 8-bit pixels; window 12/16-bit values first")
+    rgb = cv2.cvtColor(np.ascontiguousarray(base), cv2.COLOR_GRAY2RGB) if base.ndim == 2 else base[..., :3]
+    height, width = rgb.shape[:2]
+    if max(height, width) > max_side:
+        scale = max_side / max(height, width)
+        rgb = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
+                         interpolation=cv2.INTER_AREA)
+    if heatmap is not None and view.overlay and view.opacity > 0:
+        rgb = overlay(rgb, np.asarray(heatmap, dtype=np.float32), alpha=float(view.opacity))
+    return np.ascontiguousarray(rgb)
+
+
+def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
+    """uint8 RGB -> JPEG bytes (what travels to the browser)."""
+    import cv2
+
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("the film could not be encoded for display")
+    return buf.tobytes()
+
+
+def _window_label(choice) -> str:
+    if choice == AS_LOADED:
+        return AS_LOADED
+    return f"{choice.name} (centre {choice.center:.0f}, width {choice.width:.0f})"
+
+
+def _reset(key: str) -> None:
+    """"Reset view": defaults back, and a new ``uirevision`` so Plotly shows the whole film again."""
+    for part in ("window", "overlay", "opacity"):
+        st.session_state.pop(f"{key}-{part}", None)
+    st.session_state[f"{key}-revision"] = st.session_state.get(f"{key}-revision", 0) + 1
+
+
+def _controls(image, heatmap, key: str) -> FilmView:
+    choices = window_choices(image)
+    cols = st.columns([3, 2, 2, 1.3], vertical_alignment="bottom")
+    window = None
+    if len(choices) > 1:
+        picked = cols[0].selectbox("Window / level", range(len(choices)), key=f"{key}-window",
+                                   format_func=lambda i: _window_label(choices[i]),
+                                   help="Re-windows the film's stored 12/16-bit values; the model's score "
+                                        "does not change (it read the film as loaded).")
+        window = None if picked == 0 else choices[picked]
+    shown, opacity = False, DEFAULT_OPACITY
+    if heatmap is not None:
+        shown = cols[1].toggle("Grad-CAM overlay", value=True, key=f"{key}-overlay")
+        opacity = cols[2].slider("Overlay opacity", 0.0, 1.0, DEFAULT_OPACITY, 0.05, key=f"{key}-opacity",
+                                 disabled=not shown)
+    cols[3].button("Reset view", key=f"{key}-reset", on_click=_reset, args=(key,),
+                   help="Whole film, file's window, overlay defaults")
+    return FilmView(window, shown, opacity)
+
+
+def show_film(image, heatmap: np.ndarray | None = None, *, key: str, controls: bool = True, title: str = "",
+              caption: str | None = None, max_height: int = 640) -> FilmView:
+    """Draw one film, zoomable and pannable (scroll, box zoom, drag; double-click or "Reset view"
+    shows the whole film, as does any change of picture), with its Grad-CAM ``heatmap`` ([0, 1],
+    any size) when given.
+
+    ``image``: a :class:`pneumo_core.imagecore.LoadedImage` (window/level presets when it kept raw
+    12/16-bit values) or a uint8 grey/RGB array. ``key``: unique per film on the page; it names the
+    widgets and keeps the zoom while the film stays the same. ``controls``: the window, overlay,
+    opacity and reset widgets above the film (without them: as loaded, overlay at 0.4).
+    Returns what was shown (:class:`FilmView`)."""
+    view = _controls(image, heatmap, key) if controls else FilmView(overlay=heatmap is not None)
+    if heatmap is None:
+        view = FilmView(view.window, False, view.opacity)
+    rgb = compose_film(image, heatmap, view)
+    # a new revision on "Reset view" makes Plotly drop the user's zoom even when the picture is unchanged
+    revision = f"{key}:{st.session_state.get(f'{key}-revision', 0)}"
+    fig = film_figure(encode_jpeg(rgb), rgb.shape[1], rgb.shape[0], title=title, revision=revision,
+                      max_height=max_height)
+    st.plotly_chart(fig, width="stretch", theme=None, key=f"{key}-figure", config=VIEWER_CONFIG)
+    notes = []
+    if view.window is not None:
+        notes.append(f"Window: {_window_label(view.window)}, {view.window.function}; display only, the score "
+                     "is from the film as loaded.")
+    if heatmap is not None and view.overlay:
+        notes.append(HEATMAP_CAPTION)
     if caption:
-        st.caption(caption)
+        notes.append(caption)
+    if notes:
+        st.caption(" ".join(notes))
+    return view

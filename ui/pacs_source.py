@@ -1,0 +1,239 @@
+"""The "From PACS" film source: search a DICOMweb server, pick studies, retrieve and score their
+CR/DX films with progress, and store one research-use result per scored film back to the server.
+
+The server and its credentials come from settings only (``PNEUMO_DICOMWEB_*`` in the environment
+or ``.streamlit/secrets.toml``, see :mod:`pneumo_core.pacs_settings`): the page never offers a URL
+box, since a URL a browser user could type would let anyone make this server fetch arbitrary
+addresses. Credentials are never shown. Studies are listed without patient identifiers: a short
+hash of the Study Instance UID stands for it, and UIDs in messages are replaced by their hash.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+
+import streamlit as st
+
+from pneumo_core.dicomweb import InstanceRef, Pacs, ScoredInstance, score_instances, store_results
+from pneumo_core.pacs_settings import (
+    DEFAULT_MODALITIES,
+    ENV_CA_BUNDLE,
+    ENV_PASSWORD,
+    ENV_TIMEOUT,
+    ENV_TOKEN,
+    ENV_URL,
+    ENV_USER,
+    PacsError,
+    PacsSettings,
+    load_settings,
+    pacs_configured,
+)
+
+SETTINGS_HELP = f"""
+**No PACS is configured.** This workbench reads films from a DICOMweb server (e.g. Orthanc with its
+DICOMweb plugin) named by the person running it, never by a page's visitor. Set, in the environment
+or in `.streamlit/secrets.toml`:
+
+- `{ENV_URL}`: the server's DICOMweb root, e.g. `https://pacs.example.org/dicom-web`
+- `{ENV_USER}` and `{ENV_PASSWORD}` (basic sign-in), or `{ENV_TOKEN}` (bearer token)
+- optionally `{ENV_CA_BUNDLE}` (a private certificate authority; TLS is always verified) and
+  `{ENV_TIMEOUT}` (seconds per call, default 10)
+
+then restart the dashboard. See docs/pacs.md.
+"""
+# DICOM UIDs in messages (five or more dot-separated numbers: never an IPv4 address)
+_UID_IN_TEXT = re.compile(r"\b\d+(?:\.\d+){4,}\b")
+
+
+def short_id(uid: str) -> str:
+    """A short, stable stand-in for a DICOM UID on the page (the UID itself is never shown)."""
+    return "#" + hashlib.sha256(str(uid).encode()).hexdigest()[:8]
+
+
+def hide_uids(text: str) -> str:
+    """``text`` with every DICOM UID replaced by :func:`short_id`."""
+    return _UID_IN_TEXT.sub(lambda match: short_id(match.group(0)), str(text))
+
+
+def film_name(ref: InstanceRef, number: int) -> str:
+    """How the page names one retrieved film: ``study #1a2b3c4d, film 2``."""
+    return f"study {short_id(ref.study_uid)}, film {number}"
+
+
+def _settings() -> PacsSettings | None:
+    """The configured settings; None (and a note or one error line on the page) when unusable."""
+    try:
+        secrets = st.secrets
+        if not pacs_configured(secrets=secrets):
+            st.info(SETTINGS_HELP)
+            return None
+        settings = load_settings(secrets=secrets)
+    except PacsError as exc:
+        st.error(f"PACS settings: {exc}")
+        return None
+    st.caption(f"PACS: {settings.location} · sign-in: {settings.auth_kind} · timeout {settings.timeout:g} s per call"
+               " · set by the operator, not from this page")
+    if settings.cleartext_credentials:
+        st.warning(f"Credentials go unencrypted (http://) to {settings.location}: use https:// outside a trusted "
+                   "network.")
+    return settings
+
+
+def _search(pacs: Pacs, key: str) -> None:
+    with st.form(f"{key}-search"):
+        cols = st.columns([2, 1.3, 1.3, 1.4, 1])
+        patient = cols[0].text_input("Patient ID (optional)", key=f"{key}-patient", max_chars=64,
+                                     help="Sent to the PACS only; never shown, logged or stored here.")
+        date_from = cols[1].date_input("From", value=None, key=f"{key}-from")
+        date_to = cols[2].date_input("To", value=None, key=f"{key}-to")
+        modalities = cols[3].multiselect("Modality", list(DEFAULT_MODALITIES), default=list(DEFAULT_MODALITIES),
+                                         key=f"{key}-modality")
+        limit = cols[4].number_input("Limit", 1, 1000, 20, key=f"{key}-limit")
+        submitted = st.form_submit_button("Search studies")
+    if not submitted:
+        return
+    st.session_state.pop(f"{key}-studies", None)
+    if not modalities:
+        st.error("Pick at least one modality (CR or DX).")
+        return
+    try:
+        with st.spinner("Searching the PACS..."):
+            found = _search_each_modality(pacs, patient or None, date_from, date_to, modalities, int(limit))
+    except PacsError as exc:
+        st.error(hide_uids(exc))
+        return
+    st.session_state[f"{key}-studies"] = (found, tuple(modalities))
+
+
+def _search_each_modality(pacs: Pacs, patient, date_from, date_to, modalities, limit: int) -> list:
+    """One search per modality, merged: Orthanc 1.10 keeps only the last of repeated
+    ``ModalitiesInStudy`` parameters (what dicomweb-client sends for a list), which would hide
+    every CR-only study when searching CR and DX."""
+    found: dict[str, object] = {}
+    for modality in modalities:
+        for study in pacs.search_studies(patient_id=patient, date_from=date_from, date_to=date_to,
+                                         modalities=(modality,), limit=limit):
+            found.setdefault(study.study_uid, study)
+    return list(found.values())[:limit]
+
+
+def _study_label(study) -> str:
+    parts = [short_id(study.study_uid), study.date or "no date", "/".join(study.modalities) or "?",
+             study.description or "no description",
+             f"{study.instances} instances" if study.instances is not None else "instances: ?"]
+    return " · ".join(parts)
+
+
+def _pick(key: str):
+    """The study picker; the studies chosen and the modalities searched, or None."""
+    if f"{key}-studies" not in st.session_state:
+        return None  # no search yet
+    found, modalities = st.session_state[f"{key}-studies"]
+    if not found:
+        st.info(f"No {'/'.join(modalities)} study matches this search.")
+        return None
+    by_label = {_study_label(s): s for s in found}
+    chosen = st.multiselect(f"Studies found ({len(found)}): pick the ones to score", list(by_label),
+                            default=list(by_label), key=f"{key}-chosen",
+                            help="Studies are named by a short hash of their UID; no patient identifier is shown.")
+    return [by_label[label] for label in chosen], modalities
+
+
+def _retrieve_and_score(pacs: Pacs, predictor, studies, modalities, key: str) -> None:
+    """List, retrieve and score every CR/DX film of ``studies``; one study's failure never stops the others."""
+    refs, problems = [], []
+    for study in studies:
+        try:
+            found = pacs.list_instances(study.study_uid, modalities)
+            if not found:
+                raise PacsError(f"study {study.study_uid} has no {'/'.join(modalities)} instance")
+            refs += found
+        except PacsError as exc:
+            problems.append(hide_uids(exc))
+    bar = st.progress(0.0, text="Retrieving and scoring...")
+
+    def progress(done: int, total: int, ref) -> None:
+        text = f"Retrieving and scoring film {done + 1} of {total}" if ref is not None else f"{total} films done"
+        bar.progress(done / max(total, 1), text=text)
+
+    scored = score_instances(pacs, predictor, refs, explain=True, progress=progress, keep_loaded=True) if refs else []
+    bar.progress(1.0, text=f"{len(scored)} film(s) retrieved and scored" if scored else "No film to score")
+    st.session_state[f"{key}-scored"] = scored
+    st.session_state[f"{key}-problems"] = problems
+    st.session_state.pop(f"{key}-stored", None)
+
+
+def film_names(scored: list[ScoredInstance]) -> list[str]:
+    """Page names for ``scored``, in order: :func:`film_name` numbered within each study."""
+    numbers: dict[str, int] = {}
+    names = []
+    for item in scored:
+        numbers[item.ref.study_uid] = numbers.get(item.ref.study_uid, 0) + 1
+        names.append(film_name(item.ref, numbers[item.ref.study_uid]))
+    return names
+
+
+def _summary(predictor, scored: list[ScoredInstance]) -> None:
+    rows = []
+    for name, item in zip(film_names(scored), scored):
+        pred = item.prediction
+        rows.append({"film": name, "label": pred.label or "-",
+                     "P(pneumonia)": None if pred.p_pneumonia is None else round(pred.p_pneumonia, 3),
+                     "problem": hide_uids(pred.error) if pred.error else ""})
+    st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption(f"Model {predictor.name}, threshold {predictor.threshold:.2f}, on films retrieved from the PACS. "
+               "Research and teaching tool, not a diagnostic device.")
+
+
+def _store(pacs: Pacs, predictor, scored: list[ScoredInstance], key: str) -> None:
+    stored = store_results(pacs, scored, getattr(predictor, "sha256", None))
+    failed = [hide_uids(note) for item in scored for note in item.prediction.notes
+              if note.startswith("result not stored")]
+    st.session_state[f"{key}-stored"] = (sum(ref is not None for ref in stored), failed)
+
+
+def pacs_source(predictor, key: str = "pacs") -> list[ScoredInstance]:
+    """Render the "From PACS" source and return the films retrieved and scored so far (this session).
+
+    ``predictor``: a :class:`pneumo_core.infer.Predictor` (its ``predict``, ``threshold``, ``name``,
+    ``sha256``). ``key``: prefix of every widget and ``st.session_state`` entry, unique on the page.
+    Each :class:`pneumo_core.dicomweb.ScoredInstance` has ``ref`` (name it on the page with
+    :func:`film_names`, never by its UIDs), ``prediction`` (label, p_pneumonia, threshold, model,
+    notes, error, heatmap; ``prediction.file`` holds UIDs: do not show it, and pass ``error`` and
+    ``notes`` through :func:`hide_uids`) and ``loaded`` (the decoded film for
+    :func:`ui.viewer.show_film`; ``None`` when the film failed). Returns ``[]``
+    (after a short explanation) when no PACS is configured."""
+    settings = _settings()
+    if settings is None:
+        return []
+    try:
+        pacs = Pacs(settings)
+    except PacsError as exc:
+        st.error(f"PACS settings: {exc}")
+        return []
+    _search(pacs, key)
+    picked = _pick(key)
+    if picked is not None:
+        studies, modalities = picked
+        if st.button("Retrieve and score", key=f"{key}-retrieve", disabled=not studies, type="primary"):
+            _retrieve_and_score(pacs, predictor, studies, modalities, key)
+    for problem in st.session_state.get(f"{key}-problems", []):
+        st.warning(problem)
+    scored = st.session_state.get(f"{key}-scored", [])
+    if not scored:
+        return []
+    _summary(predictor, scored)
+    if any(item.prediction.label for item in scored):
+        done = bool(st.session_state.get(f"{key}-stored", (0,))[0])  # stored once: a second click would duplicate
+        # a callback, so the button is already disabled in the run that follows the click
+        st.button("Store results to PACS", key=f"{key}-store", disabled=done, on_click=_store,
+                  args=(pacs, predictor, scored, key),
+                  help="One Secondary Capture per scored film (heatmap overlay, burned-in 'research use, not "
+                       "for diagnosis' banner) in a new series of its study, referencing the source film.")
+    if f"{key}-stored" in st.session_state:
+        count, failed = st.session_state[f"{key}-stored"]
+        if count:
+            st.success(f"Stored {count} research-use result(s) on the PACS, in a new series of each study.")
+        for message in failed:
+            st.warning(message)
+    return scored
