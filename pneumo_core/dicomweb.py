@@ -242,7 +242,9 @@ class Pacs:
                        modalities=DEFAULT_MODALITIES, limit: int = 50) -> list[StudyMatch]:
         """Studies with any of ``modalities``, optionally one patient's and within a date range,
         newest first as the server sends them; at most ``limit``."""
-        filters = {"ModalitiesInStudy": list(modalities)}
+        # one comma-separated value (PS3.18 list matching): for a Python list dicomweb-client repeats
+        # the parameter, and Orthanc 1.10 keeps only the last one, hiding every CR-only study
+        filters = {"ModalitiesInStudy": ",".join(modalities)}
         if patient_id is not None and str(patient_id).strip():
             patient_id = str(patient_id).strip()
             if len(patient_id) > 64 or "\\" in patient_id or not patient_id.isprintable():

@@ -98,23 +98,12 @@ def _search(pacs: Pacs, key: str) -> None:
         return
     try:
         with st.spinner("Searching the PACS..."):
-            found = _search_each_modality(pacs, patient or None, date_from, date_to, modalities, int(limit))
+            found = pacs.search_studies(patient_id=patient or None, date_from=date_from, date_to=date_to,
+                                        modalities=tuple(modalities), limit=int(limit))
     except PacsError as exc:
         st.error(hide_uids(exc))
         return
     st.session_state[f"{key}-studies"] = (found, tuple(modalities))
-
-
-def _search_each_modality(pacs: Pacs, patient, date_from, date_to, modalities, limit: int) -> list:
-    """One search per modality, merged: Orthanc 1.10 keeps only the last of repeated
-    ``ModalitiesInStudy`` parameters (what dicomweb-client sends for a list), which would hide
-    every CR-only study when searching CR and DX."""
-    found: dict[str, object] = {}
-    for modality in modalities:
-        for study in pacs.search_studies(patient_id=patient, date_from=date_from, date_to=date_to,
-                                         modalities=(modality,), limit=limit):
-            found.setdefault(study.study_uid, study)
-    return list(found.values())[:limit]
 
 
 def _study_label(study) -> str:
