@@ -6,6 +6,9 @@ teaching only; not a diagnostic device.
 import streamlit as st
 
 from ui import widgets as w
+from ui.runtime import keep_kernels_between_reruns
+
+keep_kernels_between_reruns()  # models are cached per process: Streamlit's Keras cleanup only costs kernels
 
 PAGES_DIR = "app_pages"  # not "pages/": that name switches Streamlit to its legacy multipage mode
 
