@@ -108,7 +108,7 @@ def wait_page_idle(page, timeout_ms: int = 120_000) -> None:
 
 def label_locator(page):
     """The model's label of every study on the Analyse page (a heading under ``LABEL_HEADING``)."""
-    from ui.widgets import LABEL_HEADING
+    from ui.study import LABEL_HEADING
 
     return page.locator('[data-testid="stMarkdownContainer"]', has_text=LABEL_HEADING).locator("h4")
 
