@@ -84,3 +84,42 @@ def test_app_reruns_keep_tensorflow_kernels(cleanup_as_shipped, clear_session_ca
     assert [m.label for m in at.metric].count("P(pneumonia)") == 1, "the second film was not scored"
     assert runtime.kernels_kept(), "app.py must call ui.runtime.keep_kernels_between_reruns()"
     assert clear_session_calls == [], f"keras.backend.clear_session ran {len(clear_session_calls)} times in reruns"
+
+
+def test_rerun_path_does_no_repeat_work(monkeypatch):
+    """Eight films uploaded, then the threshold and the opacity moved: no film is read, hashed,
+    scored or encoded again except the overlays at the new opacity; six studies are drawn at a time."""
+    require((ROOT / "models" / "finetuned.keras").is_file(), "shipped model models/finetuned.keras needed")
+    from pneumo_core.infer import Predictor
+    from ui import study, uploads
+
+    calls = {"hash": 0, "predict": 0, "encode": 0}
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(uploads, "film_of", counted("hash", uploads.film_of))
+    monkeypatch.setattr(study, "encode_jpeg", counted("encode", study.encode_jpeg))
+    monkeypatch.setattr(Predictor, "predict", counted("predict", Predictor.predict))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page("app_pages/analyse.py")
+    at.run()
+    names = [f"ex{i:02d}.jpeg" for i in range(1, 9)]
+    at.file_uploader(key="uploads").set_value([film(n) for n in names])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = 6  # one page of studies: original + overlay encoded for each of them, and every original
+    assert calls == {"hash": 8, "predict": 8, "encode": 8 + shown}
+    assert [m.label for m in at.metric].count("P(pneumonia)") == shown
+    assert len(at.dataframe[0].value) == 8, "the review table lists every film"
+    at.slider(key="thr_finetuned").set_value(0.2).run()
+    assert calls == {"hash": 8, "predict": 8, "encode": 8 + shown}, "a threshold move redid work"
+    at.slider(key="alpha").set_value(0.6).run()
+    assert calls == {"hash": 8, "predict": 8, "encode": 8 + 2 * shown}, "only the new overlays are encoded"
+    at.radio(key="study_page").set_value(6).run()
+    assert [m.label for m in at.metric].count("P(pneumonia)") == 2
+    assert not at.exception, [e.value for e in at.exception]
