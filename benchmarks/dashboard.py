@@ -114,7 +114,9 @@ def browser_upload(paths: list[Path]) -> np.ndarray:
                 page.goto(f"{server.url}/analyse")
                 shots.wait_page_idle(page)
                 t = time.perf_counter()
-                page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(path))
+                file_input = page.locator('[data-testid="stFileUploader"] input[type="file"]').first
+                file_input.wait_for(state="attached", timeout=180_000)  # the first visit loads the model
+                file_input.set_input_files(str(path))
                 shots.label_locator(page).first.wait_for(timeout=180_000)
                 page.wait_for_function(
                     "() => Array.from(document.querySelectorAll('[data-testid=\"stImage\"] img'))"
