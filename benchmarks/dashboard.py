@@ -21,6 +21,7 @@ Targets: both AppTest figures within 4x the bare call; browser upload-to-label u
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -139,8 +140,15 @@ def main(argv=None) -> int:
     ap.add_argument("--no-browser", action="store_true")
     ap.add_argument("--streamlit-cleanup", action="store_true",
                     help="keep Streamlit's keras.backend.clear_session() after each rerun (the old behaviour)")
+    ap.add_argument("--post-script-gc", choices=["config", "on", "off"], default="config",
+                    help="Streamlit's runner.postScriptGC (default: as in .streamlit/config.toml)")
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
+    if args.post_script_gc != "config":  # AppTest here, and the browser's server through the environment
+        from streamlit import config
+
+        config.set_option("runner.postScriptGC", args.post_script_gc == "on")
+        os.environ["STREAMLIT_RUNNER_POST_SCRIPT_GC"] = "true" if args.post_script_gc == "on" else "false"
     bench.warn_if_busy()
     paths = films(args.films)
     if args.streamlit_cleanup:
@@ -157,7 +165,12 @@ def main(argv=None) -> int:
     table = [{"measure": name, **s, "x bare": round(s["median_ms"] / bare, 1)} for name, s in figures.items()]
     bench.print_table(table, ["measure", "median_ms", "p95_ms", "min_ms", "runs", "x bare"])
     print("targets: AppTest figures <= 4x bare; browser upload-to-label < 400 ms")
+    from streamlit import config
+
+    print(f"runner.postScriptGC = {config.get_option('runner.postScriptGC')}; Streamlit's Keras cleanup "
+          f"{'kept' if args.streamlit_cleanup else 'skipped'}")
     bench.dump(args.json, {"machine": bench.machine(), "streamlit_cleanup": args.streamlit_cleanup,
+                           "post_script_gc": config.get_option("runner.postScriptGC"),
                            "figures": figures})
     return 0
 

@@ -460,6 +460,7 @@ def test_streamlit_config():
     assert cfg["server"]["maxUploadSize"] <= 64
     assert cfg["browser"]["gatherUsageStats"] is False
     assert cfg["client"]["showErrorDetails"] == "none"
+    assert cfg["runner"]["postScriptGC"] is False  # a full GC after each rerun costs more than the rerun
 
 
 def test_no_legacy_pages_folder():
