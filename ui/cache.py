@@ -15,7 +15,9 @@ from pneumo_core import examples, reports
 from pneumo_core.config import MODELS_DIR
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
+# cache_resource, not cache_data: the reports are read, never changed, and cache_data would
+# unpickle a copy of every table on each rerun (about 10 ms a rerun).
+@st.cache_resource(show_spinner=False, max_entries=4)
 def _load_reports_cached(models_dir: str, signature: tuple) -> dict:
     return reports.load_reports(Path(models_dir))
 
@@ -102,8 +104,14 @@ def curves(variant: str) -> tuple[pd.DataFrame, float, pd.DataFrame]:
     return _curves_cached(variant, reports.files_signature(MODELS_DIR))
 
 
-@st.cache_data(show_spinner=False, max_entries=4)
+@st.cache_resource(show_spinner=False, max_entries=4)  # read only: shared, not copied per rerun
 def example_films(source: str | None) -> pd.DataFrame:
     """The example films of ``source`` (None: the bundled teaching set; else a dataset root),
     with their truth (see ``pneumo_core.examples.example_films``)."""
     return examples.example_films(source, models_dir=MODELS_DIR)
+
+
+@st.cache_data(show_spinner=False, max_entries=4, ttl=60)  # a dataset folder mounted later shows up
+def example_sources(root: str) -> list[tuple[str, str | None]]:
+    """(label, source) pairs of the example picker: the bundled set, and ``root``'s test split if any."""
+    return examples.sources(root)

@@ -11,7 +11,7 @@ import streamlit as st
 
 from pneumo_core import examples
 from pneumo_core.config import data_dir
-from ui.cache import example_films
+from ui.cache import example_films, example_sources
 from ui.uploads import Film, film_of
 
 
@@ -26,7 +26,7 @@ class Example(NamedTuple):
 
 def _source_picker(key: str) -> str | None:
     """The bundled set, or a dataset's test split when there is one (then the user picks)."""
-    choices = examples.sources(data_dir())
+    choices = example_sources(str(data_dir()))
     if len(choices) == 1:
         return choices[0][1]
     labels = dict(choices)
