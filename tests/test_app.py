@@ -463,6 +463,27 @@ def test_streamlit_config():
     assert cfg["runner"]["postScriptGC"] is False  # a full GC after each rerun costs more than the rerun
 
 
+def test_every_page_is_registered_once():
+    """ui/navigation.py lists every file in app_pages/ once, with its own title, icon and URL."""
+    from ui import navigation
+
+    entries = navigation.PAGES.values()
+    files = sorted(p.name for p in (ROOT / "app_pages").glob("*.py"))
+    assert sorted(e.file for e in entries) == files
+    for field in ("title", "url_path"):
+        values = [getattr(e, field) for e in entries]
+        assert len(set(values)) == len(values), f"two pages share a {field}"
+    assert all(e.icon.startswith(":material/") for e in entries)
+    assert navigation.DEFAULT_PAGE in navigation.PAGES and navigation.DEFAULT_PAGE not in navigation.linked_pages()
+    assert sorted(f"app_pages/{f}" for f in files) == sorted(PAGES), "test_page_renders must render every page"
+
+
+def test_app_is_only_the_frame():
+    text = (ROOT / "app.py").read_text()
+    assert len(text.splitlines()) <= 60
+    assert "st.navigation(" in text and "page.run()" in text and "keep_kernels_between_reruns()" in text
+
+
 def test_no_legacy_pages_folder():
     """A ``pages/`` folder beside app.py makes Streamlit run fresh sessions in its legacy multipage
     mode (file-named pages, app.py skipped) until some session runs st.navigation."""
