@@ -1,16 +1,17 @@
 """About: the tool's limits first, then the model card, then how to retrain and re-evaluate."""
 import streamlit as st
 
+from pneumo_core import review
 from pneumo_core.config import MODELS_DIR
-from ui import widgets as w
+from ui.cache import get_reports
+from ui.chrome import render_markdown_file
 
-w.page_setup("About / model card", ":material/info:")
 st.title("About this workbench")
 st.subheader("Limits: read these first")
 st.markdown(f"""
 - A research and teaching tool, **not a diagnostic device**: nothing it shows may guide the care of a patient.
 - Trained and tested on paediatric films (ages 1-5) from one centre: performance on adults, other scanners or
-  other hospitals is unknown. {w.shift_summary(w.get_reports())}
+  other hospitals is unknown. {review.shift_summary(get_reports())}
 - The label depends on the chosen threshold; P(pneumonia) is a score, not a calibrated risk.
 - The heatmap shows what drove the score, not where disease is, and is scaled to each image.
 - Images that do not look like the training films are refused as "not a chest X-ray"; this check is
@@ -21,7 +22,7 @@ st.markdown("The model card below gives the data, the training and selection pro
             "To retrain: `python -m pneumo_core train --variant finetuned --data DIR` "
             "(details under *Retrain and evaluate* at the end).")
 st.header("Model card", divider="gray")
-w.render_markdown_file(MODELS_DIR / "MODEL_CARD.md", "The model card (models/MODEL_CARD.md) has not been written yet.")
+render_markdown_file(MODELS_DIR / "MODEL_CARD.md", "The model card (models/MODEL_CARD.md) has not been written yet.")
 st.header("Retrain and evaluate", divider="gray")
 st.markdown("""
 Train a model on a Kermany-layout dataset folder (`DIR/train/{NORMAL,PNEUMONIA}`); a validation split is

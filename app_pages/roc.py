@@ -1,35 +1,38 @@
 """ROC curves and confusion matrices of the shipped models at adjustable thresholds (saved test scores)."""
 import streamlit as st
 
-from ui import widgets as w
+from pneumo_core import review
+from ui.cache import confusion, curves, evaluated_reports_or_stop
+from ui.chrome import plot
+from ui.controls import operating_point_picker
+from ui.figures import calibration_figure, confusion_figure, pr_figure, roc_figure
 
-w.page_setup("ROC and confusion matrices", ":material/show_chart:")
 st.title("ROC curves and confusion matrices")
 st.caption("Computed from the saved test-split scores (test_predictions.csv); no model is re-run. A threshold "
            "moved here is also used on the Analyse page.")
-ready = w.evaluated_reports_or_stop("No evaluated model yet.")
+ready = evaluated_reports_or_stop("No evaluated model yet.")
 
-points = {}
-for col, (v, rep) in zip(st.columns(len(ready), gap="large"), ready.items()):
-    threshold, _ = w.operating_point_picker(rep, container=col)
-    points[v] = (threshold, w.confusion(v, threshold))
+points = {}  # variant -> (threshold, test metrics at it)
+for column, (variant, rep) in zip(st.columns(len(ready), gap="large"), ready.items()):
+    threshold, _ = operating_point_picker(rep, container=column)
+    points[variant] = (threshold, confusion(variant, threshold))
 
 roc_col, cm_col = st.columns([1.05, 1], gap="medium")
 with roc_col:
-    w.plot(w.roc_figure(ready, points), key="roc")
+    plot(roc_figure(ready, points), key="roc")
 with cm_col:
-    for v, rep in ready.items():
-        threshold, m = points[v]
-        w.plot(w.confusion_figure(rep, m, threshold, height=300), key=f"cm_{v}")
-        (tn, fp), (fn, tp) = m["confusion_matrix"]
-        npv = tn / (tn + fn) if (tn + fn) else 0.0
-        st.markdown(f"Sensitivity **{m['recall']:.1%}**, specificity **{m['specificity']:.1%}**, "
-                    f"PPV **{m['precision']:.1%}**, NPV **{npv:.1%}**, accuracy **{m['accuracy']:.1%}**.")
+    for variant, rep in ready.items():
+        threshold, at_threshold = points[variant]
+        plot(confusion_figure(rep, at_threshold, threshold, height=300), key=f"cm_{variant}")
+        npv = review.npv(at_threshold["confusion_matrix"])
+        st.markdown(f"Sensitivity **{at_threshold['recall']:.1%}**, specificity **{at_threshold['specificity']:.1%}**, "
+                    f"PPV **{at_threshold['precision']:.1%}**, NPV **{npv:.1%}**, "
+                    f"accuracy **{at_threshold['accuracy']:.1%}**.")
     st.caption("Cells: count and share of the true class (rows sum to 100%).")
 
 with st.expander("Precision-recall and calibration"):
-    curves = {v: w.curves(v) for v in ready}
+    saved_curves = {variant: curves(variant) for variant in ready}  # (PR curve, average precision, calibration)
     # One under the other: side by side, each chart was too narrow on a 1024 px screen.
-    w.plot(w.pr_figure(ready, {v: (c[0], c[1]) for v, c in curves.items()}, points), key="pr")
-    w.plot(w.calibration_figure(ready, {v: c[2] for v, c in curves.items()}), key="calibration",
-           caption="Points below the diagonal: the model's score overstates the pneumonia rate.")
+    plot(pr_figure(ready, {v: (pr, ap) for v, (pr, ap, _) in saved_curves.items()}, points), key="pr")
+    plot(calibration_figure(ready, {v: cal for v, (_, _, cal) in saved_curves.items()}), key="calibration",
+         caption="Points below the diagonal: the model's score overstates the pneumonia rate.")

@@ -19,6 +19,10 @@ MODELS_DIR = Path(os.environ.get("PNEUMO_MODELS_DIR", PROJECT_DIR / "models"))
 SHIPPED_VARIANTS = ("finetuned", "frozen")
 DEFAULT_VARIANT = "finetuned"
 
+#: The research-use disclaimer, once: a short Markdown form for banners and a detail sentence.
+DISCLAIMER = "**Research and teaching tool, not a diagnostic device.**"
+DISCLAIMER_DETAIL = "Its outputs are not validated for clinical use and must not guide the care of any patient."
+
 
 def data_dir() -> Path:
     """Kermany-layout dataset root (``DIR/{train,test}/{NORMAL,PNEUMONIA}``)."""

@@ -108,7 +108,7 @@ def wait_page_idle(page, timeout_ms: int = 120_000) -> None:
 
 def label_locator(page):
     """The model's label of every study on the Analyse page (a heading under ``LABEL_HEADING``)."""
-    from ui.widgets import LABEL_HEADING
+    from ui.study import LABEL_HEADING
 
     return page.locator('[data-testid="stMarkdownContainer"]', has_text=LABEL_HEADING).locator("h4")
 
@@ -116,7 +116,9 @@ def label_locator(page):
 def upload_and_wait(page, image: Path, timeout_ms: int = 180_000) -> str:
     """On the Analyse page: upload ``image`` through the real file input, wait for the label and
     both images (original + heatmap). Returns the label text shown."""
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(image))
+    file_input = page.locator('[data-testid="stFileUploader"] input[type="file"]').first
+    file_input.wait_for(state="attached", timeout=timeout_ms)  # the first visit may still be loading the model
+    file_input.set_input_files(str(image))
     label = label_locator(page).first
     label.wait_for(timeout=timeout_ms)
     page.wait_for_function(

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 MODELS = ROOT / "models"
 TIMEOUT = 300  # first model load on a busy 2-core machine
-PAGES = ["app_pages/analyse.py", "app_pages/compare.py", "app_pages/roc.py", "app_pages/about.py"]
+PAGES = ["app_pages/home.py", "app_pages/analyse.py", "app_pages/compare.py", "app_pages/roc.py", "app_pages/about.py",
+         "app_pages/quiz.py", "app_pages/class_view.py", "app_pages/protocols.py"]
 DISCLAIMER_TEXT = "not a diagnostic device"
 
 AppTest = pytest.importorskip("streamlit.testing.v1").AppTest
@@ -48,7 +49,7 @@ def metrics(at) -> list[tuple[str, str]]:
 
 def studies(at) -> list[dict]:
     """(label, probability) of each study shown, in page order."""
-    from ui.widgets import LABEL_HEADING
+    from ui.study import LABEL_HEADING
 
     labels = [m.value.split("\n", 1)[1].lstrip("# ").strip() for m in at.markdown if m.value.startswith(LABEL_HEADING)]
     probs = [v for k, v in metrics(at) if k == "P(pneumonia)"]
@@ -270,30 +271,66 @@ def test_analyse_uploads_survive_a_visit_to_another_page(test_pneumonia, test_no
     assert studies(at) == shown[1:]  # the uploader's own file stays
 
 
-def test_analyse_example_shows_true_label(data_root):
-    both_models_required()
-    from pneumo_core.reports import test_examples
-
-    examples = test_examples(data_root)
-    # the list mixes the classes and hides the file names, which would give the answer away
-    assert examples["true_label"].iloc[:4].nunique() == 2
-    at = open_page("app_pages/analyse.py")
+def _run_example(at, films, row) -> None:
+    """Pick ``row`` of ``films`` in the example picker and run it; its file name must stay hidden until then."""
     choice = at.selectbox(key="example_choice")
-    assert choice.options == list(examples["example"])
-    row = examples[examples["true_label"] == "PNEUMONIA"].iloc[0]
+    assert choice.options == list(films["example"])
     choice.set_value(row["path"])
-    page_text = " ".join(m.value for m in at.markdown)
-    assert row["file"] not in page_text
+    assert row["file"] not in " ".join(m.value for m in at.markdown)
     at.button(key="example_run").click().run()
     assert_healthy(at)
+
+
+def test_analyse_example_shows_true_label(data_root):
+    both_models_required()
+    from pneumo_core.examples import example_films
+
+    bundled = example_films(None)
+    # the list mixes the classes and hides the file names, which would give the answer away
+    assert bundled["truth"].iloc[:4].nunique() == 2
+    at = open_page("app_pages/analyse.py")
+    source = at.radio(key="example_source")
+    assert source.value.startswith("Bundled teaching set"), "the bundled set is the default source"
+    row = bundled[bundled["truth"] == "PNEUMONIA"].iloc[0]
+    _run_example(at, bundled, row)
     assert len(studies(at)) == 1
     assert any(f"#### {row['example']}" == m.value for m in at.markdown)
-    truth = [i.value for i in at.info if "True label (dataset folder)" in i.value]
+    truth = [i.value for i in at.info if "True label (examples.csv" in i.value]
     assert truth and "**PNEUMONIA**" in truth[0] and row["file"] in truth[0]
     # picking another example hides the result until it is run: never one film under another's name
-    at.selectbox(key="example_choice").set_value(examples["path"].iloc[-1] if examples["path"].iloc[-1] != row["path"]
-                                                 else examples["path"].iloc[0]).run()
+    other = bundled["path"].iloc[-1] if bundled["path"].iloc[-1] != row["path"] else bundled["path"].iloc[0]
+    at.selectbox(key="example_choice").set_value(other).run()
     assert studies(at) == []
+    # the dataset's test split, when there is one
+    at.radio(key="example_source").set_value(source.options[1]).run()
+    folder = example_films(str(data_root))
+    row = folder[folder["truth"] == "NORMAL"].iloc[0]
+    _run_example(at, folder, row)
+    truth = [i.value for i in at.info if "True label (dataset folder)" in i.value]
+    assert truth and "**NORMAL**" in truth[0] and row["file"] in truth[0]
+
+
+def test_every_page_without_a_dataset(tmp_path, monkeypatch):
+    """A fresh clone: no dataset folder. Every page renders, the example picker uses the bundled
+    set without mentioning a dataset, and a picked example gets a label."""
+    both_models_required()
+    from pneumo_core.examples import example_films
+
+    monkeypatch.setenv("PNEUMO_DATA_DIR", str(tmp_path / "no-dataset-here"))
+    for page in PAGES:
+        at = open_page(page)
+        assert_healthy(at)
+        assert not at.error, [e.value for e in at.error]
+    at = open_page("app_pages/analyse.py")
+    assert not at.get("radio") or all(r.key != "example_source" for r in at.radio), "one source: no choice"
+    page_text = " ".join(e.value for kind in (at.markdown, at.caption, at.info, at.warning) for e in kind)
+    assert "dataset folder" not in page_text.lower() and "PNEUMO_DATA_DIR" not in page_text
+    bundled = example_films(None)
+    row = bundled[bundled["truth"] == "NORMAL"].iloc[0]
+    _run_example(at, bundled, row)
+    (shown,) = studies(at)
+    assert shown["label"] in ("NORMAL", "PNEUMONIA")
+    assert float(shown["p"]) == pytest.approx(row["p_finetuned"], abs=6e-4)  # its saved test score
 
 
 def test_analyse_frozen_model_choice(test_pneumonia):
@@ -321,12 +358,12 @@ def _models_subset(tmp_path: Path, variants) -> Path:
 @pytest.mark.parametrize("page", [None, *PAGES])
 def test_missing_finetuned_variant_is_explained(page, tmp_path, monkeypatch):
     require((MODELS / "frozen.keras").is_file(), "shipped frozen model needed")
-    from ui import widgets
+    from ui import cache
 
-    monkeypatch.setattr(widgets, "MODELS_DIR", _models_subset(tmp_path, ["frozen"]))
+    monkeypatch.setattr(cache, "MODELS_DIR", _models_subset(tmp_path, ["frozen"]))
     at = open_page(page)
     assert_healthy(at)
-    if page in (None, "app_pages/compare.py", "app_pages/roc.py"):
+    if page in (None, "app_pages/home.py", "app_pages/compare.py", "app_pages/roc.py"):
         assert any("Fine-tuned MobileNetV2 is not available yet" in i.value for i in at.info)
     if page == "app_pages/analyse.py":
         assert at.radio(key="model").options == ["Frozen MobileNetV2 (head only)"]
@@ -335,9 +372,9 @@ def test_missing_finetuned_variant_is_explained(page, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("page", [None, *PAGES])
 def test_no_models_at_all(page, tmp_path, monkeypatch):
-    from ui import widgets
+    from ui import cache
 
-    monkeypatch.setattr(widgets, "MODELS_DIR", _models_subset(tmp_path, []))
+    monkeypatch.setattr(cache, "MODELS_DIR", _models_subset(tmp_path, []))
     at = open_page(page)
     assert_healthy(at)
     if page in ("app_pages/analyse.py", "app_pages/compare.py", "app_pages/roc.py"):
@@ -424,6 +461,28 @@ def test_streamlit_config():
     assert cfg["server"]["maxUploadSize"] <= 64
     assert cfg["browser"]["gatherUsageStats"] is False
     assert cfg["client"]["showErrorDetails"] == "none"
+    assert cfg["runner"]["postScriptGC"] is False  # a full GC after each rerun costs more than the rerun
+
+
+def test_every_page_is_registered_once():
+    """ui/navigation.py lists every file in app_pages/ once, with its own title, icon and URL."""
+    from ui import navigation
+
+    entries = navigation.PAGES.values()
+    files = sorted(p.name for p in (ROOT / "app_pages").glob("*.py"))
+    assert sorted(e.file for e in entries) == files
+    for field in ("title", "url_path"):
+        values = [getattr(e, field) for e in entries]
+        assert len(set(values)) == len(values), f"two pages share a {field}"
+    assert all(e.icon.startswith(":material/") for e in entries)
+    assert navigation.DEFAULT_PAGE in navigation.PAGES and navigation.DEFAULT_PAGE not in navigation.linked_pages()
+    assert sorted(f"app_pages/{f}" for f in files) == sorted(PAGES), "test_page_renders must render every page"
+
+
+def test_app_is_only_the_frame():
+    text = (ROOT / "app.py").read_text()
+    assert len(text.splitlines()) <= 60
+    assert "st.navigation(" in text and "page.run()" in text and "keep_kernels_between_reruns()" in text
 
 
 def test_no_legacy_pages_folder():
@@ -433,7 +492,7 @@ def test_no_legacy_pages_folder():
 
 
 def test_pages_hold_no_model_or_metric_logic():
-    """Pages lay out what ui.widgets returns: no TensorFlow, sklearn, metric maths or file writes."""
+    """Pages lay out what ui/ and pneumo_core return: no TensorFlow, sklearn, metric maths or file writes."""
     banned = ("tensorflow", "keras", "sklearn", "metrics_at", "Predictor(", "open(", "write_bytes", "to_csv(")
     for f in [ROOT / "app.py", *sorted((ROOT / "app_pages").glob("*.py"))]:
         text = f.read_text()

@@ -68,6 +68,8 @@ def test_upload_real_xray_in_browser(browser_ready, test_pneumonia):
                 assert page.get_by_text("not a diagnostic device").first.is_visible()
                 nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
                 assert "Home" in nav and "Compare models" in nav, f"navigation not from app.py: {nav!r}"
+                # the browser tab is named by the page's own entry in ui/navigation.py
+                assert page.title() == "Analyse X-rays | Pneumonia chest X-ray workbench", page.title()
 
                 label = shots.upload_and_wait(page, test_pneumonia)
                 page.screenshot(path=str(ARTIFACTS / "browser_analyse_upload.png"), full_page=True)

@@ -1,0 +1,117 @@
+"""Cached loaders the pages share: report files, model files and their hashes, predictors, the
+saved-score curves, example films.
+
+Report-derived values are keyed by the report files' signature (names, sizes, mtimes), so a
+retrained or re-evaluated model shows up on the next rerun; models load once per server process.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from pneumo_core import examples, reports
+from pneumo_core.config import MODELS_DIR
+
+
+# cache_resource, not cache_data: the reports are read, never changed, and cache_data would
+# unpickle a copy of every table on each rerun (about 10 ms a rerun).
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load_reports_cached(models_dir: str, signature: tuple) -> dict:
+    return reports.load_reports(Path(models_dir))
+
+
+def get_reports() -> dict[str, reports.VariantReport]:
+    """Every shipped variant's reports; reloaded automatically when a model or report file changes."""
+    return _load_reports_cached(str(MODELS_DIR), reports.files_signature(MODELS_DIR))
+
+
+def available(reps: dict) -> dict:
+    """The variants whose model and reports are all present."""
+    return {v: r for v, r in reps.items() if r.available}
+
+
+def show_missing(reps: dict) -> None:
+    """A note for each variant that is not available yet, saying what is missing."""
+    for rep in reps.values():
+        if not rep.available:
+            st.info(rep.status_message(), icon=":material/hourglass_empty:")
+
+
+def evaluated_reports_or_stop(empty_message: str) -> dict:
+    """The evaluated variants' reports; notes the missing ones, and stops the page when none is ready."""
+    reps = get_reports()
+    show_missing(reps)
+    ready = available(reps)
+    if not ready:
+        st.error(empty_message)
+        st.stop()
+    return ready
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _file_sha256_cached(path: str, mtime_ns: int) -> str:
+    from pneumo_core.model import sha256_file
+
+    return sha256_file(path)
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a model file, hashed once per file version (path and mtime)."""
+    return _file_sha256_cached(str(path), Path(path).stat().st_mtime_ns)
+
+
+@st.cache_resource(show_spinner=False, max_entries=2)
+def _load_predictor(variant: str, mtime_ns: int):
+    from pneumo_core.infer import Predictor
+
+    return Predictor(variant)
+
+
+def get_predictor(variant: str):
+    """The shipped model ``variant``, loaded once per server process: (predictor, None) or (None, message)."""
+    path = MODELS_DIR / f"{variant}.keras"
+    if not path.is_file():
+        return None, reports.load_report(variant, MODELS_DIR).status_message()
+    try:
+        with st.spinner(f"Loading the {reports.display_name(variant)} (once per server)..."):
+            return _load_predictor(variant, path.stat().st_mtime_ns), None
+    except Exception as exc:  # a bad model file must not crash the page
+        first = (str(exc).splitlines() or [""])[0][:200]
+        return None, f"Could not load {path.name}: {type(exc).__name__}: {first}"
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _confusion_cached(variant: str, threshold: float, signature: tuple) -> dict:
+    return reports.confusion_at(get_reports()[variant], threshold)
+
+
+def confusion(variant: str, threshold: float) -> dict:
+    """Test-split metrics and confusion matrix at ``threshold`` from the saved scores (cached)."""
+    return _confusion_cached(variant, float(threshold), reports.files_signature(MODELS_DIR))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _curves_cached(variant: str, signature: tuple) -> tuple[pd.DataFrame, float, pd.DataFrame]:
+    rep = get_reports()[variant]
+    pr = reports.pr_curve(rep)
+    return pr, pr.attrs["average_precision"], reports.calibration(rep)
+
+
+def curves(variant: str) -> tuple[pd.DataFrame, float, pd.DataFrame]:
+    """(precision-recall curve, average precision, calibration table) of the saved test scores (cached)."""
+    return _curves_cached(variant, reports.files_signature(MODELS_DIR))
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)  # read only: shared, not copied per rerun
+def example_films(source: str | None) -> pd.DataFrame:
+    """The example films of ``source`` (None: the bundled teaching set; else a dataset root),
+    with their truth (see ``pneumo_core.examples.example_films``)."""
+    return examples.example_films(source, models_dir=MODELS_DIR)
+
+
+@st.cache_data(show_spinner=False, max_entries=4, ttl=60)  # a dataset folder mounted later shows up
+def example_sources(root: str) -> list[tuple[str, str | None]]:
+    """(label, source) pairs of the example picker: the bundled set, and ``root``'s test split if any."""
+    return examples.sources(root)

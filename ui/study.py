@@ -1,0 +1,224 @@
+"""One film's result on the Analyse page (images, label, score, confidence cue, report), the
+review table of a study, and the pages of a long study.
+
+A film is scored once per browser session (bounded); its display images are encoded to JPEG
+once, and the overlay once per opacity, so moving the threshold or the opacity re-runs neither
+the model nor the encoders. The report PNG is built only when its download is clicked.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from pneumo_core import reports, review
+from ui.uploads import Film
+
+LABEL_HEADING = "Label at this threshold:"
+HEATMAP_CAPTION = ("The heatmap (Grad-CAM) shows which regions pushed the model's score up: what drove the "
+                   "score, **not** an outline of a lesion. It is coarse (a 7x7 grid upsampled) and can light up "
+                   "tubes, text markers or the image edge. Its colours are scaled to each image (yellow = the "
+                   "strongest push in *this* image, dark purple = the weakest), so a film scored NORMAL shows "
+                   "yellow too: brightness is not evidence of disease.")
+SCORED_KEY = "_predictions"
+CACHE_SIZE = 48  # films kept scored per browser session (display JPEGs + heatmap each, well under 1 MB)
+DISPLAY_SIDE = 768  # longest side of the display copies kept for the page and the report
+JPEG_QUALITY = 90
+OVERLAYS_KEPT = 4  # overlay JPEGs kept per film (one per opacity recently shown)
+STUDIES_PER_PAGE = 6
+
+
+@dataclass
+class ScoredFilm:
+    """A film's prediction (display-sized image and heatmap) with its display JPEGs."""
+
+    pred: object  # pneumo_core.infer.Prediction
+    image_jpeg: bytes | None = None
+    overlays: OrderedDict = field(default_factory=OrderedDict)  # opacity -> overlay JPEG
+
+
+def encode_jpeg(rgb: np.ndarray) -> bytes:
+    """An RGB (or grey) uint8 image as JPEG bytes."""
+    import cv2
+
+    pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
+    ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+    if not ok:
+        raise ValueError("could not encode the display image")
+    return buf.tobytes()
+
+
+@lru_cache(maxsize=1)
+def colour_scale_png() -> bytes:
+    """The heatmap's colour scale as a PNG, made once per process."""
+    import cv2
+
+    from pneumo_core.explain import colour_scale
+
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(colour_scale(256, thickness=14), cv2.COLOR_RGB2BGR))
+    return buf.tobytes()
+
+
+def _shrink(pred, max_side: int = DISPLAY_SIDE):
+    """Keep only display-sized copies of the image and heatmap (the score is already computed)."""
+    import cv2
+
+    if pred.image is not None and max(pred.image.shape[:2]) > max_side:
+        height, width = pred.image.shape[:2]
+        scale = max_side / max(height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        pred.image = cv2.resize(pred.image, size, interpolation=cv2.INTER_AREA)
+        if pred.heatmap is not None:
+            pred.heatmap = cv2.resize(pred.heatmap, size, interpolation=cv2.INTER_AREA)
+    if pred.heatmap is not None:  # drawn as 256 colours anyway: half the memory per kept study
+        pred.heatmap = pred.heatmap.astype(np.float16)
+    return pred
+
+
+def _store_key(predictor, film: Film) -> tuple:
+    return predictor.name, predictor.sha256, film.name, film.sha256
+
+
+def is_scored(predictor, film: Film) -> bool:
+    """True when ``film`` was already scored by ``predictor`` in this browser session."""
+    return _store_key(predictor, film) in st.session_state.get(SCORED_KEY, {})
+
+
+def score_film(predictor, film: Film) -> ScoredFilm:
+    """Score one film with Grad-CAM; never raises. Kept in this browser session only (bounded),
+    so moving a slider does not re-run the model."""
+    from pneumo_core.infer import Prediction
+
+    store = st.session_state.setdefault(SCORED_KEY, OrderedDict())
+    key = _store_key(predictor, film)
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    try:
+        pred = _shrink(predictor.predict(film.data, name=film.name, explain=True))
+    except Exception as exc:  # the core never raises for bad input; this is the last line of defence
+        pred = Prediction(file=film.name, model=predictor.name, threshold=predictor.threshold,
+                          error=f"could not process this file ({type(exc).__name__})")
+    scored = ScoredFilm(pred, encode_jpeg(pred.image) if pred.image is not None else None)
+    store[key] = scored
+    while len(store) > CACHE_SIZE:
+        store.popitem(last=False)
+    return scored
+
+
+def overlay_jpeg(scored: ScoredFilm, alpha: float) -> bytes:
+    """The Grad-CAM overlay at opacity ``alpha`` as JPEG, encoded once per opacity."""
+    from pneumo_core.explain import overlay
+
+    alpha = round(float(alpha), 3)
+    if alpha not in scored.overlays:
+        scored.overlays[alpha] = encode_jpeg(overlay(scored.pred.image, scored.pred.heatmap, alpha=alpha))
+        while len(scored.overlays) > OVERLAYS_KEPT:
+            scored.overlays.popitem(last=False)
+    return scored.overlays[alpha]
+
+
+def study_report_bytes(pred, threshold: float, op_name: str, alpha: float, predictor) -> bytes:
+    """The one-PNG report of a study (built when its download is clicked)."""
+    from pneumo_core.report_image import study_report_png
+
+    d = review.decision(pred, threshold)
+    conf = d["confidence"]
+    return study_report_png(pred.image, pred.heatmap, file_name=pred.file, p_pneumonia=d["p"], label=d["label"],
+                            threshold=threshold, model_name=reports.display_name(predictor.name),
+                            model_sha256=predictor.sha256, operating_point=op_name, alpha=alpha,
+                            confidence=f"{conf['level']} ({conf['text']})", notes=pred.notes)
+
+
+def _render_refused(scored: ScoredFilm, name: str) -> None:
+    pred = scored.pred
+    if pred.is_chest_xray is False:
+        st.error(f"**{name}** {pred.error}.", icon=":material/error:")
+        if scored.image_jpeg is not None:
+            st.image(scored.image_jpeg, caption="The image as decoded (not scored)", width=240, output_format="JPEG")
+    else:
+        st.error(f"**{name}**: could not use this file: {pred.error}", icon=":material/error:")
+
+
+def render_study(scored: ScoredFilm, threshold: float, op_name: str, alpha: float, predictor, key: str,
+                 true_label: str | None = None, title: str | None = None, truth_source: str = "") -> None:
+    """One study: original and Grad-CAM overlay side by side, label, P(pneumonia), confidence cue,
+    report download; or a clear message for this file only. ``title`` replaces the file name
+    as the heading (teaching examples, whose file names give the answer away)."""
+    pred = scored.pred
+    model_name = reports.display_name(predictor.name)
+    with st.container(border=True):
+        st.markdown(f"#### {title or pred.file}")
+        if pred.error:
+            _render_refused(scored, title or pred.file)  # an example's file name would give its class away
+            return
+        d = review.decision(pred, threshold)
+        conf = d["confidence"]
+        original, heat, verdict = st.columns([1, 1, 1.1], gap="medium")
+        original.image(scored.image_jpeg, caption="Original (as decoded; display copy)", width="stretch",
+                       output_format="JPEG")
+        try:
+            heat.image(overlay_jpeg(scored, alpha), width="stretch", output_format="JPEG",
+                       caption=f"Grad-CAM overlay, opacity {alpha:.2f} ({model_name})")
+            heat.image(colour_scale_png(), width="stretch", output_format="PNG",
+                       caption="Heatmap scale for this image: weakest push (left) to strongest (right)")
+        except Exception as exc:
+            heat.warning(f"Heatmap unavailable ({type(exc).__name__}).")
+        with verdict:
+            # A heading, not st.metric: a metric cuts "PNEUMONIA" to "PNEUM..." in a narrow column.
+            st.markdown(f"{LABEL_HEADING}\n#### {d['label']}", help=f"PNEUMONIA when P(pneumonia) >= {threshold:.3f}.")
+            st.metric("P(pneumonia)", f"{d['p']:.3f}", help="The model's score (0-1); not a calibrated risk.")
+            st.caption(f"Threshold {threshold:.3f}, operating point: {op_name}; model: {model_name}")
+            st.markdown(f"Confidence cue: **{conf['level']}**, {conf['text']} (distance from the threshold "
+                        f"{conf['distance']:+.3f}).")
+            if pred.notes:
+                st.caption("Image handling: " + "; ".join(pred.notes))
+            if true_label is not None:
+                matches = "matches" if true_label == d["label"] else "does NOT match"
+                st.info(f"True label ({truth_source or 'dataset folder'}): **{true_label}**; the model's label "
+                        f"{matches}. File: {pred.file}.", icon=":material/school:")
+            st.download_button("Report (PNG)", help="This study's images, label, score, threshold and model in one PNG",
+                               data=lambda: study_report_bytes(pred, threshold, op_name, alpha, predictor),
+                               file_name=f"{review.safe_file_stem(pred.file)}_report.png", mime="image/png",
+                               key=f"dl_{key}", on_click="ignore", icon=":material/download:")
+        st.caption(HEATMAP_CAPTION)
+
+
+def render_review_table(preds: list, threshold: float, op_name: str, predictor) -> None:
+    """The study's review table (one row per film) and its CSV download, built on click."""
+    df = review.review_rows(preds, threshold, op_name, predictor.sha256)
+    st.subheader("Review table")
+    st.caption(f"{len(df)} files; model {reports.display_name(predictor.name)}; threshold {threshold:.3f}, "
+               f"operating point: {op_name}.")
+    # The explanation columns come before "confidence": on a narrow screen they stay in view.
+    shown = df[["file", "label", "p_pneumonia", "flag", "error", "confidence"]].assign(
+        p_pneumonia=[f"{p:.3f}" if pd.notna(p) else "-" for p in df["p_pneumonia"]])
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={"file": st.column_config.TextColumn("File", width="medium"),
+                                "label": st.column_config.TextColumn("Label", width=100),
+                                "p_pneumonia": st.column_config.TextColumn("P(pneumonia)", width=95),
+                                "flag": st.column_config.TextColumn("Flag", width="medium"),
+                                "error": st.column_config.TextColumn("Why not scored", width="large"),
+                                "confidence": st.column_config.TextColumn("Confidence", width=95)})
+    st.caption("A file that was not scored has no label or P(pneumonia); hover a cell to read a long message.")
+    st.download_button("Review table (CSV)", data=lambda: df.to_csv(index=False).encode(),
+                       file_name="review_table.csv", mime="text/csv", key="dl_review_csv", on_click="ignore",
+                       icon=":material/table:", help="With the model's SHA-256, the threshold and the operating point")
+
+
+def shown_page(n_studies: int, key: str = "study_page") -> range:
+    """Which studies to draw: all of them up to :data:`STUDIES_PER_PAGE`, else the page picked
+    (every film is scored and listed in the review table either way)."""
+    if n_studies <= STUDIES_PER_PAGE:
+        return range(n_studies)
+    starts = list(range(0, n_studies, STUDIES_PER_PAGE))
+    labels = {s: f"{s + 1}-{min(s + STUDIES_PER_PAGE, n_studies)}" for s in starts}
+    if st.session_state.get(key) not in labels:
+        st.session_state.pop(key, None)
+    start = st.radio(f"Studies shown ({STUDIES_PER_PAGE} at a time, of {n_studies})", starts, key=key,
+                     format_func=labels.get, horizontal=True)
+    return range(start, min(start + STUDIES_PER_PAGE, n_studies))
