@@ -90,7 +90,8 @@ def _cmd_train(args) -> int:
 
 def _cmd_combine(args) -> int:
     """``soup`` (average weights) and ``ensemble`` (average logits) of several runs."""
-    from .train import TrainConfig, ensemble, soup
+    from .combine import ensemble, soup
+    from .train import TrainConfig
 
     cfg = TrainConfig(variant=args.variant, data=args.data, out=args.out, split_seed=args.split_seed, limit=args.limit)
     if args.command == "soup":
@@ -122,9 +123,9 @@ def _expand_inputs(items) -> list[str]:
 
 
 def _load_predictor(args):
-    from .infer import Predictor
+    from .predictors import open_predictor
 
-    predictor = Predictor(args.model, threshold=args.threshold)
+    predictor = open_predictor(args.model, threshold=args.threshold)
     if predictor.threshold_source == "default":
         print(f"warning: threshold {_threshold_source(predictor)}", file=sys.stderr)
     return predictor
@@ -160,7 +161,7 @@ def _cmd_evaluate(args) -> int:
 
     import pandas as pd
 
-    from . import data as D
+    from . import data as dataset
     from .evaluate import full_report, write_report
     from .images import READABLE_SUFFIXES
 
@@ -172,8 +173,8 @@ def _cmd_evaluate(args) -> int:
         df = df.assign(file=[str(Path(p).relative_to(Path(args.data))) for p in df.path])
         split_dir = f"{args.protocol} test part (split seed {args.split_seed}) of {args.data}"
     else:
-        split_dir = D.resolve_split_dir(args.data, "test")
-        df = D.list_images(split_dir, suffixes=READABLE_SUFFIXES)
+        split_dir = dataset.resolve_split_dir(args.data, "test")
+        df = dataset.list_images(split_dir, suffixes=READABLE_SUFFIXES)
     predictor = _load_predictor(args)
     results = predictor.predict_files(df.path, batch_size=args.batch_size, reject_ood=False)
     failed = [r for r in results if r.error]
@@ -222,7 +223,8 @@ def _cmd_calibrate_ood(args) -> int:
 
 
 def _cmd_rethreshold(args) -> int:
-    from .model import reports_dir, resolve_model_path
+    from .artifacts import reports_dir
+    from .model import resolve_model_path
     from .train import update_threshold
 
     path = resolve_model_path(args.model)

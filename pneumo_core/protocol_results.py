@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .artifacts import read_csv, read_json
 from .config import MODELS_DIR
 from .protocols import DESCRIPTIONS, PROTOCOLS
-from .reports import read_csv, read_json
 
 PROTOCOLS_DIR = MODELS_DIR / "experiments" / "protocols"
 VARIANTS = ("frozen", "finetuned")

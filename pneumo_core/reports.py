@@ -6,16 +6,16 @@ missing is reported as such (``VariantReport.available`` / ``.missing``) instead
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import CLASS_NAMES, MODELS_DIR, SHIPPED_VARIANTS
+from .artifacts import read_csv, read_json, reports_dir
+from .config import CLASS_NAMES, MODELS_DIR, SHIPPED_VARIANTS, model_path
 from .evaluate import METRIC_NAMES, metrics_at
-from .model import FINE_TUNE_LAYERS, reports_dir
+from .model import FINE_TUNE_LAYERS
 
 #: Human names of the shipped variants.
 DISPLAY_NAMES = {"finetuned": "Fine-tuned MobileNetV2", "frozen": "Frozen MobileNetV2 (head only)"}
@@ -36,11 +36,6 @@ def short_name(variant: str) -> str:
 
 
 # ---------------------------------------------------------------------------- decisions
-def label_at(p: float, threshold: float) -> str:
-    """The label of score ``p`` at ``threshold`` (PNEUMONIA when p >= threshold), as the core does."""
-    return CLASS_NAMES[int(float(p) >= float(threshold))]
-
-
 def confidence(p: float, threshold: float) -> dict:
     """How far a score sits from the decision threshold, as a plain-language cue.
 
@@ -125,22 +120,6 @@ class VariantReport:
                 "(and evaluate it), then reload this page.")
 
 
-def read_json(path: Path) -> dict:
-    """The JSON object in ``path``, or {} when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def read_csv(path: Path) -> pd.DataFrame | None:
-    """The table in ``path``, or None when it is missing or unreadable."""
-    try:
-        return pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError):
-        return None
-
-
 def load_history(report_dir: Path) -> pd.DataFrame | None:
     """Head-training epochs then fine-tuning epochs on one axis (``step`` = 1, 2, ...)."""
     parts = []
@@ -157,9 +136,9 @@ def load_history(report_dir: Path) -> pd.DataFrame | None:
 
 def load_report(variant: str, models_dir: str | Path = MODELS_DIR) -> VariantReport:
     models_dir = Path(models_dir)
-    model_path = models_dir / f"{variant}.keras"
-    rd = reports_dir(model_path)
-    rep = VariantReport(variant=variant, report_dir=rd, model_path=model_path)
+    path = model_path(variant, models_dir)
+    rd = reports_dir(path)
+    rep = VariantReport(variant=variant, report_dir=rd, model_path=path)
     rep.missing = [f for f in REPORT_FILES if not (rd / f).is_file()]
     rep.training = read_json(rd / "training.json")
     rep.metrics = read_json(rd / "metrics.json")
@@ -182,8 +161,8 @@ def files_signature(models_dir: str | Path = MODELS_DIR, variants=SHIPPED_VARIAN
     models_dir = Path(models_dir)
     out = []
     for v in variants:
-        model_path = models_dir / f"{v}.keras"
-        for p in [model_path, *sorted(reports_dir(model_path).glob("*"))]:
+        path = model_path(v, models_dir)
+        for p in [path, *sorted(reports_dir(path).glob("*"))]:
             if p.is_file():
                 st = p.stat()
                 out.append((str(p), st.st_mtime_ns, st.st_size))

@@ -5,11 +5,10 @@ import pytest
 from _tiny import lively_model, random_inputs
 
 from pneumo_core import explain
-from pneumo_core.data import to_model_input
 from pneumo_core.images import LoadedImage, load_path
-from pneumo_core.infer import Predictor, prepare
+from pneumo_core.infer import Predictor
 from pneumo_core.ood import MahalanobisOOD
-from pneumo_core.preprocess import model_input, pixel_std
+from pneumo_core.preprocess import model_input, pixel_std, tf_model_input
 
 
 @pytest.fixture(scope="module")
@@ -23,25 +22,27 @@ def test_fast_preprocessing_equals_reference(shape):
     px = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     grey = px if px.ndim == 2 else (px[..., 0] if px.shape[2] == 1 else None)
     rgb = np.repeat(grey[..., None], 3, axis=2) if grey is not None else px
-    ref = to_model_input(rgb).numpy()
+    ref = tf_model_input(rgb).numpy()
     fast = model_input(px)
     assert fast.shape == (224, 224, 3) and fast.dtype == np.float32
     np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-6)
     assert pixel_std(px) == pytest.approx(float(px.std()), rel=1e-9, abs=1e-9)
 
 
-def test_prepare_equals_reference_on_real_films(test_normal, test_pneumonia):
+def test_model_input_equals_reference_on_real_films(test_normal, test_pneumonia):
     for path in (test_normal, test_pneumonia):
         loaded = load_path(path)
-        np.testing.assert_array_equal(prepare(loaded), to_model_input(loaded.rgb()).numpy())
+        np.testing.assert_array_equal(model_input(loaded), tf_model_input(loaded.rgb()).numpy())
 
 
-def test_prepare_still_refuses_blank_images():
+def test_model_input_still_refuses_blank_images():
     from pneumo_core.images import ImageError
 
     flat = LoadedImage(np.full((300, 300), 128, np.uint8), "PNG", (300, 300))
     with pytest.raises(ImageError, match="blank"):
-        prepare(flat)
+        model_input(flat)
+    with pytest.raises(ImageError, match="blank"):
+        model_input(flat.pixels)
 
 
 def test_compiled_forward_equals_model_call(tiny_predictor):
