@@ -13,6 +13,8 @@ import os
 import shlex
 import sys
 
+from .config import DISCLAIMER_PLAIN
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer of TensorFlow's C++ log lines on stderr
 
 
@@ -147,7 +149,7 @@ def _cmd_predict(args) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2, allow_nan=False))
     else:
-        print(f"model {predictor.name}, threshold {predictor.threshold:.3f} (research and teaching use only)")
+        print(f"model {predictor.name}, threshold {predictor.threshold:.3f} ({DISCLAIMER_PLAIN.rstrip('.')})")
         for r in results:
             if r.error:
                 print(f"{r.file}\tERROR\t{r.error}")
@@ -238,6 +240,7 @@ def _cmd_rethreshold(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m pneumo_core`` argument parser with every subcommand."""
     from .config import SHIPPED_VARIANTS
     from .protocols import PROTOCOLS
 
@@ -421,6 +424,7 @@ def _cmd_quiz(args) -> int:
 
 
 def main(argv=None) -> int:
+    """Run the CLI on ``argv``; returns the exit status (2 and one line on stderr for the user's errors)."""
     args = build_parser().parse_args(argv)
     from .model import ModelLoadError
 

@@ -114,6 +114,7 @@ class Augment:
     JPEG_QUALITY = (30, 95)
 
     def layer(self, seed: int):
+        """The geometric augmentation (rotation, zoom, shift) as a seeded Keras layer for batches."""
         import keras
 
         return keras.Sequential(

@@ -26,6 +26,8 @@ from .preprocess import model_input
 
 @dataclass
 class Prediction:
+    """The result for one image: label and score, or the reason there is none (``error``)."""
+
     file: str
     label: str | None = None
     p_pneumonia: float | None = None
@@ -39,6 +41,7 @@ class Prediction:
     heatmap: np.ndarray | None = field(default=None, repr=False)  # [0, 1], image size
 
     def to_json(self) -> dict:
+        """The fields of the CLI's JSON output (a stable contract), without the image arrays."""
         return {
             "file": self.file, "label": self.label, "p_pneumonia": self.p_pneumonia, "threshold": self.threshold,
             "is_chest_xray": self.is_chest_xray, "ood_distance": self.ood_distance, "model": self.model,
@@ -92,6 +95,7 @@ class Predictor:
     # ------------------------------------------------------------ metadata
     @property
     def report_dir(self) -> Path | None:
+        """The model's reports folder (``reports/<name>/`` beside it), or None for an in-memory model."""
         return reports_dir(self.path) if self.path else None
 
     def _set_threshold(self, threshold: float | None, exported: float | None = None) -> None:
@@ -129,6 +133,7 @@ class Predictor:
 
     @property
     def operating_points(self) -> dict:
+        """Validation-chosen thresholds by name (from ``training.json``); {} when none."""
         return self.info.get("operating_points", {})
 
     # ------------------------------------------------------------ batch arrays

@@ -50,6 +50,7 @@ class ProtocolSplit:
     notes: list = field(default_factory=list)
 
     def parts(self) -> dict[str, pd.DataFrame]:
+        """The three parts by name: train, validation, test."""
         return {"train": self.train, "validation": self.val, "test": self.test}
 
     def summary(self) -> dict:

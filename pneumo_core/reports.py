@@ -28,10 +28,12 @@ NEAR_THRESHOLD = 0.25  # relative margin below which a score is flagged "close t
 
 
 def display_name(variant: str) -> str:
+    """The human name of a shipped variant (the variant itself for others)."""
     return DISPLAY_NAMES.get(variant, variant)
 
 
 def short_name(variant: str) -> str:
+    """A short lower-case name of a variant for running text."""
     return {"finetuned": "fine-tuned"}.get(variant, variant)
 
 
@@ -58,6 +60,8 @@ def confidence(p: float, threshold: float) -> dict:
 # ---------------------------------------------------------------------------- loading
 @dataclass
 class VariantReport:
+    """Everything saved about one model's training and test evaluation, and what is missing."""
+
     variant: str
     report_dir: Path
     model_path: Path
@@ -71,10 +75,12 @@ class VariantReport:
 
     @property
     def name(self) -> str:
+        """The variant's human name."""
         return display_name(self.variant)
 
     @property
     def model_present(self) -> bool:
+        """True when the model file exists."""
         return self.model_path.is_file()
 
     @property
@@ -84,6 +90,7 @@ class VariantReport:
 
     @property
     def threshold(self) -> float:
+        """The decision threshold the test metrics were computed at (0.5 when none is recorded)."""
         t = self.metrics.get("at_threshold", {}).get("threshold", self.training.get("threshold", 0.5))
         return float(t)
 
@@ -99,18 +106,22 @@ class VariantReport:
 
     @property
     def operating_points(self) -> dict:
+        """Validation-chosen thresholds by name; {} when none."""
         return self.training.get("operating_points", {})
 
     @property
     def test_n(self) -> int:
+        """How many test images the metrics are computed on."""
         return int(sum(self.metrics.get("counts", {}).values())) if self.metrics else 0
 
     def data_caption(self) -> str:
+        """Which data the test figures come from, in words, with the class counts."""
         counts = self.metrics.get("counts", {})
         parts = ", ".join(f"{v} {k}" for k, v in counts.items())
         return f"official Kermany test split ({self.test_n} images: {parts})" if counts else "test split"
 
     def status_message(self) -> str:
+        """Ready, or which files are missing and the commands that make them."""
         if self.available:
             return f"{self.name}: ready"
         what = ([f"models/{self.model_path.name}"] if not self.model_present else []) + \
@@ -135,6 +146,7 @@ def load_history(report_dir: Path) -> pd.DataFrame | None:
 
 
 def load_report(variant: str, models_dir: str | Path = MODELS_DIR) -> VariantReport:
+    """The saved reports of ``variant`` in ``models_dir``; missing files are listed, never raised."""
     models_dir = Path(models_dir)
     path = model_path(variant, models_dir)
     rd = reports_dir(path)
@@ -153,6 +165,7 @@ def load_report(variant: str, models_dir: str | Path = MODELS_DIR) -> VariantRep
 
 
 def load_reports(models_dir: str | Path = MODELS_DIR, variants=SHIPPED_VARIANTS) -> dict[str, VariantReport]:
+    """The reports of each of ``variants``, by variant."""
     return {v: load_report(v, models_dir) for v in variants}
 
 
@@ -225,6 +238,7 @@ def validation_at(rep: VariantReport, threshold: float) -> dict | None:
 
 
 def auc_of(rep: VariantReport) -> float:
+    """The test ROC AUC: from ``metrics.json``, else from the saved test scores, else NaN."""
     block = rep.metrics.get("at_threshold", {})
     if "auc" in block:
         return float(block["auc"])
@@ -236,6 +250,7 @@ def auc_of(rep: VariantReport) -> float:
 
 
 def pr_curve(rep: VariantReport) -> pd.DataFrame:
+    """The test precision-recall curve, with the average precision in ``attrs``."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     df = rep.test_predictions

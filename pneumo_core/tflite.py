@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .artifacts import reports_dir, sha256_file, sidecar
-from .config import IMAGE_SIZE
+from .config import IMAGE_SIZE, model_path
 from .errors import first_line
 from .infer import Predictor
 from .model import ModelLoadError, verify_against_manifest
@@ -112,7 +112,7 @@ class TFLitePredictor(Predictor):
         """The source model's reports: ``<dir>/reports/<source stem>/`` beside the .tflite file,
         else beside the source model recorded in the sidecar."""
         stem = self.meta.get("source_name") or self.path.name.split(".")[0]
-        local = reports_dir(self.path.parent / f"{stem}.keras")
+        local = reports_dir(model_path(stem, self.path.parent))
         if local.is_dir():
             return local
         src = self.meta.get("source_model")
@@ -180,10 +180,12 @@ class TFLitePredictor(Predictor):
         self._batch = shape[0]
 
     def predict_arrays(self, x: np.ndarray):
+        """Model inputs (B,224,224,3) -> (p_pneumonia (B,), pooled features or None)."""
         p, _, pooled = self._run(x)
         return p, pooled
 
     def explain_arrays(self, x: np.ndarray):
+        """Model inputs -> (p_pneumonia, raw 7x7 Grad-CAM maps, pooled features)."""
         if not self.has_gradcam:
             raise NotImplementedError(GRADCAM_UNAVAILABLE)
         return self._run(x)
@@ -202,6 +204,7 @@ class TFLitePredictor(Predictor):
             self._finish(results[i], p[k], None, reject_ood)
 
     def predict(self, source, name=None, explain=False, keep_image=False):
+        """One image, as :meth:`infer.Predictor.predict`; without a cam output, label only and a note."""
         if explain and not self.has_gradcam:
             pred = super().predict(source, name, explain=False, keep_image=True)
             pred.notes.append(GRADCAM_UNAVAILABLE)

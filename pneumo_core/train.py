@@ -27,6 +27,8 @@ from .ood import MahalanobisOOD
 
 @dataclass
 class TrainConfig:
+    """Every setting of one training run (recorded in ``training.json``)."""
+
     variant: str = "finetuned"
     data: str = ""
     weights: str = "imagenet"
