@@ -132,3 +132,26 @@ def test_greyscale_rgb_copy_equals_repeat():
     rgb = LoadedImage(px, "PNG", px.shape).rgb()
     np.testing.assert_array_equal(rgb, np.repeat(px[..., None], 3, axis=2))
     assert rgb.flags.writeable
+
+
+def test_grey_to_rgb_is_one_rule_for_every_dtype(test_normal):
+    from pneumo_core.imagecore import grey_to_rgb
+
+    pixels = load_path(test_normal).pixels  # the test films are stored as RGB JPEGs with equal channels
+    grey = np.ascontiguousarray(pixels[..., 0] if pixels.ndim == 3 else pixels)
+    assert grey.dtype == np.uint8 and grey.std() > 10
+    for px in (grey, grey.astype(np.float32) / 127.5 - 1, grey.astype(np.uint16) * 257, grey[..., None]):
+        rgb = grey_to_rgb(px)
+        flat = px[..., 0] if px.ndim == 3 else px
+        assert rgb.dtype == px.dtype and rgb.shape == (*flat.shape, 3)
+        np.testing.assert_array_equal(rgb, np.repeat(flat[..., None], 3, axis=2))
+    colour = np.dstack([grey, grey // 2, grey // 3])
+    assert grey_to_rgb(colour) is colour
+
+
+def test_predictor_labels_by_the_shared_rule(tiny_predictor):
+    from pneumo_core.config import label_at
+
+    t = tiny_predictor.threshold
+    for p in (0.0, t - 1e-9, t, t + 1e-9, 1.0):
+        assert tiny_predictor.label_for(p) == label_at(p, t) == ("PNEUMONIA" if p >= t else "NORMAL")
