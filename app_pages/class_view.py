@@ -10,11 +10,10 @@ import streamlit as st
 
 from pneumo_core.quiz import QuizError
 from ui.quiz_results import show_class_view
-from ui.quiz_widgets import get_store, page_setup, show_error
+from ui.quiz_widgets import get_store, show_error
 
 TEACHER_KEY = "quiz_teacher"  # (code, teacher key) of the quiz shown, this session only
 
-page_setup("Class view", ":material/groups:")
 st.title("Class view")
 st.markdown("For the teacher of a quiz: the readers' results against the model. Readers see only their own.")
 store = get_store()

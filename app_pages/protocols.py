@@ -11,15 +11,9 @@ from pneumo_core.protocol_results import PROTOCOL_NAMES, VARIANT_NAMES
 from pneumo_core.protocols import PROTOCOLS
 from ui.protocol_figures import protocol_chart
 
-DISCLAIMER = ("Research and teaching tool, not a diagnostic device: these figures describe models on one public "
-              "dataset and must not guide the care of any patient.")
 BASES = {"each protocol's validation-chosen threshold": "at_threshold", "threshold 0.5": "at_0.5"}
 METRICS = ("accuracy", "AUC", "sensitivity", "specificity")
 
-st.set_page_config(page_title="Why results differ | Pneumonia X-ray workbench", page_icon=":material/science:",
-                   layout="wide")
-st.warning(DISCLAIMER, icon=":material/warning:")
-st.sidebar.caption("Research and teaching use only; not a diagnostic device.")
 st.title("Why results differ: one recipe, three protocols")
 
 

@@ -20,7 +20,6 @@ from ui.quiz_widgets import (
     flash,
     forget_token,
     get_store,
-    page_setup,
     remember_token,
     resume_reader,
     show_blind_film,
@@ -171,7 +170,6 @@ def create_form(store: QuizStore) -> None:
 
 
 # ---------------------------------------------------------------------------- page
-page_setup("Reader quiz")
 st.title("Reader quiz")
 st.markdown("Read chest X-rays blind, then see where you stand on the model's ROC curve. A teaching exercise "
             "with public, de-identified films; it measures nothing clinical.")

@@ -46,8 +46,9 @@ def main(argv=None) -> int:
     from pneumo_core.config import IMAGE_SIZE
     from pneumo_core.explain import normalise_heatmap
     from pneumo_core.images import load_image
-    from pneumo_core.infer import Predictor, prepare
+    from pneumo_core.infer import Predictor
     from pneumo_core.model import split_model
+    from pneumo_core.preprocess import model_input
 
     pred = Predictor(args.model)
     model = pred.model
@@ -74,7 +75,7 @@ def main(argv=None) -> int:
     Image.fromarray(big).save(buf, format="JPEG", quality=92)
     large = buf.getvalue()
 
-    x = tf.constant(prepare(loaded)[None])
+    x = tf.constant(model_input(loaded)[None])
     x_np = x.numpy()
     # Keras' model.predict, for the record (slow: fewer runs)
     keras_predict = B.stats(B.timeit(lambda: model.predict(x_np, verbose=0), runs=max(10, args.runs // 5), warmup=3))
@@ -89,11 +90,11 @@ def main(argv=None) -> int:
             "predict + Grad-CAM": lambda: pred.predict(data, explain=True),
         }, runs=args.runs, warmup=args.warmup)
         lim = load_image(data)
-        xin = prepare(lim)[None]
+        xin = model_input(lim)[None]
         _, cam, pooled = pred.explain_arrays(xin)
         stages = B.interleaved({
             "decode (load_image)": lambda: load_image(data),
-            "prepare (checks + preprocessing)": lambda: prepare(lim),
+            "prepare (checks + preprocessing)": lambda: model_input(lim),
             "compiled explain (fwd+bwd+cam+pooled)": lambda: pred.explain_arrays(xin),
             "heatmap upsampling": lambda: normalise_heatmap(cam[0], lim.pixels.shape[:2]),
             "OOD distance": (lambda: pred.ood.distance(pooled)) if pred.ood is not None else (lambda: None),

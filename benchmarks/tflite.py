@@ -46,7 +46,9 @@ def main(argv=None) -> int:
     from pneumo_core.evaluate import metrics_at
     from pneumo_core.export import export_tflite
     from pneumo_core.images import load_path
-    from pneumo_core.infer import Predictor, prepare
+    from pneumo_core.infer import Predictor
+    from pneumo_core.predictors import open_predictor
+    from pneumo_core.preprocess import model_input
 
     keras_pred = Predictor(args.model)
     threshold = keras_pred.threshold
@@ -66,7 +68,7 @@ def main(argv=None) -> int:
                                                        else f"{keras_pred.name}.{q}.tflite"),
                              quantize=q, data=args.data, n_calib=args.calibration_images)
         exports[q] = {"path": folder / meta["file"], "bytes": meta["bytes"], "export_s": time.perf_counter() - t0}
-    preds = {"keras": keras_pred} | {q: Predictor(str(e["path"])) for q, e in exports.items()}
+    preds = {"keras": keras_pred} | {q: open_predictor(e["path"]) for q, e in exports.items()}
     for q in FORMATS:
         assert preds[q].threshold == threshold, (q, preds[q].threshold, threshold)
 
@@ -74,7 +76,7 @@ def main(argv=None) -> int:
     df = D.list_images(D.resolve_split_dir(args.data or data_dir(), "test"))
     film = df.path.iloc[len(df) // 2]
     data = open(film, "rb").read()
-    x = prepare(load_path(film))[None]
+    x = model_input(load_path(film))[None]
     fns = {}
     for k, p in preds.items():
         fns[(k, "label")] = (lambda p=p: p.predict_arrays(x))

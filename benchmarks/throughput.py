@@ -43,7 +43,8 @@ def main(argv=None) -> int:
 
     from pneumo_core.config import IMAGE_SIZE
     from pneumo_core.images import load_path
-    from pneumo_core.infer import Predictor, prepare
+    from pneumo_core.infer import Predictor
+    from pneumo_core.preprocess import model_input
 
     files = B.test_files(args.data)
     n = len(files)
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
     def bare_forward(x):
         return model(x, training=False)
 
-    xs = np.stack([prepare(load_path(f)) for f in files])
+    xs = np.stack([model_input(load_path(f)) for f in files])
     batches = [tf.constant(xs[i : i + args.batch_size]) for i in range(0, n, args.batch_size)]
     del xs
 

@@ -13,6 +13,8 @@ import os
 import shlex
 import sys
 
+from .config import DISCLAIMER_PLAIN
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer of TensorFlow's C++ log lines on stderr
 
 
@@ -92,7 +94,8 @@ def _cmd_train(args) -> int:
 
 def _cmd_combine(args) -> int:
     """``soup`` (average weights) and ``ensemble`` (average logits) of several runs."""
-    from .train import TrainConfig, ensemble, soup
+    from .combine import ensemble, soup
+    from .train import TrainConfig
 
     cfg = TrainConfig(variant=args.variant, data=args.data, out=args.out, split_seed=args.split_seed, limit=args.limit)
     if args.command == "soup":
@@ -124,9 +127,9 @@ def _expand_inputs(items) -> list[str]:
 
 
 def _load_predictor(args):
-    from .infer import Predictor
+    from .predictors import open_predictor
 
-    predictor = Predictor(args.model, threshold=args.threshold)
+    predictor = open_predictor(args.model, threshold=args.threshold)
     if predictor.threshold_source == "default":
         print(f"warning: threshold {_threshold_source(predictor)}", file=sys.stderr)
     return predictor
@@ -148,7 +151,7 @@ def _cmd_predict(args) -> int:
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2, allow_nan=False))
     else:
-        print(f"model {predictor.name}, threshold {predictor.threshold:.3f} (research and teaching use only)")
+        print(f"model {predictor.name}, threshold {predictor.threshold:.3f} ({DISCLAIMER_PLAIN.rstrip('.')})")
         for r in results:
             if r.error:
                 print(f"{r.file}\tERROR\t{r.error}")
@@ -162,7 +165,7 @@ def _cmd_evaluate(args) -> int:
 
     import pandas as pd
 
-    from . import data as D
+    from . import data as dataset
     from .evaluate import full_report, write_report
     from .images import READABLE_SUFFIXES
 
@@ -174,8 +177,8 @@ def _cmd_evaluate(args) -> int:
         df = df.assign(file=[str(Path(p).relative_to(Path(args.data))) for p in df.path])
         split_dir = f"{args.protocol} test part (split seed {args.split_seed}) of {args.data}"
     else:
-        split_dir = D.resolve_split_dir(args.data, "test")
-        df = D.list_images(split_dir, suffixes=READABLE_SUFFIXES)
+        split_dir = dataset.resolve_split_dir(args.data, "test")
+        df = dataset.list_images(split_dir, suffixes=READABLE_SUFFIXES)
     predictor = _load_predictor(args)
     results = predictor.predict_files(df.path, batch_size=args.batch_size, reject_ood=False)
     failed = [r for r in results if r.error]
@@ -224,7 +227,8 @@ def _cmd_calibrate_ood(args) -> int:
 
 
 def _cmd_rethreshold(args) -> int:
-    from .model import reports_dir, resolve_model_path
+    from .artifacts import reports_dir
+    from .model import resolve_model_path
     from .train import update_threshold
 
     path = resolve_model_path(args.model)
@@ -238,6 +242,7 @@ def _cmd_rethreshold(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m pneumo_core`` argument parser with every subcommand."""
     from .config import SHIPPED_VARIANTS
     from .protocols import PROTOCOLS
 
@@ -421,6 +426,7 @@ def _cmd_quiz(args) -> int:
 
 
 def main(argv=None) -> int:
+    """Run the CLI on ``argv``; returns the exit status (2 and one line on stderr for the user's errors)."""
     args = build_parser().parse_args(argv)
     from .model import ModelLoadError
 

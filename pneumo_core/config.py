@@ -1,4 +1,5 @@
-"""Where things live: data, backbone weights, shipped models.
+"""Where things live (data, backbone weights, shipped models) and the few rules every part shares:
+the label at a threshold and the research-use disclaimer.
 
 Every path can be overridden by an environment variable so the CLI, the dashboard and
 the tests agree without passing paths around.
@@ -22,6 +23,18 @@ DEFAULT_VARIANT = "finetuned"
 #: The research-use disclaimer, once: a short Markdown form for banners and a detail sentence.
 DISCLAIMER = "**Research and teaching tool, not a diagnostic device.**"
 DISCLAIMER_DETAIL = "Its outputs are not validated for clinical use and must not guide the care of any patient."
+#: The short form without Markdown, for pictures and plain-text outputs.
+DISCLAIMER_PLAIN = DISCLAIMER.replace("**", "")
+
+
+def label_at(p: float, threshold: float) -> str:
+    """The label of score ``p`` at ``threshold``: PNEUMONIA when ``p >= threshold``, else NORMAL."""
+    return CLASS_NAMES[int(float(p) >= float(threshold))]
+
+
+def model_path(variant: str, models_dir: str | Path | None = None) -> Path:
+    """The file of model ``variant`` in ``models_dir`` (default :data:`MODELS_DIR`): ``<dir>/<variant>.keras``."""
+    return Path(models_dir if models_dir is not None else MODELS_DIR) / f"{variant}.keras"
 
 
 def data_dir() -> Path:

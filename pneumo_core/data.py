@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .config import CLASS_NAMES, IMAGE_SIZE
+from .preprocess import tf_model_input
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp"}  # what the tf.data training pipeline decodes
 # File-name prefixes that identify a patient in the Kermany set. NORMAL2-IM-0123 and
@@ -77,28 +78,6 @@ def class_weights(labels) -> dict[int, float]:
 
 
 # ---------------------------------------------------------------- tf.data pipeline
-def to_model_input(image):
-    """RGB image (any size, uint8 or float 0..255, 1 or 3 channels) -> float32 224x224x3 in [-1, 1].
-
-    The one resize-and-scale step for training, evaluation and inference. The decoders differ:
-    training reads files with TensorFlow's JPEG decoder, uploads and the CLI with Pillow, which
-    rounds a few pixels differently (at most about 3 grey levels, 0.024 in model units, on the
-    training films; mean 0.004). Images are resized without keeping the aspect ratio, as the
-    training copies were; antialiasing matters for large uploads (a 3000 px film shrunk 13x).
-    """
-    import tensorflow as tf
-
-    image = tf.convert_to_tensor(image)
-    image = tf.cast(image, tf.float32)
-    if image.shape.rank == 2:
-        image = image[..., None]
-    if image.shape[-1] == 1:
-        image = tf.image.grayscale_to_rgb(image)
-    image = tf.image.resize(image, (IMAGE_SIZE, IMAGE_SIZE), method="bilinear", antialias=True)
-    image = tf.clip_by_value(image, 0.0, 255.0)
-    return image / 127.5 - 1.0  # == keras.applications.mobilenet_v2.preprocess_input
-
-
 def decode_file(path):
     """Read and decode a JPEG/PNG/BMP file into uint8 RGB (graph mode, for tf.data)."""
     import tensorflow as tf
@@ -135,6 +114,7 @@ class Augment:
     JPEG_QUALITY = (30, 95)
 
     def layer(self, seed: int):
+        """The geometric augmentation (rotation, zoom, shift) as a seeded Keras layer for batches."""
         import keras
 
         return keras.Sequential(
@@ -221,9 +201,9 @@ def make_dataset(
         ds = ds.map(lambda xy, r: (augment.photometric(xy[0], r), xy[1]), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(batch_size)
         ds = ds.map(lambda x, y: (geo(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.map(lambda x, y: (to_model_input(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (tf_model_input(x), y), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.map(lambda x, y: (to_model_input(x), y), num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (tf_model_input(x), y), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(batch_size)
     if not with_labels:
         ds = ds.map(lambda x, y: x)

@@ -22,6 +22,7 @@ import zlib
 
 import numpy as np
 
+from .errors import first_line
 from .imagecore import ImageError, LoadedImage, check_size, deblock, jpeg_quality, to_uint8
 from .windowing import VOI_FUNCTIONS, apply_window, keep_raw
 
@@ -149,7 +150,7 @@ def _plugin_reason(exc: Exception) -> str:
     """The decoder's own reason, one short line: pydicom lists one line per plugin; libjpeg/openjpeg first."""
     text = str(exc)
     reasons = dict(re.findall(r"^\s+([\w-]+): (.+)$", text, flags=re.M))
-    reason = reasons.get("pylibjpeg") or next(iter(reasons.values()), "") or text.strip().split("\n")[0]
+    reason = reasons.get("pylibjpeg") or next(iter(reasons.values()), "") or first_line(exc, 1000)
     reason = reason.encode("ascii", "replace").decode("ascii").strip().rstrip(".:")
     return reason[:140] or type(exc).__name__
 

@@ -78,6 +78,7 @@ def _roc_every_threshold(y_true, p):
 
 
 def youden_threshold(y_true, p) -> float:
+    """The threshold that maximises Youden's J (sensitivity + specificity - 1), at most 1."""
     fpr, tpr, thr = _roc_every_threshold(y_true, p)
     j = tpr - fpr
     best = int(np.argmax(j))
@@ -120,6 +121,7 @@ def operating_points(y_true, p) -> dict:
 
 
 def roc_points(y_true, p) -> pd.DataFrame:
+    """The ROC curve as a table: ``fpr``, ``tpr`` and ``threshold`` (capped at 1)."""
     fpr, tpr, thr = skm.roc_curve(y_true, p)
     return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(thr, 1.0)})
 

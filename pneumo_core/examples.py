@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import CLASS_NAMES, MODELS_DIR, PROJECT_DIR, SHIPPED_VARIANTS
+from .artifacts import read_csv, reports_dir
+from .config import CLASS_NAMES, MODELS_DIR, PROJECT_DIR, SHIPPED_VARIANTS, model_path
 from .data import IMAGE_SUFFIXES, list_images, resolve_split_dir
-from .model import reports_dir
-from .reports import load_report, read_csv
+from .reports import load_report
 
 BUNDLED = "bundled"  # the source name of the teaching set in assets/examples/
 BUNDLED_DIR = PROJECT_DIR / "assets" / "examples"
@@ -54,7 +54,7 @@ def saved_scores(models_dir: str | Path = MODELS_DIR) -> pd.DataFrame:
     column per variant (NaN where a model's report is missing or does not list the film)."""
     columns = {}
     for variant in SHIPPED_VARIANTS:
-        table = read_csv(reports_dir(Path(models_dir) / f"{variant}.keras") / "test_predictions.csv")
+        table = read_csv(reports_dir(model_path(variant, models_dir)) / "test_predictions.csv")
         if table is not None and {"file", "p_pneumonia"} <= set(table.columns):
             columns[score_column(variant)] = table.drop_duplicates("file").set_index("file")["p_pneumonia"]
     scores = pd.DataFrame(columns)

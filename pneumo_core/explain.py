@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .imagecore import grey_to_rgb
 from .model import split_model
 
 
@@ -101,8 +102,7 @@ def overlay(image_rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
 
     if colormap is None:
         colormap = cv2.COLORMAP_VIRIDIS
-    if image_rgb.ndim == 2:
-        image_rgb = np.repeat(image_rgb[..., None], 3, axis=2)
+    image_rgb = grey_to_rgb(image_rgb)
     if heatmap.shape[:2] != image_rgb.shape[:2]:
         heatmap = cv2.resize(heatmap, (image_rgb.shape[1], image_rgb.shape[0]), interpolation=cv2.INTER_CUBIC)
     colour = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), colormap)

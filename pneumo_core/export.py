@@ -2,7 +2,7 @@
 
 The exported graph is the compiled explain function of :mod:`explain` with its variables
 frozen to constants: input ``image`` (B, 224, 224, 3) float32 in [-1, 1] (the output of
-``infer.prepare``), outputs ``p_pneumonia`` (B,), the raw 7x7 Grad-CAM map (B, 7, 7) and the
+``preprocess.model_input``), outputs ``p_pneumonia`` (B,), the raw 7x7 Grad-CAM map (B, 7, 7) and the
 pooled ``out_relu`` features (B, 1280 per member) that the out-of-distribution check needs. The backward
 pass from the logit to ``out_relu`` is a handful of linear ops (the head is pooling, batch
 norm and one dense layer), so it converts to TFLite builtins and Grad-CAM survives export.
@@ -12,9 +12,16 @@ norm and one dense layer), so it converts to TFLite builtins and Grad-CAM surviv
 * ``int8``: weights and activations int8, calibrated on ``n_calib`` training films
   (``representative_dataset``); input and outputs stay float32, so the same preprocessing applies.
 
-A sidecar ``<file>.json`` records the source model and its SHA-256, the quantisation and the
-calibration images, so :class:`tflite.TFLitePredictor` can find the source model's decision
-threshold and OOD detector (``reports/<source stem>/``).
+An export is a self-contained set of up to three files that can be moved together:
+
+* ``<name>.tflite``: the graph;
+* ``<name>.tflite.json`` (the sidecar): the source model and its SHA-256, the file's own SHA-256,
+  the quantisation, the calibration images, and the source's validation-chosen decision threshold;
+* ``<name>.ood.npz``: a copy of the source's out-of-distribution detector
+  (``reports/<source stem>/ood.npz``), its SHA-256 in the sidecar, when the source has one.
+
+:class:`tflite.TFLitePredictor` reads the threshold and the detector from beside the ``.tflite``
+file (checking the detector's digest), so a moved set keeps both.
 
 Keras 3 models are not frozen by ``TFLiteConverter.from_concrete_functions(..., model)`` in
 TF 2.21: the variables stay resource variables (VAR_HANDLE ops), the file is 190 KB and every
@@ -25,9 +32,19 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
+
+from . import data as dataset
+from .artifacts import read_json, reports_dir, sha256_file, sidecar
+from .config import MODELS_DIR, data_dir
+from .explain import make_explain_fn
+from .images import load_path
+from .model import ModelLoadError, load_model, resolve_model_path, split_model, verify_against_manifest
+from .ood import MahalanobisOOD
+from .preprocess import model_input
 
 QUANTIZE = ("none", "float16", "int8")
 DEFAULT_CALIBRATION_IMAGES = 300
@@ -37,9 +54,6 @@ def _frozen_function(model):
     """The explain function of ``model`` as a concrete function with constants for weights."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from .explain import make_explain_fn
-    from .model import split_model
-
     backbone, head = split_model(model)
     return convert_variables_to_constants_v2(make_explain_fn(backbone, head).get_concrete_function())
 
@@ -47,10 +61,7 @@ def _frozen_function(model):
 def calibration_paths(data=None, n: int = DEFAULT_CALIBRATION_IMAGES, seed: int = 42) -> list[str]:
     """``n`` training films (``DIR/train`` or the train folder itself), a seeded sample stratified
     by class, for int8 calibration. The test split is never used."""
-    from . import data as D
-    from .config import data_dir
-
-    df = D.list_images(D.resolve_split_dir(data if data is not None else data_dir(), "train"))
+    df = dataset.list_images(dataset.resolve_split_dir(data if data is not None else data_dir(), "train"))
     rng = np.random.default_rng(seed)
     picked = []
     for _, g in df.groupby("label"):
@@ -60,12 +71,9 @@ def calibration_paths(data=None, n: int = DEFAULT_CALIBRATION_IMAGES, seed: int 
 
 
 def _representative_dataset(paths):
-    from .images import load_path
-    from .infer import prepare
-
     def gen():
         for p in paths:
-            yield [prepare(load_path(p))[None]]
+            yield [model_input(load_path(p))[None]]
 
     return gen
 
@@ -90,8 +98,7 @@ def convert(model, quantize: str = "none", calibration: list[str] | None = None)
 
 
 def default_out(source: Path | None, name: str, quantize: str) -> Path:
-    from .config import MODELS_DIR
-
+    """Where an export goes by default: ``<source's folder or models/>/<name>[.<quantize>].tflite``."""
     folder = source.parent if source is not None else MODELS_DIR
     return folder / (f"{name}.tflite" if quantize == "none" else f"{name}.{quantize}.tflite")
 
@@ -101,8 +108,6 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
     """Export ``model`` (``finetuned``/``frozen``/a ``.keras`` path, or a Keras model) to ``out``
     (default ``models/<name>[.<quantize>].tflite``); returns the metadata written beside it."""
     import tensorflow as tf
-
-    from .model import load_model, reports_dir, resolve_model_path, sha256_file
 
     if quantize not in QUANTIZE:
         raise ValueError(f"unknown quantization {quantize!r}; expected one of {QUANTIZE}")
@@ -118,11 +123,7 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(blob)
 
-    threshold = None
-    if source is not None:
-        training = reports_dir(source) / "training.json"
-        if training.exists():
-            threshold = json.loads(training.read_text()).get("threshold")
+    threshold = read_json(reports_dir(source) / "training.json").get("threshold") if source is not None else None
     meta = {
         "format": "tflite",
         "file": out.name,
@@ -134,6 +135,7 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
         "source_name": name,
         "source_sha256": source_sha,
         "threshold": threshold,
+        "ood_detector": _copy_detector(source, out, verify),
         "inputs": {"image": "float32 (B, 224, 224, 3) in [-1, 1]"},
         "outputs": {"p_pneumonia": "(B,)", "cam": "(B, 7, 7) raw Grad-CAM", "pooled": "(B, 1280 per member)"},
         "calibration": ({"images": len(calibration), "folder": str(Path(calibration[0]).parent.parent),
@@ -145,7 +147,29 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
     return meta
 
 
-def sidecar(path: str | Path) -> Path:
-    """The metadata file written beside an exported model: ``<file>.json``."""
-    path = Path(path)
-    return path.with_name(path.name + ".json")
+def detector_path(tflite_path: str | Path) -> Path:
+    """The OOD detector exported beside ``<name>.tflite``: ``<name>.ood.npz``."""
+    tflite_path = Path(tflite_path)
+    stem = tflite_path.name[: -len(".tflite")] if tflite_path.name.endswith(".tflite") else tflite_path.stem
+    return tflite_path.with_name(f"{stem}.ood.npz")
+
+
+def _copy_detector(source: Path | None, out: Path, verify: bool) -> dict | None:
+    """Copy the source model's OOD detector beside the export; its record for the sidecar, or None
+    when the source has none (a stale copy from an earlier export is removed, so it cannot be read)."""
+    target = detector_path(out)
+    found = reports_dir(source) / "ood.npz" if source is not None else None
+    if found is None or not found.is_file():
+        target.unlink(missing_ok=True)
+        return None
+    if verify:  # the manifest of the models folder that holds reports/<name>/
+        verify_against_manifest(found, models_dir=found.parent.parent.parent,
+                                remedy="Restore it or recalibrate (python -m pneumo_core calibrate-ood).")
+    try:
+        detector = MahalanobisOOD.load(found)
+    except Exception as exc:  # np.load raises many types for a damaged file
+        raise ModelLoadError(f"the OOD detector {found} cannot be read ({type(exc).__name__}); "
+                             "recalibrate it (python -m pneumo_core calibrate-ood)") from None
+    shutil.copyfile(found, target)
+    return {"file": target.name, "sha256": sha256_file(target), "threshold": detector.threshold,
+            "target_frr": detector.target_frr}

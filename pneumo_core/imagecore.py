@@ -47,12 +47,22 @@ class LoadedImage:
 
     def rgb(self) -> np.ndarray:
         """The display pixels as HxWx3 uint8 RGB."""
-        px = self.pixels
-        if px.ndim == 2 and px.dtype == np.uint8:  # same array as np.repeat(px[..., None], 3, 2), ~30x faster
-            import cv2
+        return grey_to_rgb(self.pixels)
 
-            return cv2.cvtColor(np.ascontiguousarray(px), cv2.COLOR_GRAY2RGB)
-        return np.repeat(px[..., None], 3, axis=2) if px.ndim == 2 else px
+
+def grey_to_rgb(px: np.ndarray) -> np.ndarray:
+    """A greyscale image (HxW or HxWx1) as HxWx3 with the grey value in every channel, same dtype;
+    an image that already has several channels is returned as it is."""
+    px = np.asarray(px)
+    if px.ndim == 3 and px.shape[2] == 1:
+        px = px[..., 0]
+    if px.ndim != 2:
+        return px
+    if px.dtype in (np.uint8, np.float32):  # same array as np.repeat(px[..., None], 3, 2), ~30x faster
+        import cv2
+
+        return cv2.cvtColor(np.ascontiguousarray(px), cv2.COLOR_GRAY2RGB)
+    return np.repeat(px[..., None], 3, axis=2)
 
 
 def check_size(width: int, height: int) -> None:

@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 
 from .dicom import is_dicom, load_dicom
+from .errors import first_line
 from .imagecore import (
     DEBLOCK,
     MAX_PIXELS,
@@ -114,7 +115,7 @@ def _load_raster(data: bytes) -> LoadedImage:
             warnings.simplefilter("ignore")
             img.load()
     except Exception as exc:
-        detail = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else type(exc).__name__
+        detail = first_line(exc, 80)
         raise ImageError(f"{fmt} file is truncated or corrupt ({detail})") from None
     notes = []
     quality = jpeg_quality(img) if fmt in ("JPEG", "MPO") else None

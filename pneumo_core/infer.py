@@ -15,25 +15,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import CLASS_NAMES, IMAGE_SIZE
+from .artifacts import reports_dir, sha256_file
+from .config import IMAGE_SIZE, label_at
+from .explain import make_explain_fn, normalise_heatmap
 from .images import ImageError, LoadedImage, load_image, load_path
-from .model import (
-    BASE_NAME,
-    ModelLoadError,
-    load_model,
-    reports_dir,
-    resolve_model_path,
-    sha256_file,
-    split_model,
-    verify_against_manifest,
-)
+from .model import BASE_NAME, ModelLoadError, load_model, resolve_model_path, split_model, verify_against_manifest
 from .ood import OOD_REASON, MahalanobisOOD
-
-MIN_CONTRAST = 2.0  # grey-level standard deviation below which an image is treated as blank
+from .preprocess import model_input
 
 
 @dataclass
 class Prediction:
+    """The result for one image: label and score, or the reason there is none (``error``)."""
+
     file: str
     label: str | None = None
     p_pneumonia: float | None = None
@@ -47,6 +41,7 @@ class Prediction:
     heatmap: np.ndarray | None = field(default=None, repr=False)  # [0, 1], image size
 
     def to_json(self) -> dict:
+        """The fields of the CLI's JSON output (a stable contract), without the image arrays."""
         return {
             "file": self.file, "label": self.label, "p_pneumonia": self.p_pneumonia, "threshold": self.threshold,
             "is_chest_xray": self.is_chest_xray, "ood_distance": self.ood_distance, "model": self.model,
@@ -54,37 +49,20 @@ class Prediction:
         }
 
 
-def prepare(loaded: LoadedImage) -> np.ndarray:
-    """Decoded image -> model input (224x224x3 float32 in [-1, 1]); refuses blank images.
-    Same values as ``data.to_model_input(loaded.rgb())``, without eager-TF overhead (see preprocess)."""
-    from .preprocess import model_input, pixel_std
-
-    px = loaded.pixels
-    if pixel_std(px) < MIN_CONTRAST:
-        raise ImageError("image is blank or nearly uniform; no chest film can be seen in it")
-    return model_input(px)
-
-
 class Predictor:
-    """A loaded classifier with its decision threshold and out-of-distribution detector.
-    A ``.tflite`` path gives a :class:`tflite.TFLitePredictor` (same surface)."""
-
-    def __new__(cls, model=None, *args, **kwargs):
-        if cls is Predictor and model is not None and str(model).lower().endswith(".tflite"):
-            from .tflite import TFLitePredictor
-
-            cls = TFLitePredictor
-        return super().__new__(cls)
+    """A loaded Keras classifier with its decision threshold and out-of-distribution detector.
+    For a file of either kind (``.keras`` or ``.tflite``) use :func:`predictors.open_predictor`."""
 
     def __init__(self, model: str | Path | None = None, threshold: float | None = None, verify: bool = True,
                  keras_model=None, ood: MahalanobisOOD | None = None, warm_up: bool = True):
         import tensorflow as tf
 
-        from .explain import make_explain_fn
-
         self._verify = verify
         if keras_model is None:
             self.path = resolve_model_path(model)
+            if self.path.suffix.lower() == ".tflite":
+                raise ModelLoadError(f"{self.path.name} is a TFLite file: open it with "
+                                     "predictors.open_predictor (or tflite.TFLitePredictor)")
             if not self.path.is_file():
                 raise ModelLoadError(f"model file not found: {self.path}")
             self.sha256 = sha256_file(self.path)  # hashed once: checked against the manifest and shown in the UI
@@ -117,6 +95,7 @@ class Predictor:
     # ------------------------------------------------------------ metadata
     @property
     def report_dir(self) -> Path | None:
+        """The model's reports folder (``reports/<name>/`` beside it), or None for an in-memory model."""
         return reports_dir(self.path) if self.path else None
 
     def _set_threshold(self, threshold: float | None, exported: float | None = None) -> None:
@@ -154,6 +133,7 @@ class Predictor:
 
     @property
     def operating_points(self) -> dict:
+        """Validation-chosen thresholds by name (from ``training.json``); {} when none."""
         return self.info.get("operating_points", {})
 
     # ------------------------------------------------------------ batch arrays
@@ -168,7 +148,8 @@ class Predictor:
         return p.numpy(), cam.numpy(), pooled.numpy()
 
     def label_for(self, p: float) -> str:
-        return CLASS_NAMES[int(p >= self.threshold)]
+        """The label of score ``p`` at this predictor's threshold (:func:`config.label_at`)."""
+        return label_at(p, self.threshold)
 
     def _finish(self, pred: Prediction, p: float, pooled: np.ndarray, reject_ood: bool = True,
                 dist: float | None = None) -> Prediction:
@@ -196,7 +177,7 @@ class Predictor:
                 loaded = load_image(bytes(source), label)
             else:
                 loaded = load_path(source)
-            x = prepare(loaded)[None]
+            x = model_input(loaded)[None]
         except ImageError as exc:
             pred.error = str(exc)
             return pred
@@ -204,8 +185,6 @@ class Predictor:
         if keep_image or explain:
             pred.image = loaded.rgb()
         if explain:
-            from .explain import normalise_heatmap
-
             p, cam, pooled = self.explain_arrays(x)
             pred.heatmap = normalise_heatmap(cam[0], loaded.pixels.shape[:2])
         else:
@@ -222,7 +201,7 @@ class Predictor:
 
         def load(i):
             try:
-                return i, prepare(load_path(paths[i])), None
+                return i, model_input(load_path(paths[i])), None
             except ImageError as exc:
                 return i, None, str(exc)
             except Exception as exc:  # a file must never stop the batch

@@ -11,13 +11,13 @@ The logit is a layer of its own so Grad-CAM can differentiate the pre-sigmoid sc
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
-from .config import IMAGE_SIZE, MODELS_DIR, SHIPPED_VARIANTS
+from .artifacts import sha256_file
+from .config import DEFAULT_VARIANT, IMAGE_SIZE, MODELS_DIR, SHIPPED_VARIANTS, model_path
+from .errors import first_line
 
-VARIANTS = SHIPPED_VARIANTS  # the model builder makes exactly the variants the product ships
 BASE_NAME = "mobilenetv2_base"
 FINE_TUNE_LAYERS = 30
 MANIFEST = "MANIFEST.json"
@@ -72,8 +72,8 @@ def build_model(variant: str, weights: str | None = "imagenet", dropout: float =
     """The full classifier for ``variant`` (``frozen`` or ``finetuned``)."""
     import keras
 
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+    if variant not in SHIPPED_VARIANTS:  # the builder makes exactly the variants the product ships
+        raise ValueError(f"unknown variant {variant!r}; expected one of {SHIPPED_VARIANTS}")
     base = base if base is not None else build_backbone(weights)
     set_trainable(base, variant)
     head = build_head(variant, base.output_shape[-1], dropout)
@@ -244,28 +244,11 @@ def split_model(model):
 
 
 # ---------------------------------------------------------------- shipped models
-def sha256_file(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def reports_dir(model_path: str | Path) -> Path:
-    """Where a model's reports live (threshold, validation scores, OOD detector, test metrics):
-    ``<its folder>/reports/<its name>/``, e.g. ``models/reports/finetuned/``."""
-    model_path = Path(model_path)
-    return model_path.parent / "reports" / model_path.stem
-
-
 def resolve_model_path(model: str | Path | None) -> Path:
     """``None`` / ``"finetuned"`` / ``"frozen"`` -> the shipped file; anything else is a path."""
-    from .config import DEFAULT_VARIANT
-
     name = str(model) if model is not None else DEFAULT_VARIANT
     if name in SHIPPED_VARIANTS:
-        return MODELS_DIR / f"{name}.keras"
+        return model_path(name)
     return Path(name)
 
 
@@ -340,4 +323,4 @@ def load_model(model: str | Path | None = None, verify: bool = True, sha256: str
     try:
         return keras.models.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # keras raises many types for a bad archive
-        raise ModelLoadError(f"could not load model {path.name}: {str(exc).splitlines()[0][:200]}") from exc
+        raise ModelLoadError(f"could not load model {path.name}: {first_line(exc)}") from exc

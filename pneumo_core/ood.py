@@ -56,6 +56,8 @@ def _one_blas_thread():
 
 @dataclass
 class MahalanobisOOD:
+    """A fitted detector: feature mean, precision matrix, the rejection threshold and its target rate."""
+
     mean: np.ndarray
     precision: np.ndarray
     threshold: float
@@ -63,6 +65,7 @@ class MahalanobisOOD:
 
     @classmethod
     def fit(cls, train_features: np.ndarray, val_features: np.ndarray, target_frr: float = 0.01) -> "MahalanobisOOD":
+        """Fit on training features; the threshold accepts ``1 - target_frr`` of the validation features."""
         from sklearn.covariance import LedoitWolf
 
         lw = LedoitWolf().fit(train_features.astype(np.float64))
@@ -71,6 +74,7 @@ class MahalanobisOOD:
         return det
 
     def distance(self, features: np.ndarray) -> np.ndarray:
+        """Mahalanobis distance of each row of ``features`` (pooled, one row an image)."""
         # An ensemble's pooled features are its members' side by side; the detector was fitted
         # on the first member's (the first len(mean) columns), so only those are compared.
         features = np.atleast_2d(np.asarray(features, np.float32))[:, : self.mean.shape[0]]
@@ -83,11 +87,13 @@ class MahalanobisOOD:
         return np.sqrt(np.maximum(np.einsum("ij,ij->i", dp, d), 0.0))
 
     def save(self, path: str | Path) -> None:
+        """Write the detector as a compressed ``.npz`` (arrays only, no pickle)."""
         np.savez_compressed(path, mean=self.mean, precision=self.precision.astype(np.float32),
                             threshold=self.threshold, target_frr=self.target_frr)
 
     @classmethod
     def load(cls, path: str | Path) -> "MahalanobisOOD":
+        """Read a detector written by :meth:`save` (``allow_pickle=False``)."""
         z = np.load(path, allow_pickle=False)
         return cls(z["mean"], z["precision"], float(z["threshold"]), float(z["target_frr"]))
 

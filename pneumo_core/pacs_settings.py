@@ -39,6 +39,7 @@ class PacsSettings:
 
     @property
     def auth_kind(self) -> str:
+        """How the PACS is authenticated, in words (never the secret)."""
         return "bearer token" if self.token else "basic (user and password)" if self.user else "none"
 
     @property

@@ -1,8 +1,12 @@
-"""Fast single-image preprocessing for inference: the same numbers as :func:`data.to_model_input`,
-without its eager-TensorFlow overhead.
+"""The model's input transform, in one place: resize to 224x224, scale to [-1, 1], grey to RGB.
 
-``data.to_model_input`` (a chain of eager TF ops) stays the reference and the tf.data path.
-This module is the per-image hot path of :mod:`infer`:
+* :func:`model_input` is the single-image transform every caller uses (inference, export
+  calibration, tests): a decoded image in, the model input out, blank images refused.
+* :func:`tf_model_input` is the same transform as TensorFlow ops, for the tf.data training and
+  evaluation pipelines (batches inside a graph) and as the reference ``model_input`` is tested
+  against.
+
+``model_input`` gives the same numbers as ``tf_model_input`` without its eager-TensorFlow overhead:
 
 * a 224x224 image (the size of every film in the training and test splits) is not resized:
   TF's antialiased resize at scale 1 is the identity, so ``x / 127.5 - 1`` in float32
@@ -22,8 +26,33 @@ from __future__ import annotations
 import numpy as np
 
 from .config import IMAGE_SIZE
+from .imagecore import ImageError, LoadedImage, grey_to_rgb
 
+MIN_CONTRAST = 2.0  # grey-level standard deviation below which an image is treated as blank
 _resize_fn = None
+
+
+def tf_model_input(image):
+    """RGB image or batch (any size, uint8 or float 0..255, 1 or 3 channels) -> float32 224x224x3 in [-1, 1],
+    as TensorFlow ops.
+
+    The one resize-and-scale step for training, evaluation and inference. The decoders differ:
+    training reads files with TensorFlow's JPEG decoder, uploads and the CLI with Pillow, which
+    rounds a few pixels differently (at most about 3 grey levels, 0.024 in model units, on the
+    training films; mean 0.004). Images are resized without keeping the aspect ratio, as the
+    training copies were; antialiasing matters for large uploads (a 3000 px film shrunk 13x).
+    """
+    import tensorflow as tf
+
+    image = tf.convert_to_tensor(image)
+    image = tf.cast(image, tf.float32)
+    if image.shape.rank == 2:
+        image = image[..., None]
+    if image.shape[-1] == 1:
+        image = tf.image.grayscale_to_rgb(image)
+    image = tf.image.resize(image, (IMAGE_SIZE, IMAGE_SIZE), method="bilinear", antialias=True)
+    image = tf.clip_by_value(image, 0.0, 255.0)
+    return image / 127.5 - 1.0  # == keras.applications.mobilenet_v2.preprocess_input
 
 
 def pixel_std(px: np.ndarray) -> float:
@@ -59,14 +88,15 @@ def _resizer():
     return _resize_fn
 
 
-def model_input(px: np.ndarray) -> np.ndarray:
-    """uint8 image (H, W), (H, W, 1) or (H, W, 3) -> float32 (224, 224, 3) in [-1, 1],
-    equal to ``data.to_model_input(px).numpy()``. Other dtypes go through the reference."""
-    px = np.asarray(px)
+def model_input(image: LoadedImage | np.ndarray) -> np.ndarray:
+    """A decoded image (:class:`LoadedImage`, or its pixels: uint8 (H, W), (H, W, 1) or (H, W, 3))
+    -> float32 (224, 224, 3) in [-1, 1], equal to ``tf_model_input(rgb).numpy()``; other dtypes go
+    through that reference. Raises :class:`ImageError` for a blank or nearly uniform image."""
+    px = np.asarray(image.pixels if isinstance(image, LoadedImage) else image)
+    if pixel_std(px) < MIN_CONTRAST:
+        raise ImageError("image is blank or nearly uniform; no chest film can be seen in it")
     if px.dtype != np.uint8 or px.ndim not in (2, 3) or (px.ndim == 3 and px.shape[2] not in (1, 3)):
-        from .data import to_model_input
-
-        return to_model_input(px).numpy()
+        return tf_model_input(px).numpy()
     grey = px.ndim == 2 or px.shape[2] == 1
     if px.ndim == 2:
         px = px[..., None]
@@ -80,8 +110,4 @@ def model_input(px: np.ndarray) -> np.ndarray:
     # arithmetic (glibc returns freed blocks of that size to the OS, so each new one page-faults).
     x /= np.float32(127.5)
     x -= np.float32(1.0)
-    if grey:  # == np.repeat(x, 3, axis=2)
-        import cv2
-
-        x = cv2.cvtColor(x[..., 0], cv2.COLOR_GRAY2RGB)
-    return x
+    return grey_to_rgb(x) if grey else x

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .artifacts import read_csv, read_json
 from .config import MODELS_DIR
 from .protocols import DESCRIPTIONS, PROTOCOLS
-from .reports import read_csv, read_json
 
 PROTOCOLS_DIR = MODELS_DIR / "experiments" / "protocols"
 SHIPPED_REPORTS_DIR = MODELS_DIR / "reports"
@@ -79,13 +79,16 @@ class ProtocolRun:
 
     @property
     def available(self) -> bool:
+        """True when the run has test metrics at its threshold."""
         return bool(self.metrics.get("at_threshold"))
 
     def block(self, which: str = "at_threshold") -> dict:
+        """One block of ``metrics.json`` (default: the metrics at the threshold); {} when absent."""
         return self.metrics.get(which, {})
 
     @property
     def split(self) -> dict:
+        """The run's protocol record from ``training.json`` (counts, leaks); {} when absent."""
         return self.training.get("protocol", {})
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import data as D
+from . import data as dataset
 
 PROTOCOLS = ("official", "patient-resplit", "image-resplit")
 OFFICIAL_VAL_FRACTION = 0.15  # of train/
@@ -50,6 +50,7 @@ class ProtocolSplit:
     notes: list = field(default_factory=list)
 
     def parts(self) -> dict[str, pd.DataFrame]:
+        """The three parts by name: train, validation, test."""
         return {"train": self.train, "validation": self.val, "test": self.test}
 
     def summary(self) -> dict:
@@ -83,7 +84,7 @@ def leakage(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> dict:
 def _pool(root: Path) -> pd.DataFrame:
     parts = []
     for origin in ("train", "test"):
-        df = D.list_images(root / origin)
+        df = dataset.list_images(root / origin)
         parts.append(df.assign(origin=origin, patient=origin + "/" + df.patient))
     return pd.concat(parts, ignore_index=True)
 
@@ -123,11 +124,12 @@ def split(root: str | Path, protocol: str = "official", seed: int = 42, limit: i
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     root = Path(root)
     if protocol == "official":
-        pool = _limited(D.list_images(D.resolve_split_dir(root, "train")).assign(origin="train"), limit, seed)
-        train, val = D.patient_split(pool.drop(columns="origin"), val_fraction, seed)
+        films = dataset.list_images(dataset.resolve_split_dir(root, "train"))
+        pool = _limited(films.assign(origin="train"), limit, seed)
+        train, val = dataset.patient_split(pool.drop(columns="origin"), val_fraction, seed)
         train, val = train.assign(origin="train"), val.assign(origin="train")
         test_dir = root / "test"
-        test = D.list_images(test_dir).assign(origin="test") if (test_dir / D.CLASS_NAMES[0]).is_dir() \
+        test = dataset.list_images(test_dir).assign(origin="test") if (test_dir / dataset.CLASS_NAMES[0]).is_dir() \
             else train.iloc[:0]
         return ProtocolSplit(protocol, seed, train, val, test)
     if not all((root / s).is_dir() for s in ("train", "test")):

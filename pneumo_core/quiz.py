@@ -110,6 +110,7 @@ class NewQuiz:
     time_limit_minutes: float | None
 
     def to_json(self) -> dict:
+        """The quiz's public fields for the CLI's JSON output."""
         return {"code": self.code, "teacher_key": self.teacher_key, "films": self.n_films, "source": self.source,
                 "seed": self.seed, "time_limit_minutes": self.time_limit_minutes}
 
@@ -129,6 +130,7 @@ class ReaderState:
 
     @property
     def time_up(self) -> bool:
+        """True when the quiz has a time limit and it has run out."""
         return self.seconds_left is not None and self.seconds_left <= 0
 
     @property
@@ -157,6 +159,8 @@ class ReaderFilm:
 
 @dataclass(frozen=True)
 class Answer:
+    """One stored answer of a reader to the film at ``position``."""
+
     position: int
     answer: str
     confidence: int

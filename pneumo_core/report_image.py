@@ -8,10 +8,13 @@ import datetime as _dt
 
 import numpy as np
 
+from .config import DISCLAIMER_PLAIN
+from .explain import colour_scale, overlay
+from .imagecore import grey_to_rgb
+
 PANEL = 480  # height of each image panel, px
 MARGIN = 24
 FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
-DISCLAIMER = "Research and teaching use only. Not a diagnostic device; not for clinical decisions."
 
 
 def _fit(img: np.ndarray, height: int) -> np.ndarray:
@@ -33,13 +36,8 @@ def study_report_png(image_rgb: np.ndarray, heatmap: np.ndarray | None, *, file_
     """Side-by-side original and overlay with a text block; returns PNG bytes."""
     import cv2
 
-    from .explain import colour_scale, overlay
-
     when = when or _dt.datetime.now().astimezone()
-    img = np.asarray(image_rgb)
-    if img.ndim == 2:
-        img = np.repeat(img[..., None], 3, axis=2)
-    img = img.astype(np.uint8)
+    img = grey_to_rgb(image_rgb).astype(np.uint8)
     left = _fit(img, PANEL)
     panels = [left]
     if heatmap is not None:
@@ -57,7 +55,7 @@ def study_report_png(image_rgb: np.ndarray, heatmap: np.ndarray | None, *, file_
         ("Heatmap (Grad-CAM): regions that raised the pneumonia score, not an outline of disease.", 0.55, 1),
     ]
     lines += [(f"Image note: {n}", 0.5, 1) for n in notes]
-    lines.append((DISCLAIMER, 0.55, 2))
+    lines.append((DISCLAIMER_PLAIN, 0.55, 2))
     lines = [ln for ln in lines if ln[0]]
     header = 56
     text_h = 30 * len(lines) + MARGIN
@@ -77,7 +75,7 @@ def study_report_png(image_rgb: np.ndarray, heatmap: np.ndarray | None, *, file_
                     cv2.LINE_AA)
     y = header + PANEL + 34 + 26
     for text, scale, thick in lines:
-        colour = (180, 40, 0) if text == DISCLAIMER else (20, 20, 20)
+        colour = (180, 40, 0) if text == DISCLAIMER_PLAIN else (20, 20, 20)
         cv2.putText(canvas, _ascii(text), (MARGIN, y), FONT, scale, colour, thick, cv2.LINE_AA)
         y += 30
     ok, buf = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))

@@ -6,16 +6,16 @@ missing is reported as such (``VariantReport.available`` / ``.missing``) instead
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .config import CLASS_NAMES, MODELS_DIR, SHIPPED_VARIANTS
+from .artifacts import read_csv, read_json, reports_dir
+from .config import CLASS_NAMES, MODELS_DIR, SHIPPED_VARIANTS, model_path
 from .evaluate import METRIC_NAMES, metrics_at
-from .model import FINE_TUNE_LAYERS, reports_dir
+from .model import FINE_TUNE_LAYERS
 
 #: Human names of the shipped variants.
 DISPLAY_NAMES = {"finetuned": "Fine-tuned MobileNetV2", "frozen": "Frozen MobileNetV2 (head only)"}
@@ -28,19 +28,16 @@ NEAR_THRESHOLD = 0.25  # relative margin below which a score is flagged "close t
 
 
 def display_name(variant: str) -> str:
+    """The human name of a shipped variant (the variant itself for others)."""
     return DISPLAY_NAMES.get(variant, variant)
 
 
 def short_name(variant: str) -> str:
+    """A short lower-case name of a variant for running text."""
     return {"finetuned": "fine-tuned"}.get(variant, variant)
 
 
 # ---------------------------------------------------------------------------- decisions
-def label_at(p: float, threshold: float) -> str:
-    """The label of score ``p`` at ``threshold`` (PNEUMONIA when p >= threshold), as the core does."""
-    return CLASS_NAMES[int(float(p) >= float(threshold))]
-
-
 def confidence(p: float, threshold: float) -> dict:
     """How far a score sits from the decision threshold, as a plain-language cue.
 
@@ -63,6 +60,8 @@ def confidence(p: float, threshold: float) -> dict:
 # ---------------------------------------------------------------------------- loading
 @dataclass
 class VariantReport:
+    """Everything saved about one model's training and test evaluation, and what is missing."""
+
     variant: str
     report_dir: Path
     model_path: Path
@@ -76,10 +75,12 @@ class VariantReport:
 
     @property
     def name(self) -> str:
+        """The variant's human name."""
         return display_name(self.variant)
 
     @property
     def model_present(self) -> bool:
+        """True when the model file exists."""
         return self.model_path.is_file()
 
     @property
@@ -89,6 +90,7 @@ class VariantReport:
 
     @property
     def threshold(self) -> float:
+        """The decision threshold the test metrics were computed at (0.5 when none is recorded)."""
         t = self.metrics.get("at_threshold", {}).get("threshold", self.training.get("threshold", 0.5))
         return float(t)
 
@@ -104,18 +106,22 @@ class VariantReport:
 
     @property
     def operating_points(self) -> dict:
+        """Validation-chosen thresholds by name; {} when none."""
         return self.training.get("operating_points", {})
 
     @property
     def test_n(self) -> int:
+        """How many test images the metrics are computed on."""
         return int(sum(self.metrics.get("counts", {}).values())) if self.metrics else 0
 
     def data_caption(self) -> str:
+        """Which data the test figures come from, in words, with the class counts."""
         counts = self.metrics.get("counts", {})
         parts = ", ".join(f"{v} {k}" for k, v in counts.items())
         return f"official Kermany test split ({self.test_n} images: {parts})" if counts else "test split"
 
     def status_message(self) -> str:
+        """Ready, or which files are missing and the commands that make them."""
         if self.available:
             return f"{self.name}: ready"
         what = ([f"models/{self.model_path.name}"] if not self.model_present else []) + \
@@ -123,22 +129,6 @@ class VariantReport:
         return (f"{self.name} is not available yet: missing {', '.join(what)}. "
                 f"Train it with `python -m pneumo_core train --variant {self.variant} --data DIR` "
                 "(and evaluate it), then reload this page.")
-
-
-def read_json(path: Path) -> dict:
-    """The JSON object in ``path``, or {} when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def read_csv(path: Path) -> pd.DataFrame | None:
-    """The table in ``path``, or None when it is missing or unreadable."""
-    try:
-        return pd.read_csv(path)
-    except (OSError, ValueError, pd.errors.ParserError):
-        return None
 
 
 def load_history(report_dir: Path) -> pd.DataFrame | None:
@@ -156,10 +146,11 @@ def load_history(report_dir: Path) -> pd.DataFrame | None:
 
 
 def load_report(variant: str, models_dir: str | Path = MODELS_DIR) -> VariantReport:
+    """The saved reports of ``variant`` in ``models_dir``; missing files are listed, never raised."""
     models_dir = Path(models_dir)
-    model_path = models_dir / f"{variant}.keras"
-    rd = reports_dir(model_path)
-    rep = VariantReport(variant=variant, report_dir=rd, model_path=model_path)
+    path = model_path(variant, models_dir)
+    rd = reports_dir(path)
+    rep = VariantReport(variant=variant, report_dir=rd, model_path=path)
     rep.missing = [f for f in REPORT_FILES if not (rd / f).is_file()]
     rep.training = read_json(rd / "training.json")
     rep.metrics = read_json(rd / "metrics.json")
@@ -174,6 +165,7 @@ def load_report(variant: str, models_dir: str | Path = MODELS_DIR) -> VariantRep
 
 
 def load_reports(models_dir: str | Path = MODELS_DIR, variants=SHIPPED_VARIANTS) -> dict[str, VariantReport]:
+    """The reports of each of ``variants``, by variant."""
     return {v: load_report(v, models_dir) for v in variants}
 
 
@@ -182,8 +174,8 @@ def files_signature(models_dir: str | Path = MODELS_DIR, variants=SHIPPED_VARIAN
     models_dir = Path(models_dir)
     out = []
     for v in variants:
-        model_path = models_dir / f"{v}.keras"
-        for p in [model_path, *sorted(reports_dir(model_path).glob("*"))]:
+        path = model_path(v, models_dir)
+        for p in [path, *sorted(reports_dir(path).glob("*"))]:
             if p.is_file():
                 st = p.stat()
                 out.append((str(p), st.st_mtime_ns, st.st_size))
@@ -246,6 +238,7 @@ def validation_at(rep: VariantReport, threshold: float) -> dict | None:
 
 
 def auc_of(rep: VariantReport) -> float:
+    """The test ROC AUC: from ``metrics.json``, else from the saved test scores, else NaN."""
     block = rep.metrics.get("at_threshold", {})
     if "auc" in block:
         return float(block["auc"])
@@ -257,6 +250,7 @@ def auc_of(rep: VariantReport) -> float:
 
 
 def pr_curve(rep: VariantReport) -> pd.DataFrame:
+    """The test precision-recall curve, with the average precision in ``attrs``."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
     df = rep.test_predictions

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from . import reports
-from .config import DEFAULT_VARIANT
+from .config import DEFAULT_VARIANT, label_at
 
 USE_NOTE = "research and teaching only; not a diagnostic device"  # travels with every exported table
 NOT_CHEST_XRAY = "not a chest X-ray"
@@ -41,7 +41,7 @@ def decision(pred, threshold: float) -> dict:
     film was not scored."""
     if pred.error or pred.p_pneumonia is None:
         return {"label": None, "p": None, "confidence": None}
-    return {"label": reports.label_at(pred.p_pneumonia, threshold), "p": float(pred.p_pneumonia),
+    return {"label": label_at(pred.p_pneumonia, threshold), "p": float(pred.p_pneumonia),
             "confidence": reports.confidence(pred.p_pneumonia, threshold)}
 
 

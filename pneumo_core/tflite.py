@@ -1,13 +1,16 @@
 """Running an exported ``.tflite`` classifier with the same surface as :class:`infer.Predictor`.
 
-``Predictor("models/finetuned.int8.tflite")`` returns a :class:`TFLitePredictor` (the CLI's
-``--model PATH.tflite`` too): ``predict``, ``predict_files``, ``predict_arrays``,
+``predictors.open_predictor("models/finetuned.int8.tflite")`` returns a :class:`TFLitePredictor`
+(the CLI's ``--model PATH.tflite`` too): ``predict``, ``predict_files``, ``predict_arrays``,
 ``explain_arrays``, threshold, OOD check. Grad-CAM works when the file carries the ``cam``
 output, as every file written by :mod:`export` does; for a ``.tflite`` without it,
 ``predict(explain=True)`` returns the label with no heatmap and says so in ``notes``.
 
-The decision threshold and the OOD detector are the source model's
-(``reports/<source stem>/``, found through the ``<file>.json`` sidecar that ``export`` writes).
+The decision threshold and the OOD detector are the source model's, read from beside the file:
+the threshold from the ``<file>.json`` sidecar and the detector from ``<name>.ood.npz``, whose
+SHA-256 the sidecar records (a changed or damaged detector is refused), so a set moved together
+keeps both. The source's own reports (``reports/<source stem>/``) are used when present (a
+threshold chosen again after the export) and for exports written before detectors travelled.
 For int8 files both are approximations: the features the detector sees are quantised.
 
 The interpreter is LiteRT's (``ai_edge_litert``) when that package is installed, else
@@ -24,9 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import IMAGE_SIZE
+from .artifacts import reports_dir, sha256_file, sidecar
+from .config import IMAGE_SIZE, model_path
+from .errors import first_line
 from .infer import Predictor
-from .model import ModelLoadError, reports_dir, sha256_file, verify_against_manifest
+from .model import ModelLoadError, verify_against_manifest
+from .ood import MahalanobisOOD
 
 GRADCAM_UNAVAILABLE = "Grad-CAM is not available for this TFLite model (it has no cam output); label only"
 
@@ -69,10 +75,15 @@ class TFLitePredictor(Predictor):
         self.sha256 = sha256_file(self.path)
         if verify:
             verify_against_manifest(self.path, sha256=self.sha256)
-        from .export import sidecar
-
         meta_path = sidecar(self.path)
-        self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        try:
+            self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        except ValueError:
+            raise ModelLoadError(f"{meta_path.name} (the export's sidecar) is not valid JSON; export the "
+                                 "model again (python -m pneumo_core export)") from None
+        if verify and self.meta.get("sha256") not in (None, self.sha256):
+            raise ModelLoadError(f"{self.path.name} does not match the SHA-256 in {meta_path.name}: the file was "
+                                 "changed or truncated. Export it again (python -m pneumo_core export).")
         self.model = None  # no Keras model behind this predictor
         self.name = self.path.name[: -len(".tflite")]
         self.info = self._training_info()
@@ -83,8 +94,7 @@ class TFLitePredictor(Predictor):
         try:
             self._interp = make_interpreter(self.path, num_threads, xnnpack)
         except Exception as exc:
-            raise ModelLoadError(f"could not load TFLite model {self.path.name}: {str(exc).splitlines()[0][:200]}") \
-                from exc
+            raise ModelLoadError(f"could not load TFLite model {self.path.name}: {first_line(exc)}") from exc
         self._lock = threading.Lock()
         self._input = self._interp.get_input_details()[0]
         # Outputs are told apart by rank: p (B,), pooled (B, 1280 per member), cam (B, 7, 7).
@@ -102,7 +112,7 @@ class TFLitePredictor(Predictor):
         """The source model's reports: ``<dir>/reports/<source stem>/`` beside the .tflite file,
         else beside the source model recorded in the sidecar."""
         stem = self.meta.get("source_name") or self.path.name.split(".")[0]
-        local = reports_dir(self.path.parent / f"{stem}.keras")
+        local = reports_dir(model_path(stem, self.path.parent))
         if local.is_dir():
             return local
         src = self.meta.get("source_model")
@@ -113,8 +123,29 @@ class TFLitePredictor(Predictor):
                 return other
         return local
 
+    def _load_ood(self) -> MahalanobisOOD | None:
+        """The detector exported beside this file (its SHA-256 checked against the sidecar), else the
+        source model's under its reports (exports written before detectors travelled with them)."""
+        entry = self.meta.get("ood_detector")
+        if not entry:
+            return super()._load_ood()
+        path = self.path.parent / entry["file"]
+        if not path.is_file():
+            raise ModelLoadError(f"{path.name} (the OOD detector exported with {self.path.name}) is missing: "
+                                 "keep the .tflite, its .json sidecar and its .ood.npz together, or export again")
+        if self._verify and sha256_file(path) != entry.get("sha256"):
+            raise ModelLoadError(f"{path.name} does not match the SHA-256 in {sidecar(self.path).name}: the OOD "
+                                 "detector was changed or damaged. Export the model again (python -m pneumo_core "
+                                 "export).")
+        try:
+            return MahalanobisOOD.load(path)
+        except Exception as exc:  # np.load raises many types for a damaged file
+            raise ModelLoadError(f"{path.name} (the OOD detector) cannot be read ({type(exc).__name__}); "
+                                 "export the model again") from None
+
     @property
     def has_gradcam(self) -> bool:
+        """True when the file has the Grad-CAM (``cam``) output."""
         return self._out_cam is not None
 
     def _run(self, x: np.ndarray):
@@ -149,10 +180,12 @@ class TFLitePredictor(Predictor):
         self._batch = shape[0]
 
     def predict_arrays(self, x: np.ndarray):
+        """Model inputs (B,224,224,3) -> (p_pneumonia (B,), pooled features or None)."""
         p, _, pooled = self._run(x)
         return p, pooled
 
     def explain_arrays(self, x: np.ndarray):
+        """Model inputs -> (p_pneumonia, raw 7x7 Grad-CAM maps, pooled features)."""
         if not self.has_gradcam:
             raise NotImplementedError(GRADCAM_UNAVAILABLE)
         return self._run(x)
@@ -171,6 +204,7 @@ class TFLitePredictor(Predictor):
             self._finish(results[i], p[k], None, reject_ood)
 
     def predict(self, source, name=None, explain=False, keep_image=False):
+        """One image, as :meth:`infer.Predictor.predict`; without a cam output, label only and a note."""
         if explain and not self.has_gradcam:
             pred = super().predict(source, name, explain=False, keep_image=True)
             pred.notes.append(GRADCAM_UNAVAILABLE)

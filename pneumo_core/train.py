@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import platform
-import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,13 +16,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import data as D
+from . import data as dataset
+from .artifacts import reports_dir
+from .config import model_path
 from .evaluate import choose_threshold, metrics_at, operating_points, threshold_rule
-from .model import build_backbone, build_head, build_model, reports_dir, write_manifest
+from .infer import Predictor
+from .model import build_backbone, build_head, build_model, member_feature_dim, record_ood_detector, write_manifest
+from .ood import MahalanobisOOD
 
 
 @dataclass
 class TrainConfig:
+    """Every setting of one training run (recorded in ``training.json``)."""
+
     variant: str = "finetuned"
     data: str = ""
     weights: str = "imagenet"
@@ -47,7 +52,7 @@ class TrainConfig:
     lr_schedule: str = "plateau"  # plateau: x0.3 when val loss stalls; cosine: decay to 0 over `epochs`
     patience: int = 6
     dropout: float = 0.3
-    augment: dict = field(default_factory=lambda: asdict(D.Augment()))
+    augment: dict = field(default_factory=lambda: asdict(dataset.Augment()))
     distribute: str = "default"  # default | mirrored | multiworker
     limit: int | None = None  # use only this many training images (smoke tests)
 
@@ -93,7 +98,7 @@ def pooled_features(base, df: pd.DataFrame, batch_size: int) -> np.ndarray:
     import keras
 
     pool = keras.Sequential([base, keras.layers.GlobalAveragePooling2D()])
-    ds = D.make_dataset(df, batch_size=batch_size, with_labels=False)
+    ds = dataset.make_dataset(df, batch_size=batch_size, with_labels=False)
     return pool.predict(ds, verbose=0).astype("float32")
 
 
@@ -122,11 +127,11 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
 
     t0 = time.time()
     _seed_everything(cfg.seed if cfg.head_seed is None else cfg.head_seed)
-    report_dir = reports_dir(Path(cfg.out) / f"{cfg.variant}.keras")
+    report_dir = reports_dir(model_path(cfg.variant, cfg.out))
     report_dir.mkdir(parents=True, exist_ok=True)
 
     df_train, df_val = training_split(cfg)
-    weights = D.class_weights(df_train.label)
+    weights = dataset.class_weights(df_train.label)
     y_train = df_train.label.to_numpy("float32")
     y_val = df_val.label.to_numpy("float32")
     print(f"train {len(df_train)} images / {df_train.patient.nunique()} patients, "
@@ -155,9 +160,9 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
             t_ft = time.time()
             if cfg.head_seed is not None:
                 _seed_everything(cfg.seed)
-            aug = D.Augment(**cfg.augment)
-            ds_train = D.make_dataset(df_train, cfg.batch_size, shuffle=True, augment=aug, seed=cfg.seed)
-            ds_val = D.make_dataset(df_val, cfg.batch_size)
+            aug = dataset.Augment(**cfg.augment)
+            ds_train = dataset.make_dataset(df_train, cfg.batch_size, shuffle=True, augment=aug, seed=cfg.seed)
+            ds_val = dataset.make_dataset(df_val, cfg.batch_size)
             steps = int(np.ceil(len(df_train) / cfg.batch_size))
             lr = (keras.optimizers.schedules.CosineDecay(cfg.fine_tune_lr, decay_steps=cfg.epochs * steps)
                   if cfg.lr_schedule == "cosine" else cfg.fine_tune_lr)
@@ -190,14 +195,15 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
                      "fine_tune": round(ft_s, 1)},
         "epochs_run": {k: len(next(iter(v.values()))) for k, v in history.items()},
     }
-    return _save_with_reports(model, cfg, df_train, df_val, info)
+    return save_with_reports(model, cfg, df_train, df_val, info)
 
 
-def _validation_predictions(model, df_val: pd.DataFrame, batch_size: int) -> np.ndarray:
-    return model.predict(D.make_dataset(df_val, batch_size, with_labels=False), verbose=0).ravel()
+def validation_predictions(model, df_val: pd.DataFrame, batch_size: int) -> np.ndarray:
+    """P(pneumonia) of ``model`` on every validation film, in ``df_val``'s order."""
+    return model.predict(dataset.make_dataset(df_val, batch_size, with_labels=False), verbose=0).ravel()
 
 
-def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: pd.DataFrame, extra: dict,
+def save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: pd.DataFrame, extra: dict,
                        p_val: np.ndarray | None = None, rebuild: bool = True) -> dict:
     """Save ``model`` as ``<out>/<variant>.keras`` with its validation predictions, threshold,
     operating points, provenance (``training.json``), OOD detector and manifest entry.
@@ -207,12 +213,12 @@ def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: 
     import tensorflow as tf
 
     out = Path(cfg.out)
-    report_dir = reports_dir(out / f"{cfg.variant}.keras")
+    report_dir = reports_dir(model_path(cfg.variant, out))
     report_dir.mkdir(parents=True, exist_ok=True)
     y_val = df_val.label.to_numpy("float32")
     # Threshold and operating points from validation predictions of the final model.
     if p_val is None:
-        p_val = _validation_predictions(model, df_val, cfg.batch_size)
+        p_val = validation_predictions(model, df_val, cfg.batch_size)
     # float64 before anything uses it: the CSV then round-trips exactly, and a film scored
     # exactly at the threshold stays on the same side when the dashboard re-reads it.
     p_val = np.asarray(p_val, dtype=np.float64)
@@ -221,7 +227,7 @@ def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: 
         report_dir / "validation_predictions.csv", index=False)
 
     # Save an uncompiled copy: the shipped file carries no optimizer state.
-    path = out / f"{cfg.variant}.keras"
+    path = model_path(cfg.variant, out)
     if rebuild:
         clean = build_model(cfg.variant, weights=None, dropout=cfg.dropout)
         clean.set_weights(model.get_weights())
@@ -234,12 +240,12 @@ def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: 
         "command": extra.get("command") or " ".join(sys.argv),
         "config": asdict(cfg),
         "data": {
-            "root": str(D.resolve_split_dir(cfg.data, "train")),
+            "root": str(dataset.resolve_split_dir(cfg.data, "train")),
             "train_images": len(df_train), "train_patients": int(df_train.patient.nunique()),
             "train_counts": {"NORMAL": int((df_train.label == 0).sum()), "PNEUMONIA": int((df_train.label == 1).sum())},
             "val_images": len(df_val), "val_patients": int(df_val.patient.nunique()),
             "val_counts": {"NORMAL": int((df_val.label == 0).sum()), "PNEUMONIA": int((df_val.label == 1).sum())},
-            "class_weights": D.class_weights(df_train.label),
+            "class_weights": dataset.class_weights(df_train.label),
         },
         "protocol": split_summary(cfg),
         "threshold": threshold,
@@ -259,181 +265,16 @@ def _save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: 
     return info
 
 
-# ---------------------------------------------------------------- weight soup
-def balanced_log_loss(y, p) -> float:
-    """Validation log-loss with each class weighted equally, as in the training loss."""
-    from sklearn.metrics import log_loss
-
-    y = np.asarray(y)
-    w = D.class_weights(y)
-    return float(log_loss(y, np.clip(p, 1e-7, 1 - 1e-7), sample_weight=np.where(y == 1, w[1], w[0]), labels=[0, 1]))
-
-
-def average_weights(weight_lists: list[list[np.ndarray]]) -> list[np.ndarray]:
-    """Element-wise mean of several models' ``get_weights()`` (same architecture)."""
-    first = weight_lists[0]
-    for other in weight_lists[1:]:
-        if len(other) != len(first) or any(a.shape != b.shape for a, b in zip(first, other)):
-            raise ValueError("soup members must have the same architecture (same variant and head)")
-    return [np.mean([w[i] for w in weight_lists], axis=0).astype(first[i].dtype) for i in range(len(first))]
-
-
-def greedy_soup(weight_lists: list[list[np.ndarray]], member_losses: list[float], score,
-                method: str = "greedy", trace: list | None = None) -> tuple[list[int], list[np.ndarray]]:
-    """Model soup (Wortsman et al., ICML 2022). ``score(weights)`` is a loss on validation data;
-    ``member_losses`` the members' own losses.
-
-    ``uniform``: the mean of all members. ``greedy``: members sorted by their own loss; each
-    is kept only if adding it to the soup does not raise the loss (each try is appended to
-    ``trace``). Returns the indices used and the averaged weights."""
-    if method == "uniform":
-        return list(range(len(weight_lists))), average_weights(weight_lists)
-    if method != "greedy":
-        raise ValueError(f"unknown soup method {method!r}")
-    order = sorted(range(len(weight_lists)), key=lambda i: member_losses[i])
-    used, best = [order[0]], member_losses[order[0]]
-    for i in order[1:]:
-        candidate = average_weights([weight_lists[j] for j in used + [i]])
-        loss = score(candidate)
-        if trace is not None:
-            trace.append({"tried": used + [i], "val_log_loss": loss, "kept": loss <= best})
-        if loss <= best:
-            used, best = used + [i], loss
-    return used, average_weights([weight_lists[j] for j in used])
-
-
-def _member_recipe(path: Path) -> dict:
-    """How a member was trained, from the ``training.json`` written next to it (if any)."""
-    from .reports import read_json
-
-    info = read_json(reports_dir(path) / "training.json")
-    if not info:
-        return {}
-    cfg = info.get("config", {})
-    keep = ("seed", "head_seed", "fine_tune_lr", "lr_schedule", "patience", "augment")
-    return {"command": info.get("command"), "config": {k: cfg.get(k) for k in keep},
-            "epochs_run": info.get("epochs_run"), "own_val_threshold": info.get("threshold")}
-
-
-def _check_same_validation_split(path: Path, df_val: pd.DataFrame) -> None:
-    """Refuse a member whose own validation films (saved next to it) differ from ``df_val``:
-    it may have trained on films the soup or ensemble is scored and thresholded on."""
-    from .reports import read_csv
-
-    saved = read_csv(reports_dir(path) / "validation_predictions.csv")
-    if saved is not None and set(saved["file"]) != set(df_val["file"]):
-        raise ValueError(f"{path} was validated on a different split ({len(saved)} films, "
-                         f"{len(set(saved['file']) - set(df_val['file']))} not in this one): train every member "
-                         "with the same --split-seed and pass it to soup or ensemble")
-
-
-def _member_record(path, df_val: pd.DataFrame, val_loss: float, p_val: np.ndarray) -> dict:
-    """Provenance and validation scores of one member of a soup or ensemble (the caller has
-    checked that it was validated on ``df_val``)."""
-    from .model import sha256_file
-
-    rec = {"file": str(path), "sha256": sha256_file(path), "val_log_loss": val_loss,
-           "val_auc": metrics_at(df_val.label.to_numpy(), p_val, 0.5)["auc"], **_member_recipe(Path(path))}
-    print(f"member {path}: validation balanced log-loss {val_loss:.4f}, AUC {rec['val_auc']:.4f}", flush=True)
-    return rec
-
-
-def soup(members: list[str | Path], cfg: TrainConfig, method: str = "greedy", command: str | None = None) -> dict:
-    """Average fine-tuned models that started from the same weights into one model.
-
-    The members (``.keras`` files of one variant) are scored on the validation split of
-    ``cfg`` (the split they were trained with); the soup is saved like a trained model, with
-    its own validation threshold, OOD detector and provenance. The test split is never read."""
-    from .model import load_model
-
-    t0 = time.time()
-    df_train, df_val = training_split(cfg)
-    for path in members:  # before any model is loaded
-        _check_same_validation_split(Path(path), df_val)
-    y_val = df_val.label.to_numpy()
-    model = build_model(cfg.variant, weights=None, dropout=cfg.dropout)
-    weight_lists = [load_model(m).get_weights() for m in members]
-
-    def evaluate(weights) -> tuple[float, np.ndarray]:
-        model.set_weights(weights)
-        p = _validation_predictions(model, df_val, cfg.batch_size)
-        return balanced_log_loss(y_val, p), p
-
-    member_info = [_member_record(path, df_val, *evaluate(w)) for path, w in zip(members, weight_lists)]
-    trace: list = []
-    used, weights = greedy_soup(weight_lists, [m["val_log_loss"] for m in member_info], lambda w: evaluate(w)[0],
-                                method, trace)
-    for step in trace:
-        print(f"  tried members {step['tried']}: validation log-loss {step['val_log_loss']:.4f} "
-              f"({'kept' if step['kept'] else 'not kept'})", flush=True)
-    loss, p_val = evaluate(weights)
-    for i, m in enumerate(member_info):
-        m["in_soup"] = i in used
-    print(f"soup ({method}) of members {used}: validation balanced log-loss {loss:.4f}", flush=True)
-    model.set_weights(weights)
-    if len(used) == 1:  # the "soup" is one run: its training curves are the model's own
-        src = reports_dir(members[used[0]])
-        dst = reports_dir(Path(cfg.out) / f"{cfg.variant}.keras")
-        dst.mkdir(parents=True, exist_ok=True)
-        for f in src.glob("history_*.csv"):
-            shutil.copyfile(f, dst / f.name)
-    extra = {
-        "command": command,
-        "soup": {"method": method, "score": "class-balanced log-loss on the validation split",
-                 "members": member_info, "greedy_steps": trace, "val_log_loss": loss,
-                 "reference": "Wortsman et al., Model soups, ICML 2022"},
-        "timing_s": {"total": round(time.time() - t0, 1)},
-    }
-    return _save_with_reports(model, cfg, df_train, df_val, extra, p_val=p_val)
-
-
-def ensemble(members: list[str | Path], cfg: TrainConfig, command: str | None = None) -> dict:
-    """One model that averages the logits of ``members`` (``.keras`` classifiers validated on the
-    split of ``cfg``), saved like a trained model with its own validation threshold, OOD detector
-    (on the features of the member with the lowest validation loss, placed first) and provenance.
-    The test split is never read."""
-    from .model import build_ensemble, load_model
-
-    t0 = time.time()
-    df_train, df_val = training_split(cfg)
-    for path in members:  # before any model is loaded
-        _check_same_validation_split(Path(path), df_val)
-    y_val = df_val.label.to_numpy()
-    models, records = [], []
-    for path in members:
-        m = load_model(path)
-        p = _validation_predictions(m, df_val, cfg.batch_size)
-        models.append(m)
-        records.append(_member_record(path, df_val, balanced_log_loss(y_val, p), p))
-    order = sorted(range(len(models)), key=lambda i: records[i]["val_log_loss"])
-    model = build_ensemble([models[i] for i in order])
-    p_val = _validation_predictions(model, df_val, cfg.batch_size)
-    loss = balanced_log_loss(y_val, p_val)
-    print(f"ensemble of {len(models)}: validation balanced log-loss {loss:.4f}", flush=True)
-    extra = {
-        "command": command,
-        "ensemble": {"combine": "sigmoid of the mean of the members' logits", "members": [records[i] for i in order],
-                     "order": "by validation loss; the OOD check uses member 0's pooled features",
-                     "score": "class-balanced log-loss on the validation split", "val_log_loss": loss},
-        "timing_s": {"total": round(time.time() - t0, 1)},
-    }
-    return _save_with_reports(model, cfg, df_train, df_val, extra, p_val=p_val, rebuild=False)
-
-
 def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 0.01) -> dict:
     """Fit the model's out-of-distribution detector on its own pooled features of the training
     films, with the threshold set on the validation films (same patient split as training)."""
-    from .infer import Predictor
-    from .model import member_feature_dim
-    from .ood import MahalanobisOOD
-
     model_path = Path(model_path)
     df_train, df_val = training_split(cfg)
     pred = Predictor(model_path, verify=False)
 
     def feats(frame):
         out = []
-        for xb in D.make_dataset(frame, cfg.batch_size, with_labels=False):
+        for xb in dataset.make_dataset(frame, cfg.batch_size, with_labels=False):
             out.append(pred.predict_arrays(xb.numpy())[1])
         return np.concatenate(out)
 
@@ -449,8 +290,6 @@ def calibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 
 def recalibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float = 0.01) -> dict:
     """Refit an existing model's detector (``calibrate_ood``) and record it: its SHA-256 in the
     manifest beside the model and its settings in ``training.json``."""
-    from .model import record_ood_detector
-
     model_path = Path(model_path)
     info = calibrate_ood(model_path, cfg, target_frr)
     report_dir = reports_dir(model_path)

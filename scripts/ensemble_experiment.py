@@ -20,12 +20,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pneumo_core import data as D  # noqa: E402
+from pneumo_core import data as dataset  # noqa: E402
+from pneumo_core.artifacts import sha256_file  # noqa: E402
+from pneumo_core.combine import balanced_log_loss  # noqa: E402
 from pneumo_core.config import data_dir  # noqa: E402
 from pneumo_core.evaluate import THRESHOLD_RULE, choose_threshold, metrics_at  # noqa: E402
 from pneumo_core.infer import Predictor  # noqa: E402
-from pneumo_core.model import sha256_file  # noqa: E402
-from pneumo_core.train import TrainConfig, balanced_log_loss, training_split  # noqa: E402
+from pneumo_core.train import TrainConfig, training_split  # noqa: E402
 
 
 def logits(predictor: Predictor, paths) -> np.ndarray:
@@ -42,7 +43,7 @@ def main() -> None:
     args = ap.parse_args()
 
     _, df_val = training_split(TrainConfig(data=args.data))
-    df_test = D.list_images(D.resolve_split_dir(args.data, "test"))
+    df_test = dataset.list_images(dataset.resolve_split_dir(args.data, "test"))
     y_val, y_test = df_val.label.to_numpy(), df_test.label.to_numpy()
     z_val, z_test, members = [], [], []
     for run in args.runs:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from pneumo_core.config import MODELS_DIR, SHIPPED_VARIANTS  # noqa: E402
-from pneumo_core.model import reports_dir  # noqa: E402
+from pneumo_core.artifacts import reports_dir  # noqa: E402
+from pneumo_core.config import SHIPPED_VARIANTS, model_path  # noqa: E402
 
 KEYS = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
 
@@ -30,7 +30,7 @@ def main():
           "| TN FP / FN TP |")
     print("|---|---|---|---|---|---|---|---|---|")
     for variant in sorted(SHIPPED_VARIANTS, key=lambda v: v != "frozen"):
-        m = json.loads((reports_dir(MODELS_DIR / f"{variant}.keras") / "metrics.json").read_text())
+        m = json.loads((reports_dir(model_path(variant)) / "metrics.json").read_text())
         for key, label in (("at_threshold", "validation rule"), ("at_0.5", "0.5")):
             a = m[key]
             (tn, fp), (fn, tp) = a["confusion_matrix"]

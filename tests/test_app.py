@@ -419,7 +419,8 @@ def test_reports_match_metrics_json():
 
 
 def test_label_and_confidence_helpers():
-    from pneumo_core.reports import confidence, label_at
+    from pneumo_core.config import label_at
+    from pneumo_core.reports import confidence
 
     assert label_at(0.5, 0.5) == "PNEUMONIA" and label_at(0.4999, 0.5) == "NORMAL"
     assert confidence(0.51, 0.5)["level"] == "low"

@@ -95,13 +95,14 @@ def test_pipeline_handles_odd_sizes_and_modes(tmp_path):
 
 
 def test_pipeline_matches_single_image_preprocessing(test_normal):
-    """Training (tf.data, TensorFlow's JPEG decoder) and inference (Pillow, then to_model_input)
+    """Training (tf.data, TensorFlow's JPEG decoder) and inference (Pillow, then tf_model_input)
     see the same tensor up to the decoders' rounding (a few grey levels at most)."""
     df = pd.DataFrame([{"path": str(test_normal), "file": test_normal.name, "label": 0, "patient": "p"}])
     x_ds = next(iter(D.make_dataset(df, batch_size=1, with_labels=False))).numpy()[0]
     from pneumo_core.images import load_path
+    from pneumo_core.preprocess import tf_model_input
 
-    x_inf = D.to_model_input(load_path(test_normal).rgb()).numpy()
+    x_inf = tf_model_input(load_path(test_normal).rgb()).numpy()
     assert np.abs(x_ds - x_inf).max() < 0.03
     assert np.abs(x_ds - x_inf).mean() < 0.005
 

@@ -4,13 +4,13 @@ import pytest
 
 from pneumo_core import explain
 from pneumo_core.images import load_path
-from pneumo_core.infer import prepare
+from pneumo_core.preprocess import model_input
 
 
 @pytest.fixture(scope="module")
 def xray(test_pneumonia):
     loaded = load_path(test_pneumonia)
-    return loaded, prepare(loaded)[None]
+    return loaded, model_input(loaded)[None]
 
 
 def test_heatmap_is_image_sized_finite_in_range_and_not_constant(shipped_predictor, test_pneumonia):
@@ -35,7 +35,7 @@ def test_compiled_gradcam_equals_reference(shipped_predictor, xray):
 def several(data_root):
     files = sorted((data_root / "test" / "PNEUMONIA").glob("*.jpeg"))[:3] + sorted(
         (data_root / "test" / "NORMAL").glob("*.jpeg"))[:2]
-    return np.stack([prepare(load_path(f)) for f in files])
+    return np.stack([model_input(load_path(f)) for f in files])
 
 
 def _mean_corr(a, b):

@@ -7,8 +7,9 @@ import pytest
 from _tiny import lively_model, random_inputs
 
 from pneumo_core import explain
-from pneumo_core.export import convert, export_tflite, sidecar
-from pneumo_core.infer import Predictor
+from pneumo_core.artifacts import sidecar
+from pneumo_core.export import convert, export_tflite
+from pneumo_core.predictors import open_predictor
 from pneumo_core.tflite import TFLitePredictor
 
 
@@ -82,7 +83,7 @@ def test_int8_runs_and_correlates(frozen_tiny, reference, data_root, tmp_path):
 
 
 def test_tflite_path_gives_a_predictor_with_the_same_surface(exported, test_pneumonia):
-    pred = Predictor(str(exported["none"]))
+    pred = open_predictor(str(exported["none"]))
     assert isinstance(pred, TFLitePredictor) and pred.name == "tiny.none"
     one = pred.predict(test_pneumonia, explain=True)
     assert one.error is None and one.label in ("NORMAL", "PNEUMONIA")
@@ -104,7 +105,7 @@ def test_predictor_without_cam_output_says_so(frozen_tiny, tmp_path, test_normal
     conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen_fn])
     path = tmp_path / "plain.tflite"
     path.write_bytes(conv.convert())
-    pred = Predictor(path)
+    pred = open_predictor(path)
     r = pred.predict(test_normal, explain=True)
     assert r.error is None and r.label is not None and r.heatmap is None
     assert any("Grad-CAM is not available" in n for n in r.notes)
@@ -165,3 +166,116 @@ def test_ensemble_exports_and_matches_keras(tmp_path, shared):
     assert pooled.shape == (3, 2560)
     np.testing.assert_allclose(p, p_ref, atol=2e-4, rtol=0)
     assert np.abs(cam - cam_ref).max() <= 1e-3 * cam_ref.max()
+
+
+# ---------------------------------------------------------------- a moved export keeps its companions
+@pytest.fixture(scope="module")
+def moved_export(frozen_tiny, tmp_path_factory):
+    """A saved model with reports (a validation threshold and an OOD detector), exported, then the
+    .tflite, its sidecar and its detector moved to another folder and the source deleted."""
+    import shutil
+
+    from pneumo_core.artifacts import reports_dir
+    from pneumo_core.infer import Predictor
+    from pneumo_core.ood import MahalanobisOOD
+
+    src = tmp_path_factory.mktemp("source")
+    frozen_tiny.save(src / "tiny.keras")
+    keras_pred = Predictor(keras_model=frozen_tiny, warm_up=False)
+    detector = MahalanobisOOD.fit(keras_pred.predict_arrays(random_inputs(16, seed=11))[1],
+                                  keras_pred.predict_arrays(random_inputs(8, seed=12))[1])
+    report = reports_dir(src / "tiny.keras")
+    report.mkdir(parents=True)
+    (report / "training.json").write_text(json.dumps({"threshold": 0.37}))
+    detector.save(report / "ood.npz")
+    meta = export_tflite(src / "tiny.keras", out=src / "tiny.tflite")
+    dest = tmp_path_factory.mktemp("moved")
+    for name in ("tiny.tflite", "tiny.tflite.json", "tiny.ood.npz"):
+        shutil.move(src / name, dest / name)
+    shutil.rmtree(src)
+    return dest / "tiny.tflite", meta, detector, Predictor(keras_model=frozen_tiny, ood=detector, warm_up=False)
+
+
+def test_export_records_its_detector_and_threshold(moved_export):
+    path, meta, detector, _ = moved_export
+    assert meta["threshold"] == 0.37
+    entry = meta["ood_detector"]
+    assert entry["file"] == "tiny.ood.npz" and entry["threshold"] == pytest.approx(detector.threshold)
+    from pneumo_core.artifacts import sha256_file
+
+    assert entry["sha256"] == sha256_file(path.with_name("tiny.ood.npz"))
+    assert json.loads(sidecar(path).read_text())["ood_detector"] == entry
+
+
+def test_moved_export_keeps_threshold_and_ood_guard(moved_export, test_normal):
+    path, _, detector, keras_pred = moved_export
+    pred = open_predictor(path, warm_up=False)
+    assert not (path.parent / "reports").exists()  # nothing but the three files to read from
+    assert pred.threshold == 0.37 and pred.threshold_source == "validation"
+    assert pred.ood is not None and pred.ood.threshold == pytest.approx(detector.threshold)
+    np.testing.assert_array_equal(pred.ood.precision, detector.precision)
+    moved, source = pred.predict(test_normal), keras_pred.predict(test_normal)
+    assert moved.ood_distance is not None and moved.is_chest_xray == source.is_chest_xray
+    assert moved.ood_distance == pytest.approx(source.ood_distance, rel=0.01)
+
+
+def test_a_changed_or_missing_detector_is_refused(moved_export, tmp_path):
+    import shutil
+
+    from pneumo_core.model import ModelLoadError
+    from pneumo_core.ood import MahalanobisOOD
+
+    path, _, detector, _ = moved_export
+    for name in ("tiny.tflite", "tiny.tflite.json", "tiny.ood.npz"):
+        shutil.copyfile(path.with_name(name), tmp_path / name)
+    copy = tmp_path / "tiny.tflite"
+    # a valid detector, but not the exported one: a looser threshold would let anything through
+    MahalanobisOOD(detector.mean, detector.precision, detector.threshold * 10, detector.target_frr).save(
+        tmp_path / "tiny.ood.npz")
+    with pytest.raises(ModelLoadError, match="tiny.ood.npz does not match the SHA-256"):
+        open_predictor(copy, warm_up=False)
+    (tmp_path / "tiny.ood.npz").write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(ModelLoadError, match="OOD detector was changed or damaged"):
+        open_predictor(copy, warm_up=False)
+    (tmp_path / "tiny.ood.npz").unlink()
+    with pytest.raises(ModelLoadError, match="tiny.ood.npz .* is missing"):
+        open_predictor(copy, warm_up=False)
+
+
+def test_a_changed_tflite_file_is_refused(moved_export, tmp_path):
+    import shutil
+
+    from pneumo_core.model import ModelLoadError
+
+    path, _, _, _ = moved_export
+    for name in ("tiny.tflite", "tiny.tflite.json", "tiny.ood.npz"):
+        shutil.copyfile(path.with_name(name), tmp_path / name)
+    blob = bytearray((tmp_path / "tiny.tflite").read_bytes())
+    blob[-10] ^= 0xFF
+    (tmp_path / "tiny.tflite").write_bytes(bytes(blob))
+    with pytest.raises(ModelLoadError, match="does not match the SHA-256 in tiny.tflite.json"):
+        open_predictor(tmp_path / "tiny.tflite", warm_up=False)
+
+
+def test_factory_picks_the_predictor_by_suffix(exported):
+    from pneumo_core.infer import Predictor
+    from pneumo_core.model import ModelLoadError
+
+    keras_file = exported["none"].with_name("tiny.keras")
+    pred = open_predictor(keras_file, warm_up=False)
+    assert type(pred) is Predictor and pred.name == "tiny"
+    assert type(open_predictor(exported["none"], warm_up=False)) is TFLitePredictor
+    with pytest.raises(ModelLoadError, match="is a TFLite file"):
+        Predictor(exported["none"])  # no silent switch of class
+
+
+def test_interpreter_failure_with_an_empty_message_is_one_clear_line(exported, monkeypatch):
+    from pneumo_core import tflite
+    from pneumo_core.model import ModelLoadError
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("")
+
+    monkeypatch.setattr(tflite, "make_interpreter", refuse)
+    with pytest.raises(ModelLoadError, match=r"could not load TFLite model tiny.none.tflite: RuntimeError$"):
+        TFLitePredictor(exported["none"], warm_up=False)

@@ -5,11 +5,10 @@ import pytest
 from _tiny import lively_model, random_inputs
 
 from pneumo_core import explain
-from pneumo_core.data import to_model_input
 from pneumo_core.images import LoadedImage, load_path
-from pneumo_core.infer import Predictor, prepare
+from pneumo_core.infer import Predictor
 from pneumo_core.ood import MahalanobisOOD
-from pneumo_core.preprocess import model_input, pixel_std
+from pneumo_core.preprocess import model_input, pixel_std, tf_model_input
 
 
 @pytest.fixture(scope="module")
@@ -23,25 +22,27 @@ def test_fast_preprocessing_equals_reference(shape):
     px = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     grey = px if px.ndim == 2 else (px[..., 0] if px.shape[2] == 1 else None)
     rgb = np.repeat(grey[..., None], 3, axis=2) if grey is not None else px
-    ref = to_model_input(rgb).numpy()
+    ref = tf_model_input(rgb).numpy()
     fast = model_input(px)
     assert fast.shape == (224, 224, 3) and fast.dtype == np.float32
     np.testing.assert_allclose(fast, ref, rtol=0, atol=1e-6)
     assert pixel_std(px) == pytest.approx(float(px.std()), rel=1e-9, abs=1e-9)
 
 
-def test_prepare_equals_reference_on_real_films(test_normal, test_pneumonia):
+def test_model_input_equals_reference_on_real_films(test_normal, test_pneumonia):
     for path in (test_normal, test_pneumonia):
         loaded = load_path(path)
-        np.testing.assert_array_equal(prepare(loaded), to_model_input(loaded.rgb()).numpy())
+        np.testing.assert_array_equal(model_input(loaded), tf_model_input(loaded.rgb()).numpy())
 
 
-def test_prepare_still_refuses_blank_images():
+def test_model_input_still_refuses_blank_images():
     from pneumo_core.images import ImageError
 
     flat = LoadedImage(np.full((300, 300), 128, np.uint8), "PNG", (300, 300))
     with pytest.raises(ImageError, match="blank"):
-        prepare(flat)
+        model_input(flat)
+    with pytest.raises(ImageError, match="blank"):
+        model_input(flat.pixels)
 
 
 def test_compiled_forward_equals_model_call(tiny_predictor):
@@ -131,3 +132,26 @@ def test_greyscale_rgb_copy_equals_repeat():
     rgb = LoadedImage(px, "PNG", px.shape).rgb()
     np.testing.assert_array_equal(rgb, np.repeat(px[..., None], 3, axis=2))
     assert rgb.flags.writeable
+
+
+def test_grey_to_rgb_is_one_rule_for_every_dtype(test_normal):
+    from pneumo_core.imagecore import grey_to_rgb
+
+    pixels = load_path(test_normal).pixels  # the test films are stored as RGB JPEGs with equal channels
+    grey = np.ascontiguousarray(pixels[..., 0] if pixels.ndim == 3 else pixels)
+    assert grey.dtype == np.uint8 and grey.std() > 10
+    for px in (grey, grey.astype(np.float32) / 127.5 - 1, grey.astype(np.uint16) * 257, grey[..., None]):
+        rgb = grey_to_rgb(px)
+        flat = px[..., 0] if px.ndim == 3 else px
+        assert rgb.dtype == px.dtype and rgb.shape == (*flat.shape, 3)
+        np.testing.assert_array_equal(rgb, np.repeat(flat[..., None], 3, axis=2))
+    colour = np.dstack([grey, grey // 2, grey // 3])
+    assert grey_to_rgb(colour) is colour
+
+
+def test_predictor_labels_by_the_shared_rule(tiny_predictor):
+    from pneumo_core.config import label_at
+
+    t = tiny_predictor.threshold
+    for p in (0.0, t - 1e-9, t, t + 1e-9, 1.0):
+        assert tiny_predictor.label_for(p) == label_at(p, t) == ("PNEUMONIA" if p >= t else "NORMAL")

@@ -24,14 +24,14 @@ def test_finetuned_variant_unfreezes_top_30_except_batchnorm(tiny_model):
     import keras
 
     base = tiny_model.get_layer(M.BASE_NAME)
-    trainable = [l for l in base.layers if l.trainable and l.weights]
+    trainable = [layer for layer in base.layers if layer.trainable and layer.weights]
     assert trainable, "nothing unfrozen"
     top = base.layers[-M.FINE_TUNE_LAYERS:]
     for layer in base.layers:
         if layer.trainable and layer.weights:
             assert layer in top, f"{layer.name} is below the top {M.FINE_TUNE_LAYERS} layers"
             assert not isinstance(layer, keras.layers.BatchNormalization)
-    assert any(isinstance(l, keras.layers.Conv2D) and l.trainable for l in top)
+    assert any(isinstance(layer, keras.layers.Conv2D) and layer.trainable for layer in top)
     assert tiny_model.get_layer("head_bn") is not None
 
 
@@ -95,8 +95,8 @@ def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, tes
 
     from pneumo_core.explain import gradcam
     from pneumo_core.images import load_path
-    from pneumo_core.infer import prepare
     from pneumo_core.model import build_ensemble, build_model, load_model, member_feature_dim, split_model
+    from pneumo_core.preprocess import model_input
 
     keras.utils.set_random_seed(3)
     members = [build_model("finetuned", weights=None) for _ in range(2)]
@@ -110,7 +110,7 @@ def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, tes
                                             rng.normal(0, 0.5, beta.shape).astype("float32"),
                                             rng.normal(0, 0.5, mean.shape).astype("float32"),
                                             rng.uniform(0.5, 2, var.shape).astype("float32")])
-    x = prepare(load_path(test_normal))[None]
+    x = model_input(load_path(test_normal))[None]
     p = np.array([m.predict(x, verbose=0).ravel()[0] for m in members], dtype="float64")
     want = 1 / (1 + np.exp(-np.mean(np.log(p / (1 - p)))))
     ens = build_ensemble(members)
@@ -167,3 +167,25 @@ def test_ensemble_computes_the_layers_its_runs_share_once(first_changed, trunk_e
     trunk = ens.get_layer(M.BASE_NAME).get_layer("shared_trunk").count_params()
     assert trunk > 0.25 * backbones[0].count_params()
     assert ens.count_params() == 3 * backbones[0].count_params() - 2 * trunk + 3 * 1280 + 1
+
+
+def test_first_line_of_an_error_is_safe_on_empty_and_multiline_messages():
+    from pneumo_core.errors import first_line
+
+    assert first_line(ValueError("")) == "ValueError"
+    assert first_line(OSError("\n  \n")) == "OSError"
+    assert first_line(RuntimeError("\n  bad header\ndetails")) == "bad header"
+    assert first_line(RuntimeError("x" * 500), limit=10) == "x" * 10
+
+
+def test_a_load_failure_with_an_empty_message_is_one_clear_line(tmp_path, frozen_tiny, monkeypatch):
+    import keras
+
+    frozen_tiny.save(tmp_path / "tiny.keras")
+
+    def refuse(*args, **kwargs):
+        raise ValueError("")
+
+    monkeypatch.setattr(keras.models, "load_model", refuse)
+    with pytest.raises(M.ModelLoadError, match=r"^could not load model tiny.keras: ValueError$"):
+        M.load_model(tmp_path / "tiny.keras")

@@ -220,7 +220,10 @@ def test_a_garbage_instance_and_a_non_http_server(monkeypatch):
     with raw_socket_server(b"\x00\xff SSH-2.0-OpenSSH_9.2 \x07\r\n\r\n") as url:
         one_line_error(pacs_at(url).search_studies, "broke off the connection or did not answer in HTTP", within=3)
     monkeypatch.setattr("pneumo_core.dicomweb.MAX_RESPONSE_BYTES", 1000)  # an answer without a length, too long
-    big = lambda handler: (200, {"Content-Type": "application/dicom+json", "Connection": "close"}, b"[" + b" " * 5000)
+
+    def big(handler):
+        return 200, {"Content-Type": "application/dicom+json", "Connection": "close"}, b"[" + b" " * 5000
+
     with fake_pacs(big) as url:
         one_line_error(pacs_at(url).search_studies, "over the 0 MB limit", within=3)
 

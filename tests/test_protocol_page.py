@@ -19,7 +19,7 @@ from pneumo_core.protocols import PROTOCOLS
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "app_pages" / "protocols.py")
+PAGE = "app_pages/protocols.py"
 REPORTS = results.PROTOCOLS_DIR
 PENDING = "this run has not been evaluated yet"
 
@@ -45,7 +45,8 @@ def no_dataset(tmp_path, monkeypatch):
 def render(**session) -> "AppTest":  # noqa: F821
     from streamlit.testing.v1 import AppTest
 
-    at = AppTest.from_file(PAGE, default_timeout=180)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)  # the frame shows the disclaimer
+    at.switch_page(PAGE)
     at.run()
     assert not at.exception, f"page raised: {[e.value for e in at.exception]}"
     for key, value in session.items():

@@ -25,8 +25,8 @@ from pneumo_core.quiz import QuizStore
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
-QUIZ_PAGE = str(ROOT / "app_pages" / "quiz.py")
-CLASS_PAGE = str(ROOT / "app_pages" / "class_view.py")
+QUIZ_PAGE = "app_pages/quiz.py"
+CLASS_PAGE = "app_pages/class_view.py"
 TIMEOUT = 120
 TEACHER_ROLE = "I am a teacher: create a quiz"
 
@@ -51,9 +51,11 @@ def errors(at) -> list[str]:
 
 
 def open_page(path: str = QUIZ_PAGE, token: str | None = None):
-    at = AppTest.from_file(path, default_timeout=TIMEOUT)
+    """``path`` opened through app.py, the frame that shows the disclaimer on every page."""
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     if token:
         at.query_params["reader"] = token
+    at.switch_page(path)
     at.run()
     healthy(at)
     return at

@@ -66,7 +66,7 @@ def test_default_strategy_is_the_one_device_strategy():
 
 
 def test_greedy_soup_keeps_only_members_that_lower_the_validation_loss():
-    from pneumo_core.train import greedy_soup
+    from pneumo_core.combine import greedy_soup
 
     members = [[np.array([0.0])], [np.array([1.0])], [np.array([10.0])]]
 
@@ -160,10 +160,10 @@ def test_ensemble_cli_writes_a_model_whose_p_is_the_mean_logit(tmp_path, data_ro
     pred = Predictor(out / "finetuned.keras")
     assert pred.ood.mean.shape == (1280,) and pred.threshold == pytest.approx(info["threshold"])
     from pneumo_core.images import load_path
-    from pneumo_core.infer import prepare
+    from pneumo_core.preprocess import model_input
 
     film = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[0]
-    x = prepare(load_path(film))[None]
+    x = model_input(load_path(film))[None]
     p_ens, features = pred.predict_arrays(x)
     ps = np.array([Predictor(p, verify=False).predict_arrays(x)[0][0] for p in paths], "float64")
     assert 0 < ps.min() and ps.max() < 1

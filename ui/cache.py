@@ -52,7 +52,7 @@ def evaluated_reports_or_stop(empty_message: str) -> dict:
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def _file_sha256_cached(path: str, mtime_ns: int) -> str:
-    from pneumo_core.model import sha256_file
+    from pneumo_core.artifacts import sha256_file
 
     return sha256_file(path)
 

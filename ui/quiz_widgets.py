@@ -15,20 +15,10 @@ import streamlit as st
 from pneumo_core.quiz import QuizError, QuizStore, ReaderState, StorageError, UnknownReader
 from pneumo_core.quiz_db import default_url
 
-APP_TITLE = "Pneumonia chest X-ray workbench"
-DISCLAIMER = ("**Research and teaching tool, not a diagnostic device.** Its outputs are not validated for "
-              "clinical use and must not guide the care of any patient.")
 TOKEN_KEY = "quiz_reader_token"  # st.session_state key of the reader's token
 TOKEN_PARAM = "reader"  # the query parameter holding it, so a reload or a new tab resumes
 FLASH_KEY = "quiz_flash"  # a message from a button callback, shown on the next run
 VIEW_SIDE = 1024  # longest side of the film sent to the browser: enough to zoom, small to send
-
-
-def page_setup(title: str, icon: str = ":material/quiz:") -> None:
-    """Page config and the research/teaching disclaimer at the top of every quiz page."""
-    st.set_page_config(page_title=f"{title} | {APP_TITLE}", page_icon=icon, layout="wide")
-    st.warning(DISCLAIMER, icon=":material/warning:")
-    st.sidebar.caption("Research and teaching use only; not a diagnostic device.")
 
 
 def plotly_text(text: str) -> str:
