@@ -46,6 +46,7 @@ def render(**session) -> "AppTest":  # noqa: F821
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=180)  # the frame shows the disclaimer
+    at.run()  # Home first: before a run, switch_page finds a page by file name, not by its url_path
     at.switch_page(PAGE)
     at.run()
     assert not at.exception, f"page raised: {[e.value for e in at.exception]}"

@@ -55,6 +55,7 @@ def open_page(path: str = QUIZ_PAGE, token: str | None = None):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     if token:
         at.query_params["reader"] = token
+    at.run()  # Home first: before a run, switch_page finds a page by file name, not by its url_path
     at.switch_page(path)
     at.run()
     healthy(at)

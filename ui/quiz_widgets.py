@@ -14,6 +14,7 @@ import streamlit as st
 
 from pneumo_core.quiz import QuizError, QuizStore, ReaderState, StorageError, UnknownReader
 from pneumo_core.quiz_db import default_url
+from ui.viewer import VIEWER_CONFIG, film_figure
 
 TOKEN_KEY = "quiz_reader_token"  # st.session_state key of the reader's token
 TOKEN_PARAM = "reader"  # the query parameter holding it, so a reload or a new tab resumes
@@ -118,13 +119,14 @@ def film_jpeg(path: str, mtime_ns: int) -> tuple[bytes, int, int] | None:
 
 def show_blind_film(path: Path, position: int, n_films: int, key: str) -> None:
     """Film ``position`` of ``n_films``, zoomable, titled by its number only: no file name, no model output."""
-    from ui.viewer import show_film
-
     shown = film_jpeg(str(path), path.stat().st_mtime_ns) if path.is_file() else None
     if shown is None:
         st.error(f"Film {position} cannot be read on this server (its file is missing or damaged); answer it as "
                  "you judge best or ask your teacher.", icon=":material/broken_image:")
         return
     jpeg, width, height = shown
-    show_film(jpeg, width, height, key=key, title=f"Film {position} of {n_films}",
-              caption="Scroll to zoom, drag to pan, double-click to reset.")
+    # the JPEG is encoded once per film (cached); the viewer's window/overlay controls are not offered
+    # here: a blind read shows the film as the model read it, without a heatmap
+    st.plotly_chart(film_figure(jpeg, width, height, title=f"Film {position} of {n_films}", revision=key),
+                    width="stretch", theme=None, key=key, config=VIEWER_CONFIG)
+    st.caption("Scroll to zoom, drag to pan, double-click to reset.")
