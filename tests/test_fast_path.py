@@ -2,7 +2,6 @@
 compiled Grad-CAM, batched OOD distances, and the bounded-window batch decoder."""
 import numpy as np
 import pytest
-from _tiny import lively_model, random_inputs
 
 from pneumo_core import explain
 from pneumo_core.data import to_model_input
@@ -10,6 +9,7 @@ from pneumo_core.images import LoadedImage, load_path
 from pneumo_core.infer import Predictor, prepare
 from pneumo_core.ood import MahalanobisOOD
 from pneumo_core.preprocess import model_input, pixel_std
+from tests._tiny import lively_model, random_inputs
 
 
 @pytest.fixture(scope="module")
