@@ -5,6 +5,7 @@ the review CSV and the report PNG the page offers for download carry the provena
 they promise. Skipped without Chromium or Playwright, failed under PNEUMO_REQUIRE_DATA=1."""
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 from pathlib import Path
@@ -13,9 +14,14 @@ import numpy as np
 import pytest
 
 from tests.support import require
-from tests.test_browser import ARTIFACTS, ROOT, shots
 
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
 REPORTS = ROOT / "models" / "reports" / "finetuned"
+# the server and browser helpers the other browser test and the screenshot script use
+_spec = importlib.util.spec_from_file_location("pneumo_screenshots", ROOT / "scripts" / "screenshots.py")
+shots = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(shots)
 
 
 @pytest.fixture(scope="module")
