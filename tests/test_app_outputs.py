@@ -109,3 +109,32 @@ def test_prediction_cache_keeps_the_newest_and_evicts_the_oldest(films, monkeypa
     assert not at.exception and n_studies(at) == 3
     assert len(calls) == calls_on_rerun, calls
     assert len(at.session_state["_predictions"]) == cache_size
+
+
+def test_a_photograph_gets_the_not_a_chest_xray_branch(test_normal):
+    """A real non-chest image (scikit-image's astronaut photograph) beside a film: its own flag
+    in the review table, the detector's message, the image shown unscored; the film is scored."""
+    import io
+
+    import skimage.data
+    from PIL import Image
+
+    from pneumo_core.ood import OOD_REASON
+
+    photo = io.BytesIO()
+    Image.fromarray(skimage.data.astronaut()).save(photo, "PNG")
+    at = analyse_page()
+    at.file_uploader(key="uploads").set_value([("astronaut.png", photo.getvalue(), "image/png"),
+                                               (test_normal.name, test_normal.read_bytes(), "image/jpeg")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "astronaut.png" in errors[0] and OOD_REASON[:40] in errors[0]
+    review = at.dataframe[0].value
+    assert list(review["file"]) == ["astronaut.png", test_normal.name]
+    assert list(review["flag"])[0] == "not a chest X-ray" and review["p_pneumonia"][0] == "-"
+    assert review["label"][1] in ("NORMAL", "PNEUMONIA")
+    assert n_studies(at) == 1
+    images = at.get("image")
+    # the photograph's decoded image (one), then the film's original, overlay and colour scale
+    assert len(images) == 4
