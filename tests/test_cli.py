@@ -192,3 +192,178 @@ def test_rethreshold_rederives_the_threshold_from_saved_validation_scores(tmp_pa
     assert json.loads(res.stdout)["threshold"] == pytest.approx(want)
     assert json.loads((reports / "training.json").read_text())["threshold"] == pytest.approx(want)
     _one_line_error(run_cli("rethreshold", "--model", tmp_path / "other.keras"), "rethreshold needs")
+
+
+# ------------------------------------------------ paths that had no test: write-report, --threshold, ood, manifest
+def _small_split(root, data_root, n=6):
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (root / cls).mkdir(parents=True)
+        for f in sorted((data_root / "test" / cls).glob("*.jpeg"))[:n]:
+            (root / cls / f.name).symlink_to(f)
+    return root
+
+
+def _models_copy(tmp_path, variant="frozen", with_reports=True):
+    """A models folder holding one shipped model, its training record and (optionally) its OOD
+    detector, with a manifest of its own, so nothing under models/ is touched."""
+    import shutil
+
+    from pneumo_core.model import write_manifest
+
+    models = tmp_path / "models"
+    (models / "reports" / variant).mkdir(parents=True)
+    shutil.copy(ROOT / "models" / f"{variant}.keras", models)
+    keep = ("training.json", "validation_predictions.csv", "ood.npz") if with_reports else ()
+    for name in keep:
+        shutil.copy(ROOT / "models" / "reports" / variant / name, models / "reports" / variant)
+    write_manifest(models)
+    return models
+
+
+def test_evaluate_write_report_end_to_end(tmp_path, data_root, capsys):
+    """``evaluate --write-report`` into a models folder: metrics.json is the metrics of the
+    written CSV, ``predicted`` is p >= threshold, the ROC points are monotone, the scores are the
+    shipped evaluation's, and the folder then reads back as an available report."""
+    import numpy as np
+    import pandas as pd
+
+    from pneumo_core.cli import main
+    from pneumo_core.evaluate import metrics_at
+    from pneumo_core.reports import load_report
+
+    models = _models_copy(tmp_path)
+    report_dir = models / "reports" / "frozen"
+    assert not load_report("frozen", models).available  # no metrics, predictions, ROC yet
+    split = _small_split(tmp_path / "split", data_root)
+    assert main(["evaluate", "--model", str(models / "frozen.keras"), "--data", str(split), "--json",
+                 "--bootstrap", "20", "--write-report", str(report_dir)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    preds = pd.read_csv(report_dir / "test_predictions.csv")
+    roc = pd.read_csv(report_dir / "roc_curve.csv")
+    threshold = json.loads((report_dir / "training.json").read_text())["threshold"]
+
+    assert len(preds) == 12 and metrics["counts"] == {"NORMAL": 6, "PNEUMONIA": 6}
+    assert metrics["at_threshold"]["threshold"] == pytest.approx(threshold)
+    assert (preds.predicted == (preds.p_pneumonia >= threshold).astype(int)).all()
+    for which, t in (("at_threshold", threshold), ("at_0.5", 0.5)):
+        want = metrics_at(preds.label.to_numpy(), preds.p_pneumonia.to_numpy(), t)
+        for key in ("accuracy", "precision", "recall", "specificity", "f1", "auc"):
+            assert metrics[which][key] == pytest.approx(want[key], abs=1e-9), (which, key)
+        assert metrics[which]["confusion_matrix"] == want["confusion_matrix"]
+    assert printed["accuracy"] == pytest.approx(metrics["at_threshold"]["accuracy"])
+    assert printed["threshold_rule"] == metrics["threshold_rule"] and "sensitivity" in metrics["threshold_rule"]
+    # ROC: from (0, 0) to (1, 1), never stepping back; its area is the reported AUC
+    assert (np.diff(roc.fpr) >= 0).all() and (np.diff(roc.tpr) >= 0).all() and (np.diff(roc.threshold) <= 0).all()
+    assert (roc.fpr.iloc[0], roc.tpr.iloc[0]) == (0, 0) and (roc.fpr.iloc[-1], roc.tpr.iloc[-1]) == (1, 1)
+    assert np.trapezoid(roc.tpr, roc.fpr) == pytest.approx(metrics["at_threshold"]["auc"], abs=1e-9)
+    # the scores are the shipped model's, as in its own saved evaluation of the whole test split
+    shipped = pd.read_csv(ROOT / "models" / "reports" / "frozen" / "test_predictions.csv")
+    shipped = shipped.assign(name=[Path(f).name for f in shipped.file]).set_index("name").p_pneumonia
+    np.testing.assert_allclose(preds.p_pneumonia, shipped.loc[[Path(f).name for f in preds.file]], atol=1e-3)
+    rep = load_report("frozen", models)
+    assert rep.available and rep.missing == [] and rep.test_n == 12
+    assert len(rep.test_predictions) == 12 and rep.metrics == metrics
+
+
+def test_a_given_threshold_is_applied_and_recorded_as_given(tmp_path, data_root, test_normal, capsys):
+    """``--threshold`` decides the label (a cut just above or just below a film's p flips it)
+    and reports say the threshold was given, not chosen on validation."""
+    import pandas as pd
+
+    from pneumo_core.cli import main
+
+    def predict(*extra):
+        assert main(["predict", "--json", "--model", "frozen", *extra, str(test_normal)]) == 0
+        return json.loads(capsys.readouterr().out)[0]
+
+    p = predict()["p_pneumonia"]
+    assert 0.002 < p < 0.998
+    above, below = predict("--threshold", str(p + 0.001)), predict("--threshold", str(p - 0.001))
+    assert above["label"] == "NORMAL" and above["threshold"] == pytest.approx(p + 0.001)
+    assert below["label"] == "PNEUMONIA" and below["threshold"] == pytest.approx(p - 0.001)
+
+    split = _small_split(tmp_path / "split", data_root, n=3)
+    assert main(["evaluate", "--model", "frozen", "--data", str(split), "--threshold", "0.3", "--bootstrap", "0",
+                 "--json", "--write-report", str(tmp_path / "report")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    preds = pd.read_csv(tmp_path / "report" / "test_predictions.csv")
+    assert printed["threshold_rule"] == metrics["threshold_rule"] == "given on the command line"
+    assert metrics["at_threshold"]["threshold"] == pytest.approx(0.3)
+    assert (preds.predicted == (preds.p_pneumonia >= 0.3).astype(int)).all()
+
+
+def test_calibrate_ood_fits_and_records_a_detector(tmp_path, data_root, capsys):
+    """``calibrate-ood`` on a small training folder: a new ood.npz, its SHA-256 in the manifest
+    (the next load accepts it), its settings in training.json, and a detector that passes the
+    training films and flags a photograph."""
+    import numpy as np
+    import skimage.data
+
+    from pneumo_core.cli import main
+    from pneumo_core.infer import Predictor
+    from pneumo_core.model import sha256_file
+    from pneumo_core.ood import MahalanobisOOD
+
+    models = _models_copy(tmp_path)
+    detector = models / "reports" / "frozen" / "ood.npz"
+    detector.unlink()
+    train = tmp_path / "data" / "train"
+    for cls in ("NORMAL", "PNEUMONIA"):
+        (train / cls).mkdir(parents=True)
+        for f in sorted((data_root / "train" / cls).glob("*.jpeg"))[:30]:
+            (train / cls / f.name).symlink_to(f)
+    assert main(["calibrate-ood", "--model", str(models / "frozen.keras"), "--data", str(tmp_path / "data")]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert detector.is_file() and np.isfinite(printed["threshold"]) and printed["threshold"] > 0
+    manifest = json.loads((models / "MANIFEST.json").read_text())
+    assert manifest["ood_detectors"]["reports/frozen/ood.npz"]["sha256"] == sha256_file(detector)
+    record = json.loads((models / "reports" / "frozen" / "training.json").read_text())["ood"]
+    assert record["threshold"] == pytest.approx(printed["threshold"]) and "recalibrated_at" in record
+    assert MahalanobisOOD.load(detector).threshold == pytest.approx(printed["threshold"])
+    pred = Predictor(models / "frozen.keras")  # verified against the updated manifest
+    assert pred.ood.threshold == pytest.approx(printed["threshold"])
+    film = sorted((train / "NORMAL").iterdir())[0]
+    assert pred.predict(film).is_chest_xray
+    import io
+
+    from PIL import Image
+
+    photo = io.BytesIO()
+    Image.fromarray(skimage.data.astronaut()).save(photo, "PNG")
+    assert pred.predict(photo.getvalue(), name="astronaut.png").is_chest_xray is False
+
+
+def test_manifest_command_records_models_and_detectors_and_catches_tampering(tmp_path, capsys):
+    """``manifest --dir`` writes the SHA-256 of each model and detector; a changed model or a
+    changed detector is then refused on load, each with its own message."""
+    from pneumo_core.cli import main
+    from pneumo_core.infer import Predictor
+    from pneumo_core.model import ModelLoadError, sha256_file
+
+    models = _models_copy(tmp_path)
+    (models / "MANIFEST.json").unlink()
+    assert main(["manifest", "--dir", str(models)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    on_disk = json.loads((models / "MANIFEST.json").read_text())
+    assert printed == on_disk
+    assert on_disk["models"]["frozen.keras"]["sha256"] == sha256_file(models / "frozen.keras")
+    assert on_disk["ood_detectors"]["reports/frozen/ood.npz"]["sha256"] == sha256_file(
+        models / "reports" / "frozen" / "ood.npz")
+    Predictor(models / "frozen.keras")  # loads cleanly
+
+    detector = models / "reports" / "frozen" / "ood.npz"
+    original = detector.read_bytes()
+    detector.write_bytes(original[:-1] + bytes([original[-1] ^ 0xFF]))  # one flipped byte
+    with pytest.raises(ModelLoadError, match="ood.npz does not match the SHA-256"):
+        Predictor(models / "frozen.keras")
+    res = run_cli("predict", "--model", models / "frozen.keras", ROOT / "assets" / "examples")
+    _one_line_error(res, "ood.npz does not match")
+    detector.write_bytes(original)
+    model = models / "frozen.keras"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="frozen.keras does not match the SHA-256"):
+        Predictor(model)

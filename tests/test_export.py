@@ -4,18 +4,24 @@ import json
 
 import numpy as np
 import pytest
-from _tiny import lively_model, random_inputs
 
 from pneumo_core import explain
 from pneumo_core.artifacts import sidecar
 from pneumo_core.export import convert, export_tflite
+from pneumo_core.infer import Predictor
 from pneumo_core.predictors import open_predictor
 from pneumo_core.tflite import TFLitePredictor
+from tests._tiny import lively_model, random_inputs
 
 
 @pytest.fixture(scope="module")
 def frozen_tiny():
     return lively_model("frozen", seed=2)
+
+
+@pytest.fixture(scope="module")
+def shipped_frozen():
+    return Predictor("frozen")
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +66,25 @@ def test_sidecar_records_the_export(exported):
     assert exported["float16"].stat().st_size < 0.6 * exported["none"].stat().st_size
 
 
-def test_int8_runs_and_correlates(frozen_tiny, reference, data_root, tmp_path):
+def test_int8_follows_the_shipped_model_on_real_films(shipped_frozen, data_root, tmp_path):
+    """int8 on the shipped frozen model (a random model's activations do not quantise like a
+    trained one's), calibrated on training films, scored on 12 test films: close probabilities,
+    the same labels where the float model is clear of its threshold, a similar Grad-CAM. A
+    constant output (e.g. 0.5) or a broken calibration fails every bound."""
     from pneumo_core.export import calibration_paths
+    from pneumo_core.images import load_path
+    from pneumo_core.preprocess import model_input
     from pneumo_core.tflite import make_interpreter
 
-    x, p_ref, cam_ref = reference
+    films = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[:6] + sorted(
+        (data_root / "test" / "PNEUMONIA").glob("*.jpeg"))[:6]
+    x = np.stack([model_input(load_path(f)) for f in films])
+    p_ref = shipped_frozen.model(x, training=False).numpy()[:, 0]
+    cam_ref = explain.gradcam(shipped_frozen.model, x)
+    assert p_ref.std() > 0.2, "the reference must spread for the bounds to mean anything"
     calib = calibration_paths(data_root, n=12, seed=0)
     assert len(calib) >= 10 and all("/train/" in p for p in calib)
-    (tmp_path / "int8.tflite").write_bytes(convert(frozen_tiny, "int8", calib))
+    (tmp_path / "int8.tflite").write_bytes(convert(shipped_frozen.model, "int8", calib))
     interp = make_interpreter(tmp_path / "int8.tflite")
     assert any(d["dtype"] == np.int8 for d in interp.get_tensor_details())
     inp = interp.get_input_details()[0]
@@ -77,8 +94,14 @@ def test_int8_runs_and_correlates(frozen_tiny, reference, data_root, tmp_path):
     interp.set_tensor(inp["index"], x)
     interp.invoke()
     outs = {len(d["shape_signature"]): interp.get_tensor(d["index"]) for d in interp.get_output_details()}
-    assert np.isfinite(outs[1]).all() and ((outs[1] >= 0) & (outs[1] <= 1)).all()
-    assert np.abs(outs[1] - p_ref).max() < 0.25
+    p = outs[1].ravel()
+    assert np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
+    # measured: mean |dp| 0.045, max 0.24 (one film near the middle), Pearson r 0.98
+    assert np.abs(p - p_ref).mean() < 0.1
+    assert np.corrcoef(p, p_ref)[0, 1] > 0.9
+    threshold = shipped_frozen.threshold
+    clear = np.abs(p_ref - threshold) > 0.15
+    assert clear.sum() >= 8 and ((p[clear] >= threshold) == (p_ref[clear] >= threshold)).all()
     assert np.corrcoef(outs[3].ravel(), cam_ref.ravel())[0, 1] > 0.7
 
 

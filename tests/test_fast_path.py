@@ -2,13 +2,13 @@
 compiled Grad-CAM, batched OOD distances, and the bounded-window batch decoder."""
 import numpy as np
 import pytest
-from _tiny import lively_model, random_inputs
 
 from pneumo_core import explain
 from pneumo_core.images import LoadedImage, load_path
 from pneumo_core.infer import Predictor
 from pneumo_core.ood import MahalanobisOOD
 from pneumo_core.preprocess import model_input, pixel_std, tf_model_input
+from tests._tiny import lively_model, random_inputs
 
 
 @pytest.fixture(scope="module")

@@ -45,12 +45,27 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
         M.build_backbone(str(tmp_path / "nope.weights.h5"))
 
 
-def test_local_imagenet_weights_load(local_weights):
+def test_local_imagenet_weights_load(local_weights, test_normal):
+    """The offline file is really loaded: kernels equal the file's (read with h5py and with
+    Keras' own loader), and a real X-ray gives O(1) features, not a random init's ~1e-11."""
+    import h5py
+    import keras
+
+    from pneumo_core.images import load_path
+    from pneumo_core.preprocess import model_input
+
     base = M.build_backbone(local_weights)
-    # the offline file must really be loaded: random init would not give these statistics
-    k = base.get_layer("Conv1").get_weights()[0]
-    rnd = M.build_backbone(None).get_layer("Conv1").get_weights()[0]
-    assert not np.allclose(k, rnd)
+    with h5py.File(local_weights, "r") as f:  # Keras 3 layout: layers/<class counter>/vars/<i>
+        np.testing.assert_array_equal(base.get_layer("Conv1").kernel.numpy(), f["layers/conv2d/vars/0"][()])
+        np.testing.assert_array_equal(base.get_layer("Conv_1").kernel.numpy(), f["layers/conv2d_34/vars/0"][()])
+    reference = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, weights=None)
+    reference.load_weights(local_weights)
+    assert len(base.weights) == len(reference.weights)
+    for ours, theirs in zip(base.weights, reference.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy(), err_msg=ours.path)
+    pooled = base(model_input(load_path(test_normal))[None], training=False).numpy().mean(axis=(1, 2))[0]
+    assert pooled.shape == (1280,) and pooled.mean() > 0.05 and (pooled > 1e-3).mean() > 0.2, \
+        "ImageNet features on a real film should be O(1) and not mostly zero"
 
 
 def test_split_model_reproduces_the_logit(tiny_model):
@@ -89,30 +104,39 @@ def test_shipped_models_match_manifest():
 
 
 def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, test_normal):
-    """Two small-noise copies of a random classifier: the ensemble's p is the sigmoid of the
-    mean of their logits, it survives a safe-mode round trip, and its Grad-CAM is a real map."""
-    import keras
+    """Two different lively classifiers (O(1) features on a real film): the ensemble's p is the
+    sigmoid of the mean of their logits, it survives a safe-mode round trip, and its Grad-CAM is
+    the real map: ReLU of the mean of the members' un-rectified Grad-CAM sums."""
+    import tensorflow as tf
 
     from pneumo_core.explain import gradcam
     from pneumo_core.images import load_path
-    from pneumo_core.model import build_ensemble, build_model, load_model, member_feature_dim, split_model
+    from pneumo_core.model import build_ensemble, load_model, member_feature_dim, split_model
     from pneumo_core.preprocess import model_input
+    from tests._tiny import lively_model
 
-    keras.utils.set_random_seed(3)
-    members = [build_model("finetuned", weights=None) for _ in range(2)]
+    members = [lively_model("finetuned", seed=s) for s in (3, 4)]
     rng = np.random.default_rng(0)
-    for m in members:  # a random backbone saturates p; keep it inside (0, 1)
-        kernel, bias = m.get_layer("logit").get_weights()
-        m.get_layer("logit").set_weights([kernel * 1e-3, bias + rng.normal(0, 0.5, bias.shape).astype("float32")])
-        # non-trivial BatchNorm statistics, so folding the head into one Dense is really tested
+    for m in members:  # non-trivial BatchNorm statistics, so folding the head into one Dense is really tested
         gamma, beta, mean, var = m.get_layer("head_bn").get_weights()
         m.get_layer("head_bn").set_weights([rng.uniform(0.5, 2, gamma.shape).astype("float32"),
                                             rng.normal(0, 0.5, beta.shape).astype("float32"),
                                             rng.normal(0, 0.5, mean.shape).astype("float32"),
                                             rng.uniform(0.5, 2, var.shape).astype("float32")])
     x = model_input(load_path(test_normal))[None]
-    p = np.array([m.predict(x, verbose=0).ravel()[0] for m in members], dtype="float64")
-    want = 1 / (1 + np.exp(-np.mean(np.log(p / (1 - p)))))
+    logits, pre_cams = [], []
+    for m in members:  # logits and un-rectified Grad-CAM straight from each member
+        backbone, head = split_model(m)
+        fmap = backbone(x, training=False)
+        with tf.GradientTape() as tape:
+            tape.watch(fmap)
+            logit = head(fmap, training=False)
+        grads = tape.gradient(logit, fmap)
+        assert float(tf.reduce_mean(fmap)) > 0.05, "member features near 0: the test would check only biases"
+        logits.append(float(logit[0, 0]))
+        pre_cams.append(tf.reduce_sum(tf.reduce_mean(grads, axis=(1, 2), keepdims=True) * fmap, axis=-1).numpy()[0])
+    assert abs(logits[0] - logits[1]) > 0.5, "the members must disagree for this test to mean anything"
+    want = 1 / (1 + np.exp(-np.mean(logits)))
     ens = build_ensemble(members)
     assert ens.predict(x, verbose=0).ravel()[0] == pytest.approx(want, rel=1e-4)
     path = tmp_path / "ensemble.keras"
@@ -122,7 +146,9 @@ def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, tes
     backbone, head = split_model(loaded)
     assert backbone.output.shape[-1] == 2560 and member_feature_dim(loaded) == 1280
     cam = gradcam(loaded, x)[0]
-    assert cam.shape == (7, 7) and np.isfinite(cam).all()
+    want_cam = np.maximum(np.mean(pre_cams, axis=0), 0)
+    assert cam.shape == (7, 7) and want_cam.std() > 0 and cam.std() > 0, "an empty map checks nothing"
+    np.testing.assert_allclose(cam, want_cam, rtol=1e-3, atol=1e-4 * float(want_cam.max()))
     with pytest.raises(ValueError, match="share the backbone"):
         build_ensemble([members[0], loaded])
 
@@ -135,7 +161,7 @@ def test_ensemble_computes_the_layers_its_runs_share_once(first_changed, trunk_e
     """Runs that differ only above some layer: the ensemble runs the identical layers once (a
     ``shared_trunk`` ending at the last tensor every later layer flows through) and a top per
     run, is smaller than separate backbones, and still gives the sigmoid of the mean logit."""
-    from _tiny import lively_model, random_inputs
+    from tests._tiny import lively_model, random_inputs
 
     runs = [lively_model("finetuned", seed=5) for _ in range(3)]
     rng = np.random.default_rng(1)

@@ -120,15 +120,23 @@ def test_blas_limit_is_restored_after_overlapping_calls():
         return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
 
     before = blas_threads()
-    if not before or max(before) < 2:
-        pytest.skip("BLAS runs one thread here: there is no limit to restore")
+    require(bool(before) and max(before) >= 2,
+            "BLAS runs one thread here (e.g. OPENBLAS_NUM_THREADS=1): there is no limit to restore")
     first, second = ood._one_blas_thread(), ood._one_blas_thread()
     first.__enter__()
-    second.__enter__()
-    assert max(blas_threads()) == 1
-    first.__exit__(None, None, None)
-    assert max(blas_threads()) == 1, "the limit was lifted while a call was still inside"
-    second.__exit__(None, None, None)
+    first_inside = True
+    try:  # the two calls overlap (not nested), so no `with`; never leave the process on one thread
+        second.__enter__()
+        try:
+            assert max(blas_threads()) == 1
+            first.__exit__(None, None, None)
+            first_inside = False
+            assert max(blas_threads()) == 1, "the limit was lifted while a call was still inside"
+        finally:
+            second.__exit__(None, None, None)
+    finally:
+        if first_inside:
+            first.__exit__(None, None, None)
     assert blas_threads() == before
 
 

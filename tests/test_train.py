@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from pneumo_core.train import TrainConfig, get_strategy, train, training_split
+from tests._tiny import lively_model
 
 
 def test_training_split_keeps_patients_apart(data_root):
@@ -136,37 +137,46 @@ def test_soup_refuses_a_member_validated_on_other_films(tmp_path, data_root, cap
 
 
 def test_ensemble_cli_writes_a_model_whose_p_is_the_mean_logit(tmp_path, data_root):
-    """``ensemble`` on two members: provenance, members ordered by validation loss, OOD detector
-    on member 0's 1280 features, and a Predictor that loads it like any shipped model."""
-    import keras
-
+    """``ensemble`` on two members with clearly different logits: the result is the sigmoid of the
+    mean logit (not the mean probability, not member 0), members are ordered by validation loss,
+    the OOD detector sits on the best member's 1280 features, and a Predictor loads it like any
+    shipped model."""
     from pneumo_core.cli import main
+    from pneumo_core.images import load_path
     from pneumo_core.infer import Predictor
-    from pneumo_core.model import build_model
+    from pneumo_core.preprocess import model_input
 
-    keras.utils.set_random_seed(5)
     paths = []
-    for k in range(2):
-        m = build_model("finetuned", weights=None)
-        kernel, bias = m.get_layer("logit").get_weights()  # a random backbone saturates p; keep it in (0, 1)
-        m.get_layer("logit").set_weights([kernel * 1e-3, bias])
+    for k, shift in enumerate((2.5, 0.0)):  # member 0 (as given) leans hard to PNEUMONIA: the worse loss
+        m = lively_model("finetuned", seed=10 + k)
+        kernel, bias = m.get_layer("logit").get_weights()
+        m.get_layer("logit").set_weights([kernel, bias + shift])
         paths.append(tmp_path / f"m{k}.keras")
         m.save(paths[-1])
     out = tmp_path / "ens"
     assert main(["ensemble", *map(str, paths), "--data", str(data_root), "--out", str(out), "--limit", "60"]) == 0
     info = json.loads((out / "reports" / "finetuned" / "training.json").read_text())
     members = info["ensemble"]["members"]
-    assert len(members) == 2 and members[0]["val_log_loss"] <= members[1]["val_log_loss"]
+    assert len(members) == 2
+    assert members[0]["val_log_loss"] < members[1]["val_log_loss"] - 0.05, "the two losses must differ"
+    assert [m["file"] for m in members] == [str(paths[1]), str(paths[0])], "not ordered by validation loss"
     pred = Predictor(out / "finetuned.keras")
     assert pred.ood.mean.shape == (1280,) and pred.threshold == pytest.approx(info["threshold"])
-    from pneumo_core.images import load_path
-    from pneumo_core.preprocess import model_input
 
-    film = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[0]
-    x = model_input(load_path(film))[None]
+    films = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[:2] + sorted(
+        (data_root / "test" / "PNEUMONIA").glob("*.jpeg"))[:2]
+    x = np.stack([model_input(load_path(f)) for f in films])
     p_ens, features = pred.predict_arrays(x)
-    ps = np.array([Predictor(p, verify=False).predict_arrays(x)[0][0] for p in paths], "float64")
-    assert 0 < ps.min() and ps.max() < 1
-    assert p_ens[0] == pytest.approx(1 / (1 + np.exp(-np.mean(np.log(ps / (1 - ps))))), rel=1e-3)
-    assert features.shape == (1, 2560) and np.isfinite(pred.ood.distance(features)).all()
-    assert np.isfinite(pred.predict(film).ood_distance)
+    ps = np.array([Predictor(p, verify=False).predict_arrays(x)[0] for p in paths], "float64")
+    assert 0.01 < ps.min() and ps.max() < 0.99
+    logits = np.log(ps / (1 - ps))
+    assert np.abs(logits[0] - logits[1]).min() > 1.0, "members must disagree for the check to mean anything"
+    mean_logit = 1 / (1 + np.exp(-logits.mean(axis=0)))
+    np.testing.assert_allclose(p_ens, mean_logit, rtol=1e-3, atol=1e-4)
+    assert np.abs(p_ens - ps.mean(axis=0)).max() > 0.01, "indistinguishable from the mean of probabilities"
+    assert np.abs(p_ens - ps[0]).max() > 0.05 and np.abs(p_ens - ps[1]).max() > 0.05
+    assert features.shape == (4, 2560) and np.isfinite(pred.ood.distance(features)).all()
+    # the OOD features are the best member's (paths[1]) pooled features, placed first
+    _, best_features = Predictor(paths[1], verify=False).predict_arrays(x)
+    np.testing.assert_allclose(features[:, :1280], best_features, rtol=1e-3, atol=1e-4)
+    assert np.isfinite(pred.predict(films[0]).ood_distance)
