@@ -1,11 +1,14 @@
 """Analyse X-rays: score uploaded chest X-rays (or example films) with a Grad-CAM explanation."""
+from dataclasses import replace
+
 import streamlit as st
 
 from pneumo_core import review
 from ui.cache import get_predictor, get_reports
 from ui.controls import model_picker, operating_point_picker
 from ui.examples import example_picker
-from ui.study import STUDIES_PER_PAGE, is_scored, render_review_table, render_study, score_film, shown_page
+from ui.pacs_source import film_names, hide_uids, pacs_source
+from ui.study import STUDIES_PER_PAGE, is_scored, render_review_table, render_study, score_film, scored_film, shown_page
 from ui.uploads import UPLOAD_TYPES, UPLOADER_KEY, current_study, forget_uploads, remember_uploads, upload_label
 
 st.title("Analyse X-rays")
@@ -24,7 +27,7 @@ if error:
 threshold, op_name = operating_point_picker(reps[variant])
 alpha = st.sidebar.slider("Heatmap opacity", 0.0, 1.0, 0.4, 0.05, key="alpha", persist_state="session")
 
-upload_tab, example_tab = st.tabs(["Upload images", "Try an example film"])
+upload_tab, example_tab, pacs_tab = st.tabs(["Upload images", "Try an example film", "From PACS"])
 with upload_tab:
     uploaded = st.file_uploader(upload_label(), type=UPLOAD_TYPES, accept_multiple_files=True,
                                 key=UPLOADER_KEY, on_change=remember_uploads)
@@ -59,3 +62,17 @@ with example_tab:
     if example is not None:
         render_study(score_film(predictor, example.film), threshold, op_name, alpha, predictor, key="example",
                      true_label=example.truth, title=example.title, truth_source=example.truth_source)
+
+with pacs_tab:
+    st.caption("Studies from the PACS named in the server's settings (never an address typed here); films are "
+               "named by a short hash, never by patient identifiers or UIDs.")
+    from_pacs = pacs_source(predictor, key="pacs")
+    current = {(name, id(item)) for name, item in zip(film_names(from_pacs), from_pacs)}
+    shown = {k: v for k, v in st.session_state.get("pacs_display", {}).items() if k in current}
+    st.session_state["pacs_display"] = shown  # display copies encoded once per film of the current results
+    for i, (name, item) in enumerate(zip(film_names(from_pacs), from_pacs)):
+        if (name, id(item)) not in shown:
+            pred = replace(item.prediction, file=name, notes=[hide_uids(note) for note in item.prediction.notes],
+                           error=item.prediction.error and hide_uids(item.prediction.error))
+            shown[(name, id(item))] = scored_film(pred, item.loaded)
+        render_study(shown[(name, id(item))], threshold, op_name, alpha, predictor, key=f"pacs_{i}", title=name)

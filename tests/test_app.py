@@ -509,3 +509,25 @@ def test_pages_hold_no_model_or_metric_logic():
         text = f.read_text()
         hits = [b for b in banned if b in text]
         assert not hits, f"{f.name} contains {hits}"
+
+
+def test_a_study_opens_in_the_viewer_with_window_presets_for_a_12_bit_dicom(test_normal):
+    """The viewer is drawn only on request; a 12-bit DICOM upload keeps its raw values, so the
+    viewer offers window/level presets, and a JPEG upload none."""
+    from tests.dicom_files import dx_film, grey
+
+    at = open_page("app_pages/analyse.py")
+    at = upload(at, [("film.dcm", dx_film(grey(test_normal)), "application/dicom"),
+                     ("film.jpeg", test_normal.read_bytes(), "image/jpeg")])
+    assert_healthy(at)
+    assert not at.get("plotly_chart"), "no viewer until asked for: it would cost an encode on every rerun"
+    toggles = [t for t in at.toggle if t.key.startswith("viewer_")]
+    assert len(toggles) == 2 and "window/level" in toggles[0].label and "window/level" not in toggles[1].label
+    for toggle in toggles:
+        toggle.set_value(True)
+    at.run()
+    assert_healthy(at)
+    assert len(at.get("plotly_chart")) == 2
+    windows = [box for box in at.selectbox if "indow" in box.label]  # only the DICOM has values to re-window
+    assert [box.key for box in windows] == ["film_upload_0-window"] and len(windows[0].options) > 1
+    assert any("not a lesion outline" in c.value for c in at.caption)

@@ -228,3 +228,30 @@ def test_a_slow_pacs_gives_one_clear_line_within_the_timeout(page):
         assert time.perf_counter() - started < 5 and not at.exception
     (error,) = at.error
     assert "did not answer within 1 s" in error.value and "searching studies" in error.value
+
+
+def test_the_analyse_page_scores_pacs_films_like_uploads(orthanc, films_on_pacs, monkeypatch):
+    """The real Analyse page (through app.py): its "From PACS" tab finds, retrieves and scores the
+    studies, each film drawn as a study named by a short hash, never by UIDs or patient data."""
+    import datetime as dt
+
+    from streamlit.testing.v1 import AppTest
+
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in orthanc.env().items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/analyse.py").run()
+    assert not at.exception, page_text(at)
+    at = search(at, PATIENT_ID, dt.date(2024, 3, 1), dt.date(2024, 3, 31))
+    at = click(at, "Retrieve and score")
+    assert not at.exception, page_text(at)
+    headings = [m.value for m in at.markdown if m.value.startswith("#### study #")]
+    assert len(headings) == 4, headings  # every film a study; the lateral one with its reason
+    labels = [m.value.split("#### ")[-1] for m in at.markdown if m.value.startswith("Label at this threshold:")]
+    wanted = [label for films in films_on_pacs.values() for _, label in films if label]
+    assert sorted(labels) == sorted(wanted)
+    assert any("View Position LATERAL" in e.value for e in at.error)
+    text = page_text(at) + " ".join(e.value for e in at.error)
+    no_identifiers(text, *films_on_pacs, *(sop for films in films_on_pacs.values() for sop, _ in films))

@@ -16,7 +16,10 @@ import pandas as pd
 import streamlit as st
 
 from pneumo_core import reports, review
+from pneumo_core.imagecore import ImageError, LoadedImage
+from pneumo_core.images import load_image
 from ui.uploads import Film
+from ui.viewer import show_film
 
 LABEL_HEADING = "Label at this threshold:"
 HEATMAP_CAPTION = ("The heatmap (Grad-CAM) shows which regions pushed the model's score up: what drove the "
@@ -39,6 +42,15 @@ class ScoredFilm:
     pred: object  # pneumo_core.infer.Prediction
     image_jpeg: bytes | None = None
     overlays: OrderedDict = field(default_factory=OrderedDict)  # opacity -> overlay JPEG
+    loaded: object = None  # the decoded film when it kept raw 12/16-bit values (window/level in the viewer)
+
+
+def scored_film(pred, loaded=None) -> ScoredFilm:
+    """A prediction made elsewhere (e.g. a film from the PACS) as a :class:`ScoredFilm`: display
+    copies shrunk and encoded once; ``loaded`` kept only when it holds raw values to re-window."""
+    pred = _shrink(pred)
+    keep = loaded if getattr(loaded, "raw", None) is not None else None
+    return ScoredFilm(pred, encode_jpeg(pred.image) if pred.image is not None else None, loaded=keep)
 
 
 def encode_jpeg(rgb: np.ndarray) -> bytes:
@@ -99,11 +111,16 @@ def score_film(predictor, film: Film) -> ScoredFilm:
         store.move_to_end(key)
         return store[key]
     try:
-        pred = _shrink(predictor.predict(film.data, name=film.name, explain=True))
+        try:  # decoded here so a 12/16-bit film keeps its raw values for the viewer's windows
+            source = load_image(film.data, film.name)
+        except ImageError:
+            source = film.data  # the predictor words the same refusal into Prediction.error
+        pred = predictor.predict(source, name=film.name, explain=True)
+        scored = scored_film(pred, source if isinstance(source, LoadedImage) else None)
     except Exception as exc:  # the core never raises for bad input; this is the last line of defence
         pred = Prediction(file=film.name, model=predictor.name, threshold=predictor.threshold,
                           error=f"could not process this file ({type(exc).__name__})")
-    scored = ScoredFilm(pred, encode_jpeg(pred.image) if pred.image is not None else None)
+        scored = ScoredFilm(pred)
     store[key] = scored
     while len(store) > CACHE_SIZE:
         store.popitem(last=False)
@@ -186,6 +203,11 @@ def render_study(scored: ScoredFilm, threshold: float, op_name: str, alpha: floa
                                file_name=f"{review.safe_file_stem(pred.file)}_report.png", mime="image/png",
                                key=f"dl_{key}", on_click="ignore", icon=":material/download:")
         st.caption(HEATMAP_CAPTION)
+        # drawn only on request: a Plotly viewer per study would put an image encode on every rerun
+        if st.toggle("Open in the viewer: zoom and pan, heatmap on/off and opacity"
+                     + (", window/level" if scored.loaded is not None else ""), key=f"viewer_{key}"):
+            show_film(scored.loaded if scored.loaded is not None else pred.image, pred.heatmap,
+                      key=f"film_{key}", title=title or pred.file)
 
 
 def render_review_table(preds: list, threshold: float, op_name: str, predictor) -> None:
