@@ -132,10 +132,10 @@ def dump(path: str | None, payload: dict) -> None:
 
 def test_files(data=None) -> list[str]:
     """The 624 images of the official test split, sorted."""
-    from pneumo_core import data as D
+    from pneumo_core import data as dataset
     from pneumo_core.config import data_dir
 
-    return list(D.list_images(D.resolve_split_dir(data or data_dir(), "test")).path)
+    return list(dataset.list_images(dataset.resolve_split_dir(data or data_dir(), "test")).path)
 
 
 if __name__ == "__main__":

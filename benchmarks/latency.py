@@ -26,7 +26,7 @@ import argparse
 import io
 import sys
 
-import _bench as B
+import _bench as bench
 
 
 def main(argv=None) -> int:
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
-    B.warn_if_busy()
+    bench.warn_if_busy()
     import cv2
     import tensorflow as tf
     from PIL import Image
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
             logit = head(fmap, training=False)
         return logit, tape.gradient(logit, fmap)
 
-    films = B.test_files(args.data)
+    films = bench.test_files(args.data)
     small = open(films[len(films) // 2], "rb").read()
     loaded = load_image(small)
     big = cv2.resize(loaded.rgb()[..., 0], (2000, 1700), interpolation=cv2.INTER_CUBIC)
@@ -78,12 +78,13 @@ def main(argv=None) -> int:
     x = tf.constant(model_input(loaded)[None])
     x_np = x.numpy()
     # Keras' model.predict, for the record (slow: fewer runs)
-    keras_predict = B.stats(B.timeit(lambda: model.predict(x_np, verbose=0), runs=max(10, args.runs // 5), warmup=3))
+    keras_predict = bench.stats(bench.timeit(lambda: model.predict(x_np, verbose=0), runs=max(10, args.runs // 5),
+                                             warmup=3))
 
-    rows, results = [], {"machine": B.machine(), "model": pred.name, "runs": args.runs}
+    rows, results = [], {"machine": bench.machine(), "model": pred.name, "runs": args.runs}
     for label, data in (("224x224 JPEG (test film)", small), ("2000x1700 JPEG (upload)", large)):
         shape = load_image(data).pixels.shape
-        t = B.interleaved({
+        t = bench.interleaved({
             "bare forward": lambda: bare_forward(x).numpy(),
             "bare forward+backward": lambda: [t.numpy() for t in bare_forward_backward(x)],
             "predict": lambda: pred.predict(data),
@@ -92,18 +93,18 @@ def main(argv=None) -> int:
         lim = load_image(data)
         xin = model_input(lim)[None]
         _, cam, pooled = pred.explain_arrays(xin)
-        stages = B.interleaved({
+        stages = bench.interleaved({
             "decode (load_image)": lambda: load_image(data),
             "prepare (checks + preprocessing)": lambda: model_input(lim),
             "compiled explain (fwd+bwd+cam+pooled)": lambda: pred.explain_arrays(xin),
             "heatmap upsampling": lambda: normalise_heatmap(cam[0], lim.pixels.shape[:2]),
             "OOD distance": (lambda: pred.ood.distance(pooled)) if pred.ood is not None else (lambda: None),
         }, runs=args.runs, warmup=args.warmup)
-        s = {k: B.stats(v) for k, v in t.items()}
+        s = {k: bench.stats(v) for k, v in t.items()}
         s["ratio predict / bare forward"] = round(s["predict"]["median_ms"] / s["bare forward"]["median_ms"], 3)
         s["ratio predict+Grad-CAM / bare forward+backward"] = round(
             s["predict + Grad-CAM"]["median_ms"] / s["bare forward+backward"]["median_ms"], 3)
-        s["stages"] = {k: B.stats(v) for k, v in stages.items()}
+        s["stages"] = {k: bench.stats(v) for k, v in stages.items()}
         results[label] = {"pixels": list(shape), **s}
         for k in t:
             rows.append({"input": label, "path": k, **s[k]})
@@ -115,13 +116,13 @@ def main(argv=None) -> int:
     m = results["machine"]
     print(f"model {pred.name}; {m['cpu']}, {m['cpus']} CPUs; TF {m.get('tensorflow')}; "
           f"CPU busy before run {m['cpu_busy_before_run']}; {args.runs} runs each after {args.warmup} warm-up")
-    B.print_table(rows, ["input", "path", "median_ms", "p95_ms", "min_ms", "runs"])
+    bench.print_table(rows, ["input", "path", "median_ms", "p95_ms", "min_ms", "runs"])
     for label in ("224x224 JPEG (test film)", "2000x1700 JPEG (upload)"):
         r = results[label]
         print(f"{label}: predict / bare forward = {r['ratio predict / bare forward']:.2f}x; "
               f"predict+Grad-CAM / bare forward+backward = "
               f"{r['ratio predict+Grad-CAM / bare forward+backward']:.2f}x (target <= 1.30)")
-    B.dump(args.json, results)
+    bench.dump(args.json, results)
     return 0
 
 

@@ -29,7 +29,7 @@ import sys
 import time
 import urllib.request
 
-import _bench as B
+import _bench as bench
 import numpy as np
 
 PROBE = r"""
@@ -60,9 +60,9 @@ print(json.dumps({{"import_s": t1 - t0, "load_s": t2 - t1, "warmup_s": t3 - t2, 
 def model_load(model: str, film: str, repeats: int) -> dict:
     rows = []
     for _ in range(repeats):
-        code = PROBE.format(root=str(B.ROOT), model=model, film=film)
+        code = PROBE.format(root=str(bench.ROOT), model=model, film=film)
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=B.ROOT)
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=bench.ROOT)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(proc.stderr[-2000:])
@@ -107,7 +107,7 @@ def dashboard_cold_start(repeats: int, timeout: float = 120.0, browser: bool = T
         cmd = [streamlit, "run", "app.py", "--server.headless", "true", "--server.port", str(port),
                "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"]
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=B.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, cwd=bench.ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         t_root = t_health = t_page = None
         try:
             while time.perf_counter() - t0 < timeout and (t_root is None or t_health is None):
@@ -161,13 +161,13 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
-    B.warn_if_busy()
-    film = B.test_files(args.data)[0]
-    out = {"machine": B.machine(), "model_load": {args.model: model_load(args.model, film, args.repeats)}}
+    bench.warn_if_busy()
+    film = bench.test_files(args.data)[0]
+    out = {"machine": bench.machine(), "model_load": {args.model: model_load(args.model, film, args.repeats)}}
     if args.tflite:
         out["model_load"][args.tflite] = model_load(args.tflite, film, args.repeats)
     if not args.no_dashboard:
-        if (B.ROOT / "app.py").exists():
+        if (bench.ROOT / "app.py").exists():
             out["dashboard"] = dashboard_cold_start(args.repeats, browser=not args.no_browser)
         else:
             out["dashboard"] = "app.py not found"
@@ -176,7 +176,7 @@ def main(argv=None) -> int:
     print(f"{m['cpu']}, {m['cpus']} CPUs; TF {m.get('tensorflow')}; CPU busy before run {m['cpu_busy_before_run']}; "
           f"medians of {args.repeats} fresh processes")
     rows = [{"model": k, **v} for k, v in out["model_load"].items()]
-    B.print_table(rows, ["model", "import_s", "load_s", "warmup_s", "first_predict_s", "total_s", "process_wall_s"])
+    bench.print_table(rows, ["model", "import_s", "load_s", "warmup_s", "first_predict_s", "total_s", "process_wall_s"])
     if isinstance(out.get("dashboard"), dict):
         d = out["dashboard"]
         print(f"dashboard cold start: first HTTP 200 on / after {d['first_200_on_root_s']:.2f} s "
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
             print(f"  headless Chromium shows the Home page title after {d['home_page_rendered_s']:.2f} s from launch")
     elif "dashboard" in out:
         print(f"dashboard: {out['dashboard']}")
-    B.dump(args.json, out)
+    bench.dump(args.json, out)
     return 0
 
 

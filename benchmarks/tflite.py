@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import _bench as B
+import _bench as bench
 import numpy as np
 
 FORMATS = ("none", "float16", "int8")
@@ -40,8 +40,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
-    B.warn_if_busy()
-    from pneumo_core import data as D
+    bench.warn_if_busy()
+    from pneumo_core import data as dataset
     from pneumo_core.config import data_dir
     from pneumo_core.evaluate import metrics_at
     from pneumo_core.export import export_tflite
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
         assert preds[q].threshold == threshold, (q, preds[q].threshold, threshold)
 
     # ---------------------------------------------------------------- latency
-    df = D.list_images(D.resolve_split_dir(args.data or data_dir(), "test"))
+    df = dataset.list_images(dataset.resolve_split_dir(args.data or data_dir(), "test"))
     film = df.path.iloc[len(df) // 2]
     data = open(film, "rb").read()
     x = model_input(load_path(film))[None]
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
         fns[(k, "label")] = (lambda p=p: p.predict_arrays(x))
         fns[(k, "label + Grad-CAM")] = (lambda p=p: p.explain_arrays(x))
         fns[(k, "predict(bytes, explain=True)")] = (lambda p=p: p.predict(data, explain=True))
-    lat = {k: B.stats(v) for k, v in B.interleaved(fns, runs=args.runs, warmup=args.warmup).items()}
+    lat = {k: bench.stats(v) for k, v in bench.interleaved(fns, runs=args.runs, warmup=args.warmup).items()}
 
     # ---------------------------------------------------------------- test split
     y = df.label.to_numpy()
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         flags = [r.is_chest_xray for r in res]
         ood[k] = None if flags[0] is None else float(1 - np.mean(flags))
 
-    rows, out = [], {"machine": B.machine(), "model": keras_pred.name, "threshold": threshold, "runs": args.runs,
+    rows, out = [], {"machine": bench.machine(), "model": keras_pred.name, "threshold": threshold, "runs": args.runs,
                      "calibration_images": args.calibration_images, "formats": {}}
     keras_bytes = keras_pred.path.stat().st_size
     for k in ("keras", *FORMATS):
@@ -123,12 +123,12 @@ def main(argv=None) -> int:
     print(f"model {keras_pred.name}, threshold {threshold:.4f}; {mc['cpu']}, {mc['cpus']} CPUs; TF "
           f"{mc.get('tensorflow')}; CPU busy before run {mc['cpu_busy_before_run']}; latency: batch 1, medians of "
           f"{args.runs} runs; metrics: 624 test films; int8 calibrated on {args.calibration_images} training films")
-    B.print_table(rows, ["format", "file_MiB", "label_ms", "label_p95_ms", "gradcam_ms", "gradcam_p95_ms",
+    bench.print_table(rows, ["format", "file_MiB", "label_ms", "label_p95_ms", "gradcam_ms", "gradcam_p95_ms",
                          "end_to_end_ms", "speedup_label_vs_keras", "files_img_per_s"])
     print()
-    B.print_table(rows, ["format", "accuracy", "sensitivity", "specificity", "auc", "max_abs_dp", "label_agreement",
+    bench.print_table(rows, ["format", "accuracy", "sensitivity", "specificity", "auc", "max_abs_dp", "label_agreement",
                          "ood_rejected", "export_s"])
-    B.dump(args.json, out)
+    bench.dump(args.json, out)
     if tmp is not None:
         tmp.cleanup()
     return 0

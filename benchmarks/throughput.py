@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 
-import _bench as B
+import _bench as bench
 import numpy as np
 
 
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
-    B.warn_if_busy()
+    bench.warn_if_busy()
     import tensorflow as tf
 
     from pneumo_core.config import IMAGE_SIZE
@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from pneumo_core.infer import Predictor
     from pneumo_core.preprocess import model_input
 
-    files = B.test_files(args.data)
+    files = bench.test_files(args.data)
     n = len(files)
     pred = Predictor(args.model)
     model = pred.model
@@ -83,19 +83,19 @@ def main(argv=None) -> int:
     bare_ips = n / np.median(bare_s)
     files_ips = n / np.median(files_s)
     out = {
-        "machine": B.machine(), "model": pred.name, "images": n, "batch_size": args.batch_size,
+        "machine": bench.machine(), "model": pred.name, "images": n, "batch_size": args.batch_size,
         "workers": args.workers, "passes": args.passes,
         "bare_batched_forward": {"images_per_s": round(bare_ips, 1), "pass_s": [round(s, 2) for s in bare_s],
-                                 "per_batch": B.stats(np.array(per_batch))},
+                                 "per_batch": bench.stats(np.array(per_batch))},
         "predict_files": {"images_per_s": round(files_ips, 1), "pass_s": [round(s, 2) for s in files_s]},
         "ratio_predict_files_to_bare": round(files_ips / bare_ips, 3),
     }
     if not args.no_cli:
         cmd = [sys.executable, "-m", "pneumo_core", "predict", "--model", args.model, "--json",
                "--batch-size", str(args.batch_size), *sorted({os.path.dirname(f) for f in files})]
-        env = {**os.environ, "PYTHONPATH": str(B.ROOT)}
+        env = {**os.environ, "PYTHONPATH": str(bench.ROOT)}
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=B.ROOT, env=env)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=bench.ROOT, env=env)
         wall = time.perf_counter() - t0
         ok = proc.returncode == 0 and len(json.loads(proc.stdout)) == n
         out["cli_predict"] = {"wall_s": round(wall, 2), "images_per_s_incl_startup": round(n / wall, 1), "ok": ok,
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
         c = out["cli_predict"]
         print(f"CLI predict (1 process) {c['wall_s']:.1f} s wall for {n} images incl. start-up "
               f"= {c['images_per_s_incl_startup']:.1f} img/s; ok={c['ok']}")
-    B.dump(args.json, out)
+    bench.dump(args.json, out)
     return 0
 
 

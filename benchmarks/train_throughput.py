@@ -26,7 +26,7 @@ import argparse
 import sys
 import time
 
-import _bench as B
+import _bench as bench
 import numpy as np
 
 
@@ -40,23 +40,23 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
 
-    B.warn_if_busy()
+    bench.warn_if_busy()
     import keras
     import pandas as pd
 
-    from pneumo_core import data as D
+    from pneumo_core import data as dataset
     from pneumo_core.config import backbone_weights, data_dir
     from pneumo_core.model import build_backbone, build_head, build_model
     from pneumo_core.train import pooled_features
 
-    df = D.list_images(D.resolve_split_dir(args.data or data_dir(), "train"))
+    df = dataset.list_images(dataset.resolve_split_dir(args.data or data_dir(), "train"))
     df = pd.concat([g.sample(min(len(g), args.images // 2), random_state=0) for _, g in df.groupby("label")])
     df = df.sort_values("path").reset_index(drop=True)
     n = len(df)
     y = df.label.to_numpy("float32")
     w = backbone_weights()
     weights = w if w != "imagenet" else None
-    out = {"machine": B.machine(), "images": n, "batch_size": args.batch_size,
+    out = {"machine": bench.machine(), "images": n, "batch_size": args.batch_size,
            "weights": "ImageNet (local file)" if weights else "random (same cost)"}
 
     def drain(ds):
@@ -65,8 +65,8 @@ def main(argv=None) -> int:
             pass
         return time.perf_counter() - t0
 
-    plain = D.make_dataset(df, args.batch_size)
-    aug = D.make_dataset(df, args.batch_size, shuffle=True, augment=D.Augment(), seed=0)
+    plain = dataset.make_dataset(df, args.batch_size)
+    aug = dataset.make_dataset(df, args.batch_size, shuffle=True, augment=dataset.Augment(), seed=0)
     drain(plain), drain(aug)  # warm-up: traces the map functions, fills the file cache
     t_plain = np.median([drain(plain) for _ in range(args.repeats + 1)])
     t_aug = np.median([drain(aug) for _ in range(args.repeats + 1)])
@@ -116,12 +116,12 @@ def main(argv=None) -> int:
     print(f"{n} training films, batch {args.batch_size}, weights {out['weights']}; {m['cpu']}, {m['cpus']} CPUs; "
           f"TF {m.get('tensorflow')}; CPU busy before run {m['cpu_busy_before_run']}")
     rows = [{"stage": k, **v} for k, v in out.items() if isinstance(v, dict) and "images_per_s" in v]
-    B.print_table(rows, ["stage", "images_per_s", "seconds"])
+    bench.print_table(rows, ["stage", "images_per_s", "seconds"])
     print(f"head epoch on cached features is {out['head epoch speed-up, cached vs end to end']}x faster than a "
           f"frozen-base end-to-end epoch; for {e} head epochs on these {n} films: "
           f"{out[f'{e} head epochs: cache + cached epochs vs end-to-end epochs (s)'][0]} s (cache + epochs) vs "
           f"{out[f'{e} head epochs: cache + cached epochs vs end-to-end epochs (s)'][1]} s")
-    B.dump(args.json, out)
+    bench.dump(args.json, out)
     return 0
 
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pneumo_core import data as D
+from pneumo_core import data as dataset
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -16,11 +16,11 @@ from pneumo_core import data as D
     ("scan.png", "scan"),
 ])
 def test_patient_id(name, expected):
-    assert D.patient_id(name) == expected
+    assert dataset.patient_id(name) == expected
 
 
 def test_normal2_and_im_prefix_are_different_patients():
-    assert D.patient_id("NORMAL2-IM-0123-0001.jpeg") != D.patient_id("IM-0123-0001.jpeg")
+    assert dataset.patient_id("NORMAL2-IM-0123-0001.jpeg") != dataset.patient_id("IM-0123-0001.jpeg")
 
 
 def test_list_images_ignores_non_images(tmp_path):
@@ -29,7 +29,7 @@ def test_list_images_ignores_non_images(tmp_path):
         Image.new("L", (80, 80), 128).save(tmp_path / cls / f"{cls}-IM-0001-0001.png")
         (tmp_path / cls / ".DS_Store").write_bytes(b"\0\0")
         (tmp_path / cls / "notes.txt").write_text("hello")
-    df = D.list_images(tmp_path)
+    df = dataset.list_images(tmp_path)
     assert list(df.label) == [0, 1]
     assert all(df.file.str.endswith(".png"))
 
@@ -37,24 +37,24 @@ def test_list_images_ignores_non_images(tmp_path):
 def test_resolve_split_dir(tmp_path):
     for cls in ("NORMAL", "PNEUMONIA"):
         (tmp_path / "test" / cls).mkdir(parents=True)
-    assert D.resolve_split_dir(tmp_path) == tmp_path / "test"
-    assert D.resolve_split_dir(tmp_path / "test") == tmp_path / "test"
+    assert dataset.resolve_split_dir(tmp_path) == tmp_path / "test"
+    assert dataset.resolve_split_dir(tmp_path / "test") == tmp_path / "test"
     with pytest.raises(FileNotFoundError, match="neither a split folder"):
-        D.resolve_split_dir(tmp_path / "test" / "NORMAL")
+        dataset.resolve_split_dir(tmp_path / "test" / "NORMAL")
 
 
 def test_real_train_split_is_grouped_by_patient_and_stratified(data_root):
-    df = D.list_images(data_root / "train")
+    df = dataset.list_images(data_root / "train")
     assert len(df) == 5216 and df.label.sum() == 3875
-    train, val = D.patient_split(df, 0.15, seed=42)
+    train, val = dataset.patient_split(df, 0.15, seed=42)
     assert not set(train.patient) & set(val.patient), "a patient is on both sides"
     assert len(train) + len(val) == len(df)
     assert 0.12 < len(val) / len(df) < 0.18
     # stratified: the class balance of validation is close to the whole set's
     assert abs(val.label.mean() - df.label.mean()) < 0.03
     # seeded: the same seed gives the same split, another seed a different one
-    again = D.patient_split(df, 0.15, seed=42)[1]
-    other = D.patient_split(df, 0.15, seed=7)[1]
+    again = dataset.patient_split(df, 0.15, seed=42)[1]
+    other = dataset.patient_split(df, 0.15, seed=7)[1]
     assert list(again.file) == list(val.file)
     assert list(other.file) != list(val.file)
     # patients with several films exist, so grouping matters
@@ -62,7 +62,7 @@ def test_real_train_split_is_grouped_by_patient_and_stratified(data_root):
 
 
 def test_class_weights_balance_the_loss():
-    w = D.class_weights([0] * 10 + [1] * 30)
+    w = dataset.class_weights([0] * 10 + [1] * 30)
     assert w[0] == pytest.approx(2.0) and w[1] == pytest.approx(2 / 3)
     assert 10 * w[0] == pytest.approx(30 * w[1])
 
@@ -84,7 +84,7 @@ def _odd_images(tmp_path):
 
 def test_pipeline_handles_odd_sizes_and_modes(tmp_path):
     df = _odd_images(tmp_path)
-    batches = list(D.make_dataset(df, batch_size=2))
+    batches = list(dataset.make_dataset(df, batch_size=2))
     x = np.concatenate([b[0].numpy() for b in batches])
     y = np.concatenate([b[1].numpy() for b in batches])
     assert x.shape == (3, 224, 224, 3) and x.dtype == np.float32
@@ -98,7 +98,7 @@ def test_pipeline_matches_single_image_preprocessing(test_normal):
     """Training (tf.data, TensorFlow's JPEG decoder) and inference (Pillow, then tf_model_input)
     see the same tensor up to the decoders' rounding (a few grey levels at most)."""
     df = pd.DataFrame([{"path": str(test_normal), "file": test_normal.name, "label": 0, "patient": "p"}])
-    x_ds = next(iter(D.make_dataset(df, batch_size=1, with_labels=False))).numpy()[0]
+    x_ds = next(iter(dataset.make_dataset(df, batch_size=1, with_labels=False))).numpy()[0]
     from pneumo_core.images import load_path
     from pneumo_core.preprocess import tf_model_input
 
@@ -109,8 +109,8 @@ def test_pipeline_matches_single_image_preprocessing(test_normal):
 
 def test_augmentation_changes_images_but_keeps_shape_and_range(test_normal):
     df = pd.DataFrame([{"path": str(test_normal), "file": "a", "label": 0, "patient": "p"}] * 4)
-    clean = next(iter(D.make_dataset(df, batch_size=4)))[0].numpy()
-    aug_ds = D.make_dataset(df, batch_size=4, augment=D.Augment(), seed=1)
+    clean = next(iter(dataset.make_dataset(df, batch_size=4)))[0].numpy()
+    aug_ds = dataset.make_dataset(df, batch_size=4, augment=dataset.Augment(), seed=1)
     epoch1 = next(iter(aug_ds))[0].numpy()
     epoch2 = next(iter(aug_ds))[0].numpy()
     assert epoch1.shape == clean.shape
@@ -125,13 +125,13 @@ def test_jpeg_augmentation_adds_block_artefacts_only_when_enabled(test_normal):
     part is otherwise identical for the same seed, so any difference is the re-encoding."""
     import tensorflow as tf
 
-    img = tf.cast(D.decode_file(str(test_normal)), tf.float32)
+    img = tf.cast(dataset.decode_file(str(test_normal)), tf.float32)
     seed = tf.constant([3, 4], tf.int64)
-    no_jpeg = D.Augment(jpeg=0.0).photometric(img, seed).numpy()
-    jpeg = D.Augment(jpeg=1.0).photometric(img, seed).numpy()
+    no_jpeg = dataset.Augment(jpeg=0.0).photometric(img, seed).numpy()
+    jpeg = dataset.Augment(jpeg=1.0).photometric(img, seed).numpy()
     assert jpeg.shape == no_jpeg.shape and 0.0 <= jpeg.min() and jpeg.max() <= 255.0
     assert np.abs(jpeg - no_jpeg).mean() > 0.5, "jpeg=1 must re-encode the film"
-    again = D.Augment(jpeg=1.0).photometric(img, seed).numpy()
+    again = dataset.Augment(jpeg=1.0).photometric(img, seed).numpy()
     np.testing.assert_array_equal(jpeg, again)  # stateless: same seed, same quality
 
     def blockiness(x):  # mean jump across 8-px block borders minus the jump inside blocks
@@ -148,24 +148,25 @@ def test_random_resized_crop_reframes_the_film_only_when_enabled(test_normal):
     before the option existed are reproduced bit for bit."""
     import tensorflow as tf
 
-    img = tf.cast(D.decode_file(str(test_normal)), tf.float32)
+    img = tf.cast(dataset.decode_file(str(test_normal)), tf.float32)
     quiet = dict(jpeg=0.0, gamma=0.0, contrast=0.0, brightness=0.0)
     seed = tf.constant([5, 6], tf.int64)
-    plain = D.Augment(**quiet).photometric(img, seed).numpy()
+    plain = dataset.Augment(**quiet).photometric(img, seed).numpy()
     np.testing.assert_allclose(plain, img.numpy(), atol=0.01)  # nothing else moves the pixels
-    crops = [D.Augment(**quiet, crop=0.3, aspect=0.2).photometric(img, tf.constant([5, s], tf.int64)).numpy()
+    crops = [dataset.Augment(**quiet, crop=0.3, aspect=0.2).photometric(img, tf.constant([5, s], tf.int64)).numpy()
              for s in range(6)]
     assert all(c.shape == plain.shape for c in crops)
     assert all(np.abs(c - plain).mean() > 2.0 for c in crops), "a crop must reframe the film"
     assert np.abs(crops[0] - crops[1]).mean() > 1.0, "different seeds must draw different windows"
     np.testing.assert_array_equal(
-        crops[0], D.Augment(**quiet, crop=0.3, aspect=0.2).photometric(img, tf.constant([5, 0], tf.int64)).numpy())
+        crops[0],
+        dataset.Augment(**quiet, crop=0.3, aspect=0.2).photometric(img, tf.constant([5, 0], tf.int64)).numpy())
     # The default stream is the one from before the option existed: golden values computed with
     # that implementation (commit 9489f12^) on a synthetic film and seed.
     rng = np.random.default_rng(0)
     y, x = np.mgrid[0:224, 0:224]
     film = (np.stack([(x + y) % 256] * 3, -1) * 0.9 + rng.uniform(0, 20, (224, 224, 3))).astype(np.float32)
-    default = D.Augment().photometric(tf.constant(film), seed).numpy()
+    default = dataset.Augment().photometric(tf.constant(film), seed).numpy()
     assert float(default.mean()) == pytest.approx(113.30761, abs=1e-3)
     assert float(default.std()) == pytest.approx(60.56596, abs=1e-3)
     np.testing.assert_allclose([default[10, 20, 0], default[100, 150, 1], default[200, 30, 2]],

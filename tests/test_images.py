@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumo_core import images as I
+from pneumo_core import images
 from pneumo_core.images import ImageError, load_image, load_path
 from tests.dicom_files import PATIENT_ID, grey, make_dicom
 from tests.support import require
@@ -321,7 +321,7 @@ def test_exif_orientation_is_applied(normal_grey, orientation):
 
 @pytest.mark.parametrize("quality", [10, 25, 50, 75, 95])
 def test_jpeg_quality_estimate(normal_grey, quality):
-    est = I.jpeg_quality(Image.open(io.BytesIO(encode(normal_grey, "JPEG", quality=quality))))
+    est = images.jpeg_quality(Image.open(io.BytesIO(encode(normal_grey, "JPEG", quality=quality))))
     assert abs(est - quality) <= (6 if quality <= 10 else 1)
 
 
@@ -397,7 +397,7 @@ def test_unsupported_formats(normal_grey):
 
 @pytest.mark.parametrize("size", [(32, 32), (40, 500), (500, 63)])
 def test_tiny_images(size):
-    assert_refused(encode(np.full(size[::-1], 100, np.uint8), "PNG"), f"at least {I.MIN_SIDE} px")
+    assert_refused(encode(np.full(size[::-1], 100, np.uint8), "PNG"), f"at least {images.MIN_SIDE} px")
 
 
 def _no_decoding(monkeypatch):
@@ -437,7 +437,7 @@ def test_jpeg_bomb_headers(monkeypatch, normal_grey):
 
 
 def test_oversized_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(I, "MAX_FILE_BYTES", 1000)
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 1000)
     assert_refused(bytes(2000), "MB limit")
     p = tmp_path / "big.png"
     p.write_bytes(bytes(2000))

@@ -4,16 +4,16 @@ import json
 import numpy as np
 import pytest
 
-from pneumo_core import model as M
+from pneumo_core import model as pneumo_model
 
 
 @pytest.fixture(scope="module")
 def frozen_tiny():
-    return M.build_model("frozen", weights=None)
+    return pneumo_model.build_model("frozen", weights=None)
 
 
 def test_frozen_variant_trains_only_the_head(frozen_tiny):
-    base = frozen_tiny.get_layer(M.BASE_NAME)
+    base = frozen_tiny.get_layer(pneumo_model.BASE_NAME)
     assert not base.trainable
     names = {w.path.split("/")[0] for w in frozen_tiny.trainable_weights}
     assert names == {"logit"}
@@ -23,13 +23,13 @@ def test_frozen_variant_trains_only_the_head(frozen_tiny):
 def test_finetuned_variant_unfreezes_top_30_except_batchnorm(tiny_model):
     import keras
 
-    base = tiny_model.get_layer(M.BASE_NAME)
+    base = tiny_model.get_layer(pneumo_model.BASE_NAME)
     trainable = [layer for layer in base.layers if layer.trainable and layer.weights]
     assert trainable, "nothing unfrozen"
-    top = base.layers[-M.FINE_TUNE_LAYERS:]
+    top = base.layers[-pneumo_model.FINE_TUNE_LAYERS:]
     for layer in base.layers:
         if layer.trainable and layer.weights:
-            assert layer in top, f"{layer.name} is below the top {M.FINE_TUNE_LAYERS} layers"
+            assert layer in top, f"{layer.name} is below the top {pneumo_model.FINE_TUNE_LAYERS} layers"
             assert not isinstance(layer, keras.layers.BatchNormalization)
     assert any(isinstance(layer, keras.layers.Conv2D) and layer.trainable for layer in top)
     assert tiny_model.get_layer("head_bn") is not None
@@ -37,12 +37,12 @@ def test_finetuned_variant_unfreezes_top_30_except_batchnorm(tiny_model):
 
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="unknown variant"):
-        M.build_model("huge", weights=None)
+        pneumo_model.build_model("huge", weights=None)
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="backbone weights file not found"):
-        M.build_backbone(str(tmp_path / "nope.weights.h5"))
+        pneumo_model.build_backbone(str(tmp_path / "nope.weights.h5"))
 
 
 def test_local_imagenet_weights_load(local_weights, test_normal):
@@ -54,7 +54,7 @@ def test_local_imagenet_weights_load(local_weights, test_normal):
     from pneumo_core.images import load_path
     from pneumo_core.preprocess import model_input
 
-    base = M.build_backbone(local_weights)
+    base = pneumo_model.build_backbone(local_weights)
     with h5py.File(local_weights, "r") as f:  # Keras 3 layout: layers/<class counter>/vars/<i>
         np.testing.assert_array_equal(base.get_layer("Conv1").kernel.numpy(), f["layers/conv2d/vars/0"][()])
         np.testing.assert_array_equal(base.get_layer("Conv_1").kernel.numpy(), f["layers/conv2d_34/vars/0"][()])
@@ -72,7 +72,7 @@ def test_split_model_reproduces_the_logit(tiny_model):
     import tensorflow as tf
 
     x = np.random.default_rng(0).uniform(-1, 1, (2, 224, 224, 3)).astype("float32")
-    backbone, head = M.split_model(tiny_model)
+    backbone, head = pneumo_model.split_model(tiny_model)
     logit = head(backbone(x, training=False), training=False)
     assert np.allclose(tf.sigmoid(logit).numpy(), tiny_model(x, training=False).numpy(), atol=1e-5)
 
@@ -80,27 +80,27 @@ def test_split_model_reproduces_the_logit(tiny_model):
 def test_save_load_roundtrip_with_manifest(tmp_path, frozen_tiny):
     path = tmp_path / "frozen.keras"
     frozen_tiny.save(path)
-    M.write_manifest(tmp_path)
-    manifest = json.loads((tmp_path / M.MANIFEST).read_text())
-    assert manifest["models"]["frozen.keras"]["sha256"] == M.sha256_file(path)
-    loaded = M.load_model(path)
+    pneumo_model.write_manifest(tmp_path)
+    manifest = json.loads((tmp_path / pneumo_model.MANIFEST).read_text())
+    assert manifest["models"]["frozen.keras"]["sha256"] == pneumo_model.sha256_file(path)
+    loaded = pneumo_model.load_model(path)
     x = np.zeros((1, 224, 224, 3), "float32")
     assert np.allclose(loaded(x).numpy(), frozen_tiny(x).numpy(), atol=1e-6)
     # tampering is detected before Keras sees the file
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
-    with pytest.raises(M.ModelLoadError, match="does not match the SHA-256"):
-        M.load_model(path)
+    with pytest.raises(pneumo_model.ModelLoadError, match="does not match the SHA-256"):
+        pneumo_model.load_model(path)
 
 
 def test_shipped_models_match_manifest():
     from pneumo_core.config import MODELS_DIR
 
-    manifest = json.loads((MODELS_DIR / M.MANIFEST).read_text())
+    manifest = json.loads((MODELS_DIR / pneumo_model.MANIFEST).read_text())
     assert set(manifest["models"]) == {"finetuned.keras", "frozen.keras"}
     for name, entry in manifest["models"].items():
-        assert M.sha256_file(MODELS_DIR / name) == entry["sha256"], name
+        assert pneumo_model.sha256_file(MODELS_DIR / name) == entry["sha256"], name
 
 
 def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, test_normal):
@@ -166,31 +166,31 @@ def test_ensemble_computes_the_layers_its_runs_share_once(first_changed, trunk_e
     runs = [lively_model("finetuned", seed=5) for _ in range(3)]
     rng = np.random.default_rng(1)
     for run in runs[1:]:
-        base = run.get_layer(M.BASE_NAME)
+        base = run.get_layer(pneumo_model.BASE_NAME)
         start = [layer.name for layer in base.layers].index(first_changed)
         for layer in base.layers[start:]:
             layer.set_weights([w * rng.uniform(0.9, 1.1, w.shape).astype(w.dtype) for w in layer.get_weights()])
-    backbones = [run.get_layer(M.BASE_NAME) for run in runs]
-    assert backbones[0].layers[M.shared_trunk_depth(backbones)].name == trunk_end
+    backbones = [run.get_layer(pneumo_model.BASE_NAME) for run in runs]
+    assert backbones[0].layers[pneumo_model.shared_trunk_depth(backbones)].name == trunk_end
 
     x = random_inputs(4)
     # logits straight from each run's logit layer: a saturated float32 p cannot be inverted
     logits = []
     for run in runs:
-        backbone, head = M.split_model(run)
+        backbone, head = pneumo_model.split_model(run)
         logits.append(head(backbone(x, training=False), training=False).numpy().ravel().astype("float64"))
     assert np.ptp(np.array(logits), axis=0).max() > 1e-3, "the runs must disagree for this test to mean anything"
     want = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
 
-    ens = M.build_ensemble(runs)
-    inner = {layer.name for layer in ens.get_layer(M.BASE_NAME).layers}
+    ens = pneumo_model.build_ensemble(runs)
+    inner = {layer.name for layer in ens.get_layer(pneumo_model.BASE_NAME).layers}
     assert {"shared_trunk", "member0_top", "member1_top", "member2_top"} <= inner
-    assert ens.get_layer(M.BASE_NAME).get_layer("shared_trunk").layers[-1].name == trunk_end
+    assert ens.get_layer(pneumo_model.BASE_NAME).get_layer("shared_trunk").layers[-1].name == trunk_end
     np.testing.assert_allclose(ens.predict(x, verbose=0).ravel(), want, rtol=1e-4)
-    assert M.member_feature_dim(ens) == 1280 and [p.name for p in M.ensemble_parts(ens)] == \
+    assert pneumo_model.member_feature_dim(ens) == 1280 and [p.name for p in pneumo_model.ensemble_parts(ens)] == \
         ["member0_top", "member1_top", "member2_top"]
     # one trunk instead of three; the rest is three tops and one Dense over 3 x 1280 features
-    trunk = ens.get_layer(M.BASE_NAME).get_layer("shared_trunk").count_params()
+    trunk = ens.get_layer(pneumo_model.BASE_NAME).get_layer("shared_trunk").count_params()
     assert trunk > 0.25 * backbones[0].count_params()
     assert ens.count_params() == 3 * backbones[0].count_params() - 2 * trunk + 3 * 1280 + 1
 
@@ -213,5 +213,5 @@ def test_a_load_failure_with_an_empty_message_is_one_clear_line(tmp_path, frozen
         raise ValueError("")
 
     monkeypatch.setattr(keras.models, "load_model", refuse)
-    with pytest.raises(M.ModelLoadError, match=r"^could not load model tiny.keras: ValueError$"):
-        M.load_model(tmp_path / "tiny.keras")
+    with pytest.raises(pneumo_model.ModelLoadError, match=r"^could not load model tiny.keras: ValueError$"):
+        pneumo_model.load_model(tmp_path / "tiny.keras")
