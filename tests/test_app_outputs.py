@@ -2,7 +2,7 @@
 over it is shown but not kept across pages) and the per-session prediction cache (the newest
 CACHE_SIZE predictions kept; a rerun within the cache does not run the model again).
 
-The bounds are lowered for the test (monkeypatch on ``ui.widgets``, the module the page reads
+The bounds are lowered for the test (monkeypatch on ``ui.uploads`` and ``ui.study``, the modules the page reads
 them from at run time), so a few real films stand in for 64 MB and 48 predictions."""
 from __future__ import annotations
 
@@ -55,11 +55,11 @@ def n_studies(at) -> int:
 
 
 def test_study_cap_is_64_mb_and_a_study_over_it_is_shown_but_not_kept(films, monkeypatch):
-    from ui import widgets
+    from ui import uploads
 
-    assert widgets.STUDY_MAX_BYTES == 64 * 2**20
+    assert uploads.STUDY_MAX_BYTES == 64 * 2**20
     two = films[:2]
-    monkeypatch.setattr(widgets, "STUDY_MAX_BYTES", sum(p.stat().st_size for p in two) - 1)
+    monkeypatch.setattr(uploads, "STUDY_MAX_BYTES", sum(p.stat().st_size for p in two) - 1)
     at = upload(analyse_page(), two)
     assert n_studies(at) == 2, "a study over the cap is still scored and shown"
     assert any("come to more than" in c.value and "not kept" in c.value for c in at.caption)
@@ -72,7 +72,7 @@ def test_study_cap_is_64_mb_and_a_study_over_it_is_shown_but_not_kept(films, mon
     assert any("Upload one or more" in i.value for i in at.info)
 
     # just under the cap: the same two films are kept across the visit
-    monkeypatch.setattr(widgets, "STUDY_MAX_BYTES", sum(p.stat().st_size for p in two))
+    monkeypatch.setattr(uploads, "STUDY_MAX_BYTES", sum(p.stat().st_size for p in two))
     at = upload(analyse_page(), two)
     assert not any("come to more than" in c.value for c in at.caption)
     at.switch_page("app_pages/roc.py")
@@ -88,7 +88,7 @@ def test_prediction_cache_keeps_the_newest_and_evicts_the_oldest(films, monkeypa
     room for two the oldest is evicted (and, the study being larger than the cache, each rerun
     scores every film again: the bound wins over speed)."""
     from pneumo_core.infer import Predictor
-    from ui import widgets
+    from ui import study
 
     calls = []
     real_predict = Predictor.predict
@@ -97,7 +97,7 @@ def test_prediction_cache_keeps_the_newest_and_evicts_the_oldest(films, monkeypa
         calls.append(kwargs.get("name"))
         return real_predict(self, *args, **kwargs)
 
-    monkeypatch.setattr(widgets, "CACHE_SIZE", cache_size)
+    monkeypatch.setattr(study, "CACHE_SIZE", cache_size)
     monkeypatch.setattr(Predictor, "predict", counting_predict)
     at = upload(analyse_page(), films)
     assert n_studies(at) == 3 and calls == [p.name for p in films]
