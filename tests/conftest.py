@@ -55,3 +55,15 @@ def tiny_model():
     from pneumo_core.model import build_model
 
     return build_model("finetuned", weights=None)
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    """A real Orthanc (tests/orthanc.py: its own network namespace, reached through a loopback
+    relay) for the tests of one module, or a skip with the reason it cannot run here (CI: a failure)."""
+    from tests import orthanc as orthanc_helper
+
+    reason = orthanc_helper.missing()
+    require(reason is None, reason or "")
+    with orthanc_helper.running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
+        yield server

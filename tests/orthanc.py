@@ -35,6 +35,11 @@ IP = shutil.which("ip") or "/usr/sbin/ip"
 ORTHANC_PORT = 8042  # inside the namespace: no other process there, so any fixed port is free
 
 
+#: The PACS settings a test sets (and clears, so the user's own never leak in).
+ENV_NAMES = ("PNEUMO_DICOMWEB_URL", "PNEUMO_DICOMWEB_USER", "PNEUMO_DICOMWEB_PASSWORD", "PNEUMO_DICOMWEB_TOKEN",
+             "PNEUMO_DICOMWEB_CA_BUNDLE", "PNEUMO_DICOMWEB_TIMEOUT")
+
+
 def dicomweb_plugin() -> Path | None:
     """Debian's Orthanc DICOMweb plugin, or None."""
     return next((p for d in PLUGIN_DIRS for p in sorted(Path(d).glob("libOrthancDicomWeb.so*"))), None)
@@ -236,3 +241,4 @@ def running_orthanc(folder: Path):
 
 if __name__ == "__main__":  # the relay inside the namespace (see running_orthanc)
     sys.exit(_inside_namespace(sys.argv[1], sys.argv[2]))
+

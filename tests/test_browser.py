@@ -10,29 +10,22 @@ PNEUMO_REQUIRE_DATA=1. With PNEUMO_SCREENSHOTS=1 it also refreshes docs/screensh
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 
+from tests.browser_support import require_browser, shots
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
-_spec = importlib.util.spec_from_file_location("pneumo_screenshots", ROOT / "scripts" / "screenshots.py")
-shots = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shots)
 
 
 @pytest.fixture(scope="module")
 def browser_ready():
-    require(Path(shots.CHROMIUM).is_file(), f"Chromium not found at {shots.CHROMIUM} (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        require(False, "playwright (Python package) not installed")
+    require_browser()
     for v in ("finetuned", "frozen"):
         require((ROOT / "models" / f"{v}.keras").is_file(), f"shipped model models/{v}.keras needed")
 

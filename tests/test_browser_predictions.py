@@ -5,7 +5,6 @@ the review CSV and the report PNG the page offers for download carry the provena
 they promise. Skipped without Chromium or Playwright, failed under PNEUMO_REQUIRE_DATA=1."""
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -13,24 +12,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.browser_support import require_browser, shots
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 REPORTS = ROOT / "models" / "reports" / "finetuned"
-# the server and browser helpers the other browser test and the screenshot script use
-_spec = importlib.util.spec_from_file_location("pneumo_screenshots", ROOT / "scripts" / "screenshots.py")
-shots = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shots)
 
 
 @pytest.fixture(scope="module")
 def browser_ready():
-    require(Path(shots.CHROMIUM).is_file(), f"Chromium not found at {shots.CHROMIUM} (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        require(False, "playwright (Python package) not installed")
+    require_browser()
     require((ROOT / "models" / "finetuned.keras").is_file(), "shipped model models/finetuned.keras needed")
 
 

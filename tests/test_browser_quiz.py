@@ -10,7 +10,6 @@ refreshes ``docs/screenshots/quiz_result.png`` and ``docs/screenshots/quiz_class
 """
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import pandas as pd
 import pytest
 
 from pneumo_core.quiz import QuizStore
-from tests.support import require
+from tests.browser_support import require_browser, shots
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -26,18 +25,11 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 N_FILMS = 10
 WAIT_MS = 120_000
 
-_spec = importlib.util.spec_from_file_location("pneumo_screenshots", ROOT / "scripts" / "screenshots.py")
-shots = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shots)
 
 
 @pytest.fixture(scope="module")
 def browser_ready():
-    require(Path(shots.CHROMIUM).is_file(), f"Chromium not found at {shots.CHROMIUM} (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        require(False, "playwright (Python package) not installed")
+    require_browser()
 
 
 def expected_figures(truth: list[str], given: list[tuple[str, int]]) -> tuple[str, str]:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.browser_support import require_browser
 from tests.dicom_files import dx_film, grey
-from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -41,11 +41,7 @@ IDLE_JS = """() => { const main = document.querySelector('[data-testid="stMain"]
 
 @pytest.fixture(scope="module")
 def browser_ready():
-    require(Path(CHROMIUM).is_file(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        require(False, "playwright (Python package) not installed")
+    require_browser()
 
 
 @pytest.fixture(scope="module")

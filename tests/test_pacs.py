@@ -27,11 +27,8 @@ from pneumo_core.dicomweb import InstanceRef, Pacs, predict_from_pacs, score_ins
 from pneumo_core.pacs_settings import PacsError, load_settings, pacs_configured
 from tests import orthanc as orthanc_helper
 from tests.dicom_files import PATIENT_ID, PATIENT_NAME, SECRETS, compress, dx_film, grey, missing_tools
+from tests.orthanc import ENV_NAMES
 from tests.support import require
-
-ENV_NAMES = ("PNEUMO_DICOMWEB_URL", "PNEUMO_DICOMWEB_USER", "PNEUMO_DICOMWEB_PASSWORD", "PNEUMO_DICOMWEB_TOKEN",
-             "PNEUMO_DICOMWEB_CA_BUNDLE", "PNEUMO_DICOMWEB_TIMEOUT")
-
 
 
 @pytest.fixture
@@ -243,14 +240,6 @@ def test_tls_is_verified_and_a_private_ca_can_be_named(tmp_path):
 
 
 # ---------------------------------------------------------------- a real Orthanc
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory):
-    reason = orthanc_helper.missing()
-    require(reason is None, reason or "")
-    with orthanc_helper.running_orthanc(tmp_path_factory.mktemp("orthanc")) as server:
-        yield server
-
-
 @pytest.fixture(scope="module")
 def stored_films(orthanc, data_root, tmp_path_factory, shipped_predictor):
     """Three studies of one patient: A (DX: a plain film and a MONOCHROME1 JPEG-LS film), B (CR: a

@@ -17,20 +17,11 @@ import pytest
 from pneumo_core.dicom_results import RESULT_SERIES_DESCRIPTION
 from tests import orthanc as orthanc_helper
 from tests.dicom_files import PATIENT_ID, SECRETS, compress, dx_film, grey, missing_tools
+from tests.orthanc import ENV_NAMES
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "harness" / "pacs_page.py"
-ENV_NAMES = ("PNEUMO_DICOMWEB_URL", "PNEUMO_DICOMWEB_USER", "PNEUMO_DICOMWEB_PASSWORD", "PNEUMO_DICOMWEB_TOKEN",
-             "PNEUMO_DICOMWEB_CA_BUNDLE", "PNEUMO_DICOMWEB_TIMEOUT")
-
-
-@pytest.fixture(scope="module")
-def orthanc(tmp_path_factory):
-    reason = orthanc_helper.missing()
-    require(reason is None, reason or "")
-    with orthanc_helper.running_orthanc(tmp_path_factory.mktemp("orthanc-page")) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -255,16 +255,10 @@ def test_markdown_cli_and_docs_section_are_generated_from_the_files(tmp_path):
 
 # ---------------------------------------------------------------------------- real browser
 def test_protocols_page_in_a_real_browser():
-    import importlib.util
+    from tests.browser_support import require_browser, shots
 
-    spec = importlib.util.spec_from_file_location("pneumo_screenshots", ROOT / "scripts" / "screenshots.py")
-    shots = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(shots)
-    require(Path(shots.CHROMIUM).is_file(), f"Chromium not found at {shots.CHROMIUM} (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        require(False, "playwright (Python package) not installed")
+    require_browser()
+    from playwright.sync_api import sync_playwright
     protocol, variant = evaluated_runs()[-1]
     block = metrics_of(protocol, variant)["at_threshold"]
     expected = f"{block['accuracy'] * 100:.2f} [{block['ci95']['accuracy'][0] * 100:.2f}"
