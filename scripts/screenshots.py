@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("PNEUMO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-PAGES = [("home", ""), ("analyse", "analyse"), ("compare", "compare"), ("roc", "roc"), ("about", "about")]
+PAGES = [("home", ""), ("analyse", "analyse"), ("compare", "compare"), ("roc", "roc"), ("protocols", "protocols"),
+         ("about", "about")]
 
 
 def free_port() -> int:
@@ -141,7 +142,7 @@ def capture_all(server: Server, out_dir: Path, image: Path | None, width: int = 
             wait_page_idle(page)
             if name == "analyse" and image is not None:
                 upload_and_wait(page, image)
-            if name in ("roc", "compare"):  # past the disclaimer and title, to the charts
+            if name in ("roc", "compare", "protocols"):  # past the disclaimer and title, to the charts
                 page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
                 page.wait_for_timeout(500)
             target = out_dir / f"{name}.png"
