@@ -12,7 +12,8 @@ import pandas as pd
 import streamlit as st
 
 from pneumo_core import examples, reports
-from pneumo_core.config import MODELS_DIR
+from pneumo_core.config import MODELS_DIR, model_path
+from pneumo_core.errors import first_line
 
 
 # cache_resource, not cache_data: the reports are read, never changed, and cache_data would
@@ -62,8 +63,15 @@ def file_sha256(path: Path) -> str:
     return _file_sha256_cached(str(path), Path(path).stat().st_mtime_ns)
 
 
+def model_file(variant: str) -> Path:
+    """The shipped model file of ``variant`` in the models folder the pages read."""
+    return model_path(variant, MODELS_DIR)
+
+
 @st.cache_resource(show_spinner=False, max_entries=2)
-def _load_predictor(variant: str, mtime_ns: int):
+def load_predictor(variant: str, mtime_ns: int):
+    """The shipped model ``variant`` as loaded once per server process and file version (``mtime_ns``);
+    every page (Analyse, the quiz review) shares this one copy. Raises when the file cannot be loaded."""
     from pneumo_core.infer import Predictor
 
     return Predictor(variant)
@@ -71,15 +79,14 @@ def _load_predictor(variant: str, mtime_ns: int):
 
 def get_predictor(variant: str):
     """The shipped model ``variant``, loaded once per server process: (predictor, None) or (None, message)."""
-    path = MODELS_DIR / f"{variant}.keras"
+    path = model_file(variant)
     if not path.is_file():
         return None, reports.load_report(variant, MODELS_DIR).status_message()
     try:
         with st.spinner(f"Loading the {reports.display_name(variant)} (once per server)..."):
-            return _load_predictor(variant, path.stat().st_mtime_ns), None
+            return load_predictor(variant, path.stat().st_mtime_ns), None
     except Exception as exc:  # a bad model file must not crash the page
-        first = (str(exc).splitlines() or [""])[0][:200]
-        return None, f"Could not load {path.name}: {type(exc).__name__}: {first}"
+        return None, f"Could not load {path.name}: {type(exc).__name__}: {first_line(exc)}"
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -9,12 +9,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pneumo_core.config import DEFAULT_VARIANT, MODELS_DIR
+from pneumo_core.config import DEFAULT_VARIANT
 from pneumo_core.examples import is_bundled, score_column
 from pneumo_core.quiz import QuizResults
 from pneumo_core.quiz_report import results_csv
 from pneumo_core.reader_study import answered, class_summary, hardest_films, model_on_films, reader_chart, reader_table
 from pneumo_core.reports import display_name
+from ui import cache
 from ui.quiz_charts import class_figure, reader_figure
 
 HEATMAP_CAPTION = ("Grad-CAM shows which regions pushed the model's score up: what drove the score, **not** an "
@@ -34,23 +35,16 @@ def films_text(results: QuizResults) -> str:
 
 
 # ---------------------------------------------------------------------------- Grad-CAM on demand
-@st.cache_resource(show_spinner=False, max_entries=2)
-def _predictor(variant: str, mtime_ns: int):
-    from pneumo_core.infer import Predictor
-
-    return Predictor(variant)
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
 def gradcam_view(variant: str, path: str, mtime_ns: int) -> dict:
     """The shipped model's score and Grad-CAM overlay of one film (cached per server), or an error line."""
     from pneumo_core.explain import overlay
 
-    model_file = MODELS_DIR / f"{variant}.keras"
+    model_file = cache.model_file(variant)
     if not model_file.is_file():
         return {"error": f"the model file {model_file.name} is not on this server, so no Grad-CAM can be drawn"}
     try:
-        pred = _predictor(variant, model_file.stat().st_mtime_ns).predict(path, explain=True)
+        pred = cache.load_predictor(variant, model_file.stat().st_mtime_ns).predict(path, explain=True)
     except Exception as exc:  # a damaged model file must not crash the review
         return {"error": f"could not run {model_file.name} ({type(exc).__name__})"}
     if pred.error or pred.heatmap is None:

@@ -14,7 +14,7 @@ import streamlit as st
 
 from pneumo_core.quiz import QuizError, QuizStore, ReaderState, StorageError, UnknownReader
 from pneumo_core.quiz_db import default_url
-from ui.viewer import VIEWER_CONFIG, film_figure
+from ui.viewer import VIEWER_CONFIG, encode_jpeg, film_figure
 
 TOKEN_KEY = "quiz_reader_token"  # st.session_state key of the reader's token
 TOKEN_PARAM = "reader"  # the query parameter holding it, so a reload or a new tab resumes
@@ -113,8 +113,7 @@ def film_jpeg(path: str, mtime_ns: int) -> tuple[bytes, int, int] | None:
     if scale < 1.0:
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
         pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
-    ok, encoded = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, 92])
-    return (encoded.tobytes(), width, height) if ok else None
+    return encode_jpeg(pixels, 92), width, height
 
 
 def show_blind_film(path: Path, position: int, n_films: int, key: str) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ from pneumo_core import reports, review
 from pneumo_core.imagecore import ImageError, LoadedImage
 from pneumo_core.images import load_image
 from ui.uploads import Film
-from ui.viewer import show_film
+from ui.viewer import encode_jpeg, show_film
 
 LABEL_HEADING = "Label at this threshold:"
 HEATMAP_CAPTION = ("The heatmap (Grad-CAM) shows which regions pushed the model's score up: what drove the "
@@ -30,7 +29,6 @@ HEATMAP_CAPTION = ("The heatmap (Grad-CAM) shows which regions pushed the model'
 SCORED_KEY = "_predictions"
 CACHE_SIZE = 48  # films kept scored per browser session (display JPEGs + heatmap each, well under 1 MB)
 DISPLAY_SIDE = 768  # longest side of the display copies kept for the page and the report
-JPEG_QUALITY = 90
 OVERLAYS_KEPT = 4  # overlay JPEGs kept per film (one per opacity recently shown)
 STUDIES_PER_PAGE = 6
 
@@ -53,18 +51,6 @@ def scored_film(pred, loaded=None) -> ScoredFilm:
     return ScoredFilm(pred, encode_jpeg(pred.image) if pred.image is not None else None, loaded=keep)
 
 
-def encode_jpeg(rgb: np.ndarray) -> bytes:
-    """An RGB (or grey) uint8 image as JPEG bytes."""
-    import cv2
-
-    pixels = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if rgb.ndim == 3 else rgb
-    ok, buf = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    if not ok:
-        raise ValueError("could not encode the display image")
-    return buf.tobytes()
-
-
-@lru_cache(maxsize=1)
 def colour_scale_png() -> bytes:
     """The heatmap's colour scale as a PNG, made once per process."""
     import cv2

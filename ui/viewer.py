@@ -97,11 +97,12 @@ def compose_film(image, heatmap: np.ndarray | None = None, view: FilmView = Film
     return np.ascontiguousarray(rgb)
 
 
-def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
-    """uint8 RGB -> JPEG bytes (what travels to the browser)."""
+def encode_jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
+    """A uint8 RGB or grey image -> JPEG bytes (what travels to the browser); every page encodes here."""
     import cv2
 
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if pixels.ndim == 3 else pixels
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
         raise ValueError("the film could not be encoded for display")
     return buf.tobytes()
