@@ -1,4 +1,4 @@
-"""python -m pneumo_core train|soup|ensemble|evaluate|predict|rethreshold|calibrate-ood|manifest|export|quiz
+"""python -m pneumo_core train|soup|ensemble|wise-ft|evaluate|predict|rethreshold|calibrate-ood|manifest|export|quiz
 
 A stable, scriptable contract. Exit status: 0 when the command ran (predict: even if some files
 could not be read; each gets an "error"), 2 for a usage or input error, reported on stderr in an
@@ -93,10 +93,13 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_combine(args) -> int:
-    """``soup`` (average weights) and ``ensemble`` (average logits) of several runs."""
-    from .combine import ensemble, soup
+    """``soup`` (average weights) and ``ensemble`` (average logits) of several runs; ``wise-ft`` of one."""
+    from .combine import ensemble, soup, wise_ft
     from .train import TrainConfig
 
+    if args.command == "wise-ft":
+        wise_ft(args.model, args.out, alpha=args.alpha, data=args.data, command=_command_line())
+        return 0
     cfg = TrainConfig(variant=args.variant, data=args.data, out=args.out, split_seed=args.split_seed, limit=args.limit)
     if args.command == "soup":
         soup(args.members, cfg, method=args.method, command=_command_line())
@@ -294,6 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--split-seed", type=int, default=42, help="the --split-seed the members were trained with")
         sp.add_argument("--limit", type=_int_at_least(2), help="the --limit the members were trained with (smoke runs)")
         sp.set_defaults(func=_cmd_combine)
+    wi = sub.add_parser("wise-ft", help="interpolate a fine-tuned run's weights with its head-only start (WiSE-FT)")
+    wi.add_argument("model", help="a fine-tuned .keras run saved by `train` (its reports hold the start)")
+    wi.add_argument("--alpha", type=_probability, default=0.5, help="share of the way to the fine-tuned end (0.5)")
+    wi.add_argument("--data", help="dataset root (default: the one in the run's training.json)")
+    wi.add_argument("--out", required=True, help="output folder (not the run's own: it would be overwritten)")
+    wi.set_defaults(func=_cmd_combine)
     so.add_argument("--method", choices=["greedy", "uniform"], default="greedy",
                     help="greedy: add members in order of validation loss while the soup's loss does not rise; "
                          "uniform: average all")

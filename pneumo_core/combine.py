@@ -16,7 +16,7 @@ from .config import model_path
 from .data import class_weights
 from .evaluate import metrics_at
 from .model import build_ensemble, build_model, load_model
-from .train import TrainConfig, save_with_reports, training_split, validation_predictions
+from .train import HEAD_START, TrainConfig, save_with_reports, training_split, validation_predictions
 
 
 def balanced_log_loss(y, p) -> float:
@@ -167,3 +167,52 @@ def ensemble(members: list[str | Path], cfg: TrainConfig, command: str | None = 
         "timing_s": {"total": round(time.time() - t0, 1)},
     }
     return save_with_reports(model, cfg, df_train, df_val, extra, p_val=p_val, rebuild=False)
+
+
+def interpolate_weights(start: list[np.ndarray], end: list[np.ndarray], alpha: float) -> list[np.ndarray]:
+    """``(1 - alpha) * start + alpha * end``, layer by layer (same architecture)."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be between 0 and 1, got {alpha}")
+    if len(start) != len(end) or any(a.shape != b.shape for a, b in zip(start, end)):
+        raise ValueError("WiSE-FT needs the start and the fine-tuned model of one run (same architecture)")
+    return [((1.0 - alpha) * a + alpha * b).astype(b.dtype) for a, b in zip(start, end)]
+
+
+def wise_ft(finetuned: str | Path, out: str | Path, alpha: float = 0.5, data: str | None = None,
+            command: str | None = None) -> dict:
+    """WiSE-FT (Wortsman et al., CVPR 2022): the weights of a fine-tuned run interpolated with
+    those of its own head-only start (saved by ``train`` beside its reports), ``alpha`` of the
+    way to the fine-tuned end. The protocol, split and data come from the run's ``training.json``,
+    so the result is validated and thresholded on the very films the run was; saved like a
+    trained model under ``out``. The test split is never read."""
+    t0 = time.time()
+    finetuned = Path(finetuned)
+    info = read_json(reports_dir(finetuned) / "training.json")
+    start = reports_dir(finetuned) / HEAD_START
+    if not info or info.get("variant") != "finetuned" or not start.is_file():
+        raise FileNotFoundError(f"{finetuned} has no fine-tuned training record with its head-only start "
+                                f"({start.name}): WiSE-FT needs a run trained by this version of `train`")
+    fields = set(TrainConfig.__dataclass_fields__)
+    cfg = TrainConfig(**{k: v for k, v in info["config"].items() if k in fields})
+    cfg.out, cfg.data = str(out), data or cfg.data
+    df_train, df_val = training_split(cfg)
+    _check_same_validation_split(finetuned, df_val)
+    model = build_model("finetuned", weights=None, dropout=cfg.dropout)
+    model.load_weights(str(start))
+    start_weights = model.get_weights()
+    model.set_weights(interpolate_weights(start_weights, load_model(finetuned).get_weights(), alpha))
+    p_val = validation_predictions(model, df_val, cfg.batch_size)
+    dst = reports_dir(model_path(cfg.variant, cfg.out))
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in reports_dir(finetuned).glob("history_*.csv"):  # the run's curves: the end point's own
+        shutil.copyfile(f, dst / f.name)
+    extra = {
+        "command": command,
+        "wise_ft": {"alpha": alpha, "start": f"{finetuned.name}'s head-only start ({HEAD_START})",
+                    "finetuned": {"file": str(finetuned), "sha256": sha256_file(finetuned),
+                                  "command": info.get("command"), "epochs_run": info.get("epochs_run")},
+                    "val_log_loss": balanced_log_loss(df_val.label.to_numpy(), p_val),
+                    "reference": "Wortsman et al., Robust fine-tuning of zero-shot models, CVPR 2022"},
+        "timing_s": {"total": round(time.time() - t0, 1)},
+    }
+    return save_with_reports(model, cfg, df_train, df_val, extra, p_val=p_val)

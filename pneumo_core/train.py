@@ -57,6 +57,10 @@ class TrainConfig:
     limit: int | None = None  # use only this many training images (smoke tests)
 
 
+#: Weights of a fine-tuned run before phase 2 (ImageNet base, trained head), beside its reports.
+HEAD_START = "head_start.weights.h5"
+
+
 def training_split(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The (train, validation) frames of ``cfg.protocol``: stratified, seeded, patient-grouped
     (except ``image-resplit``, which splits by image on purpose)."""
@@ -156,6 +160,8 @@ def train(cfg: TrainConfig, command: str | None = None) -> dict:
 
         ft_s = 0.0
         if cfg.variant == "finetuned":
+            # The head-only start is one end of a WiSE-FT interpolation (combine.wise_ft).
+            model.save_weights(str(report_dir / HEAD_START))
             # Phase 2: unfreeze the top layers and train end to end on augmented films.
             t_ft = time.time()
             if cfg.head_seed is not None:

@@ -9,6 +9,11 @@ protocol's test part, writing ``models/experiments/protocols/P/<variant>/`` (met
 test_predictions.csv, roc_curve.csv) beside a copy of the run's training.json, validation scores
 and training curves.
 
+``--wise-ft`` (models/experiments/wiseft_preregistration.md): for each protocol, train the fine-tuned
+recipe again into ``WORK/wiseft/P/run`` (also under ``official``: the run's head-only start is needed),
+interpolate it with that start (``wise-ft --alpha 0.5``) into ``WORK/wiseft/P/wiseft`` and evaluate only
+that model once, into ``models/experiments/protocols/P/wiseft/``.
+
 The ``official`` runs of these recipes already exist and are not trained again: the shipped frozen
 model is the frozen recipe, and fine-tuned member 1 (``models/experiments/runs/member1.keras``,
 seed 1) is the fine-tuned one. They are copied into ``WORK/official/`` with their training records
@@ -71,7 +76,20 @@ def main() -> int:
     ap.add_argument("--protocols", nargs="+", choices=PROTOCOLS, default=list(PROTOCOLS))
     ap.add_argument("--variants", nargs="+", choices=list(RECIPES), default=list(RECIPES))
     ap.add_argument("--split-seed", default="42")
+    ap.add_argument("--wise-ft", action="store_true", help="the pre-registered WiSE-FT round instead")
     args = ap.parse_args()
+    if args.wise_ft:
+        for protocol in args.protocols:
+            run, wise = Path(args.work) / "wiseft" / protocol / "run", Path(args.work) / "wiseft" / protocol / "wiseft"
+            cli("train", "--variant", "finetuned", "--data", args.data, "--out", str(run), "--protocol", protocol,
+                "--split-seed", args.split_seed, *RECIPES["finetuned"])
+            cli("wise-ft", str(run / "finetuned.keras"), "--alpha", "0.5", "--out", str(wise))
+            dest = OUT / protocol / "wiseft"
+            cli("evaluate", "--model", str(wise / "finetuned.keras"), "--data", args.data, "--protocol", protocol,
+                "--split-seed", args.split_seed, "--write-report", str(dest))
+            for name in KEEP:
+                shutil.copyfile(wise / "reports" / "finetuned" / name, dest / name)
+        return 0
     for protocol in args.protocols:
         for variant in args.variants:
             work = Path(args.work) / protocol
