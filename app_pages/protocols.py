@@ -7,6 +7,7 @@ import streamlit as st
 
 from pneumo_core import protocol_results as results
 from pneumo_core.config import PROJECT_DIR
+from pneumo_core.protocol_markdown import figures_markdown, wise_ft_markdown
 from pneumo_core.protocol_results import PROTOCOL_NAMES, VARIANT_NAMES
 from pneumo_core.protocols import PROTOCOLS
 from ui.protocol_figures import protocol_chart
@@ -98,13 +99,16 @@ st.caption(
       "and no threshold because it reported none.")
 
 st.markdown(f"**At {basis}** (accuracy, sensitivity and specificity in %):")
-st.markdown(results.figures_markdown(table))
+st.markdown(figures_markdown(table))
 with st.expander(f"The same six at {other_basis}"):
-    st.markdown(results.figures_markdown(results.overview_table(runs, BASES[other_basis]), references=False))
+    st.markdown(figures_markdown(results.overview_table(runs, BASES[other_basis]), references=False))
 for row in table[~table.evaluated].itertuples():
     st.info(f"{PROTOCOL_NAMES[row.protocol].capitalize()}, {VARIANT_NAMES[row.variant]}: this run has not "
             f"been evaluated yet (no report in {shown_path(row.folder)}). Its figures appear here once "
             "scripts/protocol_runs.py has written it.", icon=":material/hourglass_empty:")
+
+st.subheader("Pre-registered robust fine-tuning (WiSE-FT)")
+st.markdown(wise_ft_markdown(which=which))
 
 # ---------------------------------------------------------------------------- fine-tuning gain
 st.subheader("What fine-tuning gains under each protocol")

@@ -4,7 +4,6 @@ written by ``scripts/protocol_runs.py``; nothing is re-run.
 """
 from __future__ import annotations
 
-import argparse
 import math
 import os
 from dataclasses import dataclass, field
@@ -18,8 +17,13 @@ from .protocols import DESCRIPTIONS, PROTOCOLS
 
 PROTOCOLS_DIR = MODELS_DIR / "experiments" / "protocols"
 SHIPPED_REPORTS_DIR = MODELS_DIR / "reports"
-VARIANT_NAMES = {"frozen": "frozen (head only)", "finetuned": "fine-tuned"}
+VARIANT_NAMES = {"frozen": "frozen (head only)", "finetuned": "fine-tuned",
+                 "wiseft": "fine-tuned, WiSE-FT alpha 0.5 (pre-registered)"}
 VARIANTS = ("frozen", "finetuned")
+#: The pre-registered robust fine-tuning round (models/experiments/wiseft_preregistration.md): shown
+#: beside the six figures, never in place of one.
+WISE_FT = "wiseft"
+WISE_FT_PREREGISTRATION = "models/experiments/wiseft_preregistration.md"  # in the repository
 PROTOCOL_NAMES = {"official": "official split", "patient-resplit": "patient re-split",
                   "image-resplit": "image re-split"}
 #: What each protocol lets into its test part, in one line.
@@ -102,14 +106,20 @@ def load_runs(root: str | Path | None = None) -> dict[tuple[str, str], ProtocolR
     """Every (protocol, variant) report under ``root`` (default :func:`protocols_dir`); missing ones are
     returned unavailable."""
     root = Path(root) if root is not None else protocols_dir()
-    out = {}
-    for protocol in PROTOCOLS:
-        for variant in VARIANTS:
-            folder = root / protocol / variant
-            out[protocol, variant] = ProtocolRun(protocol, variant, folder, read_json(folder / "metrics.json"),
-                                                 read_json(folder / "training.json"),
-                                                 read_csv(folder / "test_predictions.csv"))
-    return out
+    return {(protocol, variant): _read_run(root, protocol, variant) for protocol in PROTOCOLS for variant in VARIANTS}
+
+
+def _read_run(root: Path, protocol: str, variant: str) -> ProtocolRun:
+    folder = root / protocol / variant
+    return ProtocolRun(protocol, variant, folder, read_json(folder / "metrics.json"),
+                       read_json(folder / "training.json"), read_csv(folder / "test_predictions.csv"))
+
+
+def load_wise_ft(root: str | Path | None = None) -> dict[tuple[str, str], ProtocolRun]:
+    """The WiSE-FT reports that exist under ``root`` (default :func:`protocols_dir`), by protocol."""
+    root = Path(root) if root is not None else protocols_dir()
+    runs = {(protocol, WISE_FT): _read_run(root, protocol, WISE_FT) for protocol in PROTOCOLS}
+    return {key: run for key, run in runs.items() if run.available}
 
 
 def _ci(block: dict, metric: str) -> tuple[float, float]:
@@ -180,22 +190,37 @@ def overview_table(runs: dict, which: str = "at_threshold") -> pd.DataFrame:
     """All six (protocol, variant) rows in a fixed order, evaluated or not (``evaluated`` False and NaN
     figures when the report is missing): accuracy, AUC, sensitivity and specificity with 95 % CIs,
     the threshold and its rule, the test part's films and patients, and where the report lives."""
+    return pd.DataFrame([_overview_row(runs.get((protocol, variant)) or
+                                       ProtocolRun(protocol, variant, protocols_dir() / protocol / variant), which)
+                         for protocol in PROTOCOLS for variant in VARIANTS])
+
+
+def wise_ft_table(runs: dict, which: str = "at_threshold") -> pd.DataFrame:
+    """:func:`overview_table`'s row for each evaluated WiSE-FT report (:func:`load_wise_ft`), with its
+    alpha and its validation log-loss and AUC; empty when none is evaluated."""
     rows = []
-    for protocol in PROTOCOLS:
-        for variant in VARIANTS:
-            run = runs.get((protocol, variant)) or ProtocolRun(protocol, variant, protocols_dir() / protocol / variant)
-            block = run.block(which) if run.available else {}
-            row = {"protocol": protocol, "variant": variant, "evaluated": bool(block), "folder": str(run.folder)}
-            for key, name in SHOWN_METRICS.items():
-                lo, hi = _ci(block, key) if block else (NAN, NAN)
-                row.update({name: float(block.get(key, NAN)), f"{name}_lo": lo, f"{name}_hi": hi})
-            parts = run.split.get("parts", {}).get("test", {})
-            row.update({"threshold": float(block.get("threshold", NAN)), "test_films": block.get("n"),
-                        "test_patients": parts.get("patients"),
-                        "threshold_rule": run.metrics.get("threshold_rule", "") if block else "",
-                        "data": run.metrics.get("data", "") if block else ""})
-            rows.append(row)
+    for (protocol, variant), run in runs.items():
+        record = run.training.get("wise_ft", {})
+        rows.append({**_overview_row(run, which), "alpha": record.get("alpha", NAN),
+                     "val_log_loss": record.get("val_log_loss", NAN),
+                     "validation_auc": run.training.get("validation", {}).get("auc", NAN)})
     return pd.DataFrame(rows)
+
+
+def _overview_row(run: ProtocolRun, which: str) -> dict:
+    """One row of :func:`overview_table` (NaN figures when the report is missing)."""
+    protocol, variant = run.protocol, run.variant
+    block = run.block(which) if run.available else {}
+    row = {"protocol": protocol, "variant": variant, "evaluated": bool(block), "folder": str(run.folder)}
+    for key, name in SHOWN_METRICS.items():
+        lo, hi = _ci(block, key) if block else (NAN, NAN)
+        row.update({name: float(block.get(key, NAN)), f"{name}_lo": lo, f"{name}_hi": hi})
+    parts = run.split.get("parts", {}).get("test", {})
+    row.update({"threshold": float(block.get("threshold", NAN)), "test_films": block.get("n"),
+                "test_patients": parts.get("patients"),
+                "threshold_rule": run.metrics.get("threshold_rule", "") if block else "",
+                "data": run.metrics.get("data", "") if block else ""})
+    return row
 
 
 def split_of(runs: dict, protocol: str) -> dict:
@@ -254,7 +279,9 @@ def shipped_table(reports_dir: str | Path = SHIPPED_REPORTS_DIR) -> pd.DataFrame
         model = f"{VARIANT_NAMES[variant]}, {members}-run output ensemble" if members else VARIANT_NAMES[variant]
         rows.append({"variant": variant, "model": model, "accuracy": block["accuracy"],
                      "accuracy_lo": _ci(block, "accuracy")[0], "accuracy_hi": _ci(block, "accuracy")[1],
-                     "auc": block["auc"], "threshold": block["threshold"], "test_films": block["n"]})
+                     "auc": block["auc"], "threshold": block["threshold"], "test_films": block["n"],
+                     "val_log_loss": training.get("ensemble", {}).get("val_log_loss", NAN),
+                     "validation_auc": training.get("validation", {}).get("auc", NAN)})
     return pd.DataFrame(rows)
 
 
@@ -362,89 +389,3 @@ def explain_gap(steps: dict) -> list[str]:
         out.append(f"Under the write-up's own protocol this recipe scores {_figure(vals['image-resplit'], pct)}, "
                    f"{relation} the write-up's {_figure(steps['writeup'], pct)}.")
     return out
-
-
-def _cell(row, name: str, percent: bool) -> str:
-    if not row.evaluated:
-        return "not evaluated yet"
-    value, lo, hi = getattr(row, name), getattr(row, f"{name}_lo"), getattr(row, f"{name}_hi")
-    scale, digits = (100, 2) if percent else (1, 4)
-    return f"{value * scale:.{digits}f} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
-
-
-def figures_markdown(table: pd.DataFrame, references: bool = True) -> str:
-    """:func:`overview_table` as a Markdown table (percent for accuracy, sensitivity, specificity), with
-    the write-up's two rows after ours when ``references``."""
-    lines = ["| protocol | recipe | accuracy % [95 % CI] | AUC [95 % CI] | sensitivity % | specificity % | "
-             "threshold | test films (patients) |", "|---|---|---|---|---|---|---|---|"]
-    for row in table.itertuples():
-        n = f"{row.test_films:.0f} ({row.test_patients:.0f})" if row.evaluated else "-"
-        threshold = f"{row.threshold:.3f}" if row.evaluated else "-"
-        lines.append(f"| {PROTOCOL_NAMES[row.protocol]} | {VARIANT_NAMES[row.variant]} | "
-                     f"{_cell(row, 'accuracy', True)} | {_cell(row, 'AUC', False)} | "
-                     f"{_cell(row, 'sensitivity', True)} | {_cell(row, 'specificity', True)} | {threshold} | {n} |")
-    if references:
-        for ref in reference_table().itertuples():
-            lines.append(f"| image-level random split (write-up) | {ref.model} | {ref.accuracy * 100:.2f} | "
-                         f"{ref.auc:.4f} | - | - | not reported | {ref.test_films} |")
-    return "\n".join(lines)
-
-
-def report_markdown(root: str | Path | None = None) -> str:
-    """The docs section: both threshold tables, leakage, fine-tuning gain and the gap in words."""
-    runs = load_runs(root)
-    at_threshold, at_half = overview_table(runs), overview_table(runs, "at_0.5")
-    leak = leakage_table(runs)
-    parts = ["### At each protocol's validation-chosen threshold", figures_markdown(at_threshold),
-             "", "### At threshold 0.5", figures_markdown(at_half, references=False), "",
-             "### What the test part shares with training", "| protocol | test patients with films in training "
-             "| their test films | test films from the later batch | training films from the later batch |",
-             "|---|---|---|---|---|"]
-    for row in leak.itertuples():
-        if not row.known:
-            parts.append(f"| {PROTOCOL_NAMES[row.protocol]} | not evaluated yet | | | |")
-            continue
-        parts.append(f"| {PROTOCOL_NAMES[row.protocol]} | "
-                     f"{row.test_patients_in_train:.0f} of {row.test_patients:.0f} | "
-                     f"{row.test_films_of_those:.0f} of {row.test_films:.0f} | {row.later_batch_share_test:.1%} | "
-                     f"{row.later_batch_share_train:.1%} |")
-    parts += ["", "### Gain from fine-tuning (accuracy points, AUC)", "| protocol | source | accuracy gain | "
-              "AUC gain |", "|---|---|---|---|"]
-    for row in gain_table(at_threshold).to_dict("records"):
-        acc, auc = row["accuracy gain"], row["AUC gain"]
-        parts.append(f"| {row['protocol']} | {row['source']} | "
-                     + (f"{acc * 100:+.2f} | {auc:+.4f} |" if not math.isnan(acc) else "pending | pending |"))
-    parts += ["", "### Shipped models on the official split (models/reports, for context)", ""]
-    parts += [f"- {r.model}: accuracy {r.accuracy:.2%} [{r.accuracy_lo:.2%}, {r.accuracy_hi:.2%}], AUC {r.auc:.4f}, "
-              f"threshold {r.threshold:.3f}, {r.test_films} films" for r in shipped_table().itertuples()] or ["- none"]
-    parts += ["", "### The runs' commands (from each training.json)", ""]
-    parts += [f"- {PROTOCOL_NAMES[p]}, {VARIANT_NAMES[v]}: `{run.training['command']}`"
-              + (f" ({run.training['protocol_run_source']})" if run.training.get("protocol_run_source") else "")
-              for (p, v), run in runs.items() if run.training.get("command")] or ["- none recorded yet"]
-    parts += ["", "### The gap, in numbers", ""]
-    parts += [f"- {line}" for variant in ("finetuned", "frozen") for line in explain_gap(gap_steps(at_threshold,
-                                                                                                 variant))]
-    return "\n".join(parts) + "\n"
-
-
-START, END = "<!-- protocol-tables:start -->", "<!-- protocol-tables:end -->"
-
-
-def write_into(doc: str | Path, root: str | Path | None = None) -> None:
-    """Replace the generated part of ``doc`` (between the START and END markers) with :func:`report_markdown`."""
-    doc = Path(doc)
-    text = doc.read_text()
-    head, rest = text.split(START, 1)
-    doc.write_text(f"{head}{START}\n{report_markdown(root)}{END}{rest.split(END, 1)[1]}")
-
-
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="The protocol comparison as Markdown (from the report files).")
-    ap.add_argument("--markdown", action="store_true", help="print the tables")
-    ap.add_argument("--write", metavar="DOC", help="replace the generated part of DOC (e.g. docs/protocols.md)")
-    ap.add_argument("--root", help="report folder (default models/experiments/protocols)")
-    args = ap.parse_args()
-    if args.write:
-        write_into(args.write, args.root)
-    if args.markdown or not args.write:
-        print(report_markdown(args.root))

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from pneumo_core import protocol_markdown as markdown
 from pneumo_core import protocol_results as results
 from pneumo_core.protocols import PROTOCOLS
 from tests.support import require
@@ -74,7 +75,7 @@ def point(spec: dict, protocol: str, variant: str) -> tuple[float, float, float]
     return None
 
 
-def fake_report(root: Path, protocol: str, variant: str, accuracy: float, half: float = 0.01) -> None:
+def fake_report(root: Path, protocol: str, variant: str, accuracy: float, half: float = 0.01, **training) -> None:
     """A minimal metrics.json + training.json in the layout scripts/protocol_runs.py writes."""
     folder = root / protocol / variant
     folder.mkdir(parents=True)
@@ -86,7 +87,7 @@ def fake_report(root: Path, protocol: str, variant: str, accuracy: float, half: 
              "train": {"images": 4800, "patients": 2400, "from_official_test": 480}}
     (folder / "training.json").write_text(json.dumps({"command": f"train {protocol} {variant}", "protocol": {
         "split_seed": 7, "parts": parts, "leakage": {"test": {"patients_also_in_train": 12, "patients": 300,
-                                                              "images_of_those_patients": 20}}}}))
+                                                              "images_of_those_patients": 20}}}, **training}))
 
 
 def gap_text(root: Path, variant: str = "finetuned") -> str:
@@ -238,19 +239,49 @@ def test_gap_steps_gain_and_wording_on_synthetic_reports(tmp_path):
 
 def test_markdown_cli_and_docs_section_are_generated_from_the_files(tmp_path):
     fake_report(tmp_path, "patient-resplit", "finetuned", 0.9612)
-    out = subprocess.run([sys.executable, "-m", "pneumo_core.protocol_results", "--markdown", "--root",
+    out = subprocess.run([sys.executable, "-m", "pneumo_core.protocol_markdown", "--markdown", "--root",
                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout
     assert "| patient re-split | fine-tuned | 96.12 [95.12, 97.12] |" in out
     assert out.count("not evaluated yet") >= 5 * 4  # five pending rows, four figure cells each
     assert "12 of 300" in out and "10.0%" in out  # leakage and later-batch share from training.json
     doc = tmp_path / "doc.md"
-    doc.write_text(f"intro\n{results.START}\nold\n{results.END}\noutro\n")
-    results.write_into(doc, tmp_path)
-    assert doc.read_text() == f"intro\n{results.START}\n{results.report_markdown(tmp_path)}{results.END}\noutro\n"
+    doc.write_text(f"intro\n{markdown.START}\nold\n{markdown.END}\noutro\n")
+    markdown.write_into(doc, tmp_path)
+    assert doc.read_text() == f"intro\n{markdown.START}\n{markdown.report_markdown(tmp_path)}{markdown.END}\noutro\n"
     # the shipped docs page holds the tables of the files in the repository
     shipped = (ROOT / "docs" / "protocols.md").read_text()
-    assert results.report_markdown() in shipped, ("docs/protocols.md is stale: run "
-                                             "python -m pneumo_core.protocol_results --write docs/protocols.md")
+    assert markdown.report_markdown() in shipped, ("docs/protocols.md is stale: run "
+                                             "python -m pneumo_core.protocol_markdown --write docs/protocols.md")
+
+
+def test_wise_ft_section_applies_the_preregistered_rules_to_the_report_files(tmp_path):
+    """The goal (image re-split, against 96.59 %) and the shipping rule (official, validation only, against
+    the shipped ensemble's record) are decided from the files, whichever way they fall."""
+    shipped = results.shipped_table().set_index("variant").loc["finetuned"]
+    assert 0 < shipped.val_log_loss < 1 and 0.5 < shipped.validation_auc <= 1
+    assert "Not evaluated yet" in markdown.wise_ft_markdown(tmp_path)
+
+    def wise(protocol, accuracy, log_loss, auc):
+        fake_report(tmp_path, protocol, "wiseft", accuracy, wise_ft={"alpha": 0.5, "val_log_loss": log_loss},
+                    validation={"auc": auc})
+
+    fake_report(tmp_path, "image-resplit", "finetuned", 0.9555)
+    wise("image-resplit", 0.9675, 0.07, 0.99)
+    wise("official", 0.9101, shipped.val_log_loss + 0.01, 1.0)
+    text = markdown.wise_ft_markdown(tmp_path)
+    assert "| image re-split | fine-tuned, WiSE-FT alpha 0.5 (pre-registered) | 96.75 [95.75, 97.75] |" in text
+    assert "Image re-split: accuracy 96.75%, +1.20 points against the plain fine-tuned run's 95.55%" in text
+    assert "- Goal (match or beat the write-up's 96.59% under its own protocol): **met**." in text
+    assert "Shipping rule" in text and "**not met**: the shipped models" in text  # log-loss above the ensemble's
+
+    shutil.rmtree(tmp_path / "official" / "wiseft")
+    shutil.rmtree(tmp_path / "image-resplit" / "wiseft")
+    wise("image-resplit", 0.9555, 0.07, 0.99)
+    wise("official", 0.9101, shipped.val_log_loss - 0.01, shipped.validation_auc)
+    text = markdown.wise_ft_markdown(tmp_path)
+    assert "**not met** (-1.04 points)" in text.split("Goal")[1].split("\n")[0]
+    assert "**met**: it replaces the shipped fine-tuned model" in text
+    assert "the plain run is not evaluated yet" in text  # no plain official report in tmp_path
 
 
 # ---------------------------------------------------------------------------- real browser

@@ -40,6 +40,7 @@ def test_train_writes_model_history_and_provenance(tmp_path, data_root, variant)
     assert len(pd.read_csv(report / "history_head.csv")) >= 1
     if variant == "finetuned":
         assert len(pd.read_csv(report / "history_finetune.csv")) == 1
+        assert (report / "head_start.weights.h5").is_file()  # WiSE-FT's other end
     assert (report / "ood.npz").is_file()
     val = pd.read_csv(report / "validation_predictions.csv")
     assert val.p_pneumonia.between(0, 1).all()
@@ -117,6 +118,46 @@ def test_soup_cli_averages_members_and_writes_a_loadable_model(tmp_path, data_ro
 
     assert main(["soup", str(members[0]), str(tmp_path / "missing.keras"), "--data", str(data_root),
                  "--out", str(tmp_path / "x")]) == 2
+
+
+def test_wise_ft_cli_lands_halfway_between_a_run_and_its_head_only_start(tmp_path, data_root, capsys):
+    """A tiny fine-tuned run, then ``wise-ft --alpha 0.5``: every weight is the midpoint of the
+    run's saved start and its end, and the result is validated on the run's own films."""
+    import keras
+
+    from pneumo_core.cli import main
+    from pneumo_core.infer import Predictor
+    from pneumo_core.model import build_model
+
+    run = tmp_path / "run"
+    train(TrainConfig(variant="finetuned", data=str(data_root), weights=None, out=str(run), limit=40,
+                      head_epochs=2, epochs=1, batch_size=8, lr_schedule=None, fine_tune_lr=1e-3), command="pytest")
+    start = build_model("finetuned", weights=None)
+    start.load_weights(str(run / "reports" / "finetuned" / "head_start.weights.h5"))
+    end = keras.saving.load_model(run / "finetuned.keras", compile=False)
+    moved = [not np.allclose(a, b) for a, b in zip(start.get_weights(), end.get_weights())]
+    assert any(moved) and not all(moved)  # phase 2 changed the top layers, not the frozen ones
+
+    out = tmp_path / "wise"
+    assert main(["wise-ft", str(run / "finetuned.keras"), "--alpha", "0.5", "--out", str(out)]) == 0
+    wise = keras.saving.load_model(out / "finetuned.keras", compile=False)
+    for w, a, b in zip(wise.get_weights(), start.get_weights(), end.get_weights()):
+        np.testing.assert_allclose(w, (a + b) / 2, rtol=1e-5, atol=1e-6)
+    info = json.loads((out / "reports" / "finetuned" / "training.json").read_text())
+    run_info = json.loads((run / "reports" / "finetuned" / "training.json").read_text())
+    assert info["wise_ft"]["alpha"] == 0.5 and info["wise_ft"]["finetuned"]["command"] == "pytest"
+    assert info["data"]["val_images"] == run_info["data"]["val_images"]
+    assert len(pd.read_csv(out / "reports" / "finetuned" / "history_finetune.csv")) == 1
+    assert Predictor(out / "finetuned.keras").threshold == pytest.approx(info["threshold"])
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as usage:
+        main(["wise-ft", str(run / "finetuned.keras"), "--alpha", "1.5", "--out", str(out)])
+    assert usage.value.code == 2 and "from 0 to 1" in capsys.readouterr().err
+    frozen = tmp_path / "frozen.keras"
+    build_model("frozen", weights=None).save(frozen)
+    assert main(["wise-ft", str(frozen), "--out", str(tmp_path / "x")]) == 2
+    assert "head-only start" in capsys.readouterr().err
 
 
 def test_soup_refuses_a_member_validated_on_other_films(tmp_path, data_root, capsys):
