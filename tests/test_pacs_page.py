@@ -159,6 +159,35 @@ def test_search_retrieve_score_and_store_against_orthanc(page, orthanc, films_on
         assert len(results) == len([sop for sop, label in films if label])  # one stored result per scored film
 
 
+def test_a_study_gone_between_search_and_retrieval_is_one_warning_and_the_others_are_scored(
+        page, orthanc, films_on_pacs, data_root):
+    """A third study is found, then deleted on the PACS before "Retrieve and score": one warning for it
+    (its UID shortened), and the two other studies' films are still retrieved and scored."""
+    import requests
+    from pydicom.uid import generate_uid
+
+    film = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[7]
+    gone_study = generate_uid()
+    orthanc_id = orthanc.upload(dx_film(grey(film), "MONOCHROME2", Modality="DX", StudyInstanceUID=gone_study,
+                                        SeriesInstanceUID=generate_uid(), SOPInstanceUID=generate_uid(),
+                                        StudyDate="20240312", StudyDescription="CHEST PA", ViewPosition="PA"))
+    try:
+        at = search(page(orthanc.env()), PATIENT_ID)
+        assert len(at.multiselect(key="pacs-chosen").value) == 3
+        requests.delete(f"{orthanc.rest}/instances/{orthanc_id}", auth=(orthanc.user, orthanc.password),
+                        timeout=30).raise_for_status()
+        orthanc_id = None
+        at = click(at, "Retrieve and score")
+    finally:
+        if orthanc_id:  # keep the module's PACS as the other tests expect it
+            requests.delete(f"{orthanc.rest}/instances/{orthanc_id}", auth=(orthanc.user, orthanc.password),
+                            timeout=30)
+    assert not at.exception and not at.error, page_text(at)
+    (warning,) = [w.value for w in at.warning if "has no" in w.value]
+    assert warning.startswith("study #") and "CR/DX" in warning and gone_study not in warning
+    assert len(at.dataframe[0].value) == sum(len(films) for films in films_on_pacs.values())
+
+
 def test_a_search_that_finds_nothing_says_so(page, orthanc, films_on_pacs):
     at = search(page(orthanc.env()), "NOBODY-0000")
     assert not at.exception and not at.error
