@@ -4,6 +4,7 @@ run here (a skip with its reason on a user's machine, a failure under CI)."""
 from __future__ import annotations
 
 import importlib.util
+from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support import require
@@ -22,3 +23,25 @@ def require_browser() -> None:
         import playwright.sync_api  # noqa: F401
     except ImportError:
         require(False, "playwright (Python package) not installed")
+
+
+@contextmanager
+def app_in_browser(artifacts: Path, **page_options):
+    """``streamlit run app.py`` on a free loopback port and one Chromium page (1366x900; ``page_options``
+    go to ``new_page``). Yields ``(server, page, errors)``, ``errors`` collecting the page's JavaScript
+    errors. On leaving: the browser is closed, the server stopped, and its stderr must hold no traceback."""
+    from playwright.sync_api import sync_playwright
+
+    artifacts.mkdir(parents=True, exist_ok=True)
+    with shots.Server(artifacts) as server:
+        with sync_playwright() as pw:
+            browser = shots.launch_browser(pw)
+            try:
+                page = browser.new_page(viewport={"width": 1366, "height": 900}, **page_options)
+                errors: list[str] = []
+                page.on("pageerror", lambda exc: errors.append(str(exc)))
+                yield server, page, errors
+            finally:
+                browser.close()
+        stderr = server.stderr()
+    assert "Traceback" not in stderr, stderr[-3000:]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from tests.support import require
 
@@ -25,15 +26,6 @@ PAGES = ["app_pages/home.py", "app_pages/analyse.py", "app_pages/compare.py", "a
          "app_pages/quiz.py", "app_pages/class_view.py", "app_pages/protocols.py"]
 DISCLAIMER_TEXT = "not a diagnostic device"
 
-try:
-    from streamlit.testing.v1 import AppTest
-except ImportError:  # reported by the fixture below: a skip here, a failure under CI
-    AppTest = None
-
-
-@pytest.fixture(autouse=True)
-def _app_test_available():
-    require(AppTest is not None, "Streamlit's AppTest (streamlit.testing.v1) is not importable")
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
 from tests.support import require
 
@@ -17,15 +18,10 @@ APP = str(ROOT / "app.py")
 ANALYSE = "app_pages/analyse.py"
 TIMEOUT = 300
 
-try:
-    from streamlit.testing.v1 import AppTest
-except ImportError:  # reported by the fixture below: a skip here, a failure under CI
-    AppTest = None
 
 
 @pytest.fixture(autouse=True)
 def app_ready():
-    require(AppTest is not None, "Streamlit's AppTest (streamlit.testing.v1) is not importable")
     require((ROOT / "models" / "finetuned.keras").is_file(), "shipped model models/finetuned.keras needed")
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser_support import require_browser, shots
+from tests.browser_support import app_in_browser, require_browser, shots
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,46 +45,33 @@ def expected_label(image: Path) -> str:
 
 
 def test_upload_real_xray_in_browser(browser_ready, test_pneumonia):
-    from playwright.sync_api import sync_playwright
-
     expected = expected_label(test_pneumonia)
-    ARTIFACTS.mkdir(exist_ok=True)
-    with shots.Server(ARTIFACTS) as server:
-        with sync_playwright() as pw:
-            browser = shots.launch_browser(pw)
-            try:
-                page = browser.new_page(viewport={"width": 1366, "height": 900})
-                console_errors = []
-                page.on("pageerror", lambda exc: console_errors.append(str(exc)))
-                page.goto(f"{server.url}/analyse")
-                shots.wait_page_idle(page)
-                assert page.get_by_text("not a diagnostic device").first.is_visible()
-                nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
-                assert "Home" in nav and "Compare models" in nav, f"navigation not from app.py: {nav!r}"
-                # the browser tab is named by the page's own entry in ui/navigation.py
-                assert page.title() == "Analyse X-rays | Pneumonia chest X-ray workbench", page.title()
+    with app_in_browser(ARTIFACTS) as (server, page, errors):
+        page.goto(f"{server.url}/analyse")
+        shots.wait_page_idle(page)
+        assert page.get_by_text("not a diagnostic device").first.is_visible()
+        nav = page.locator('[data-testid="stSidebarNav"]').inner_text()
+        assert "Home" in nav and "Compare models" in nav, f"navigation not from app.py: {nav!r}"
+        # the browser tab is named by the page's own entry in ui/navigation.py
+        assert page.title() == "Analyse X-rays | Pneumonia chest X-ray workbench", page.title()
 
-                label = shots.upload_and_wait(page, test_pneumonia)
-                page.screenshot(path=str(ARTIFACTS / "browser_analyse_upload.png"), full_page=True)
-                assert label == expected
-                prob = page.locator('[data-testid="stMetric"]', has_text="P(pneumonia)") \
-                    .locator('[data-testid="stMetricValue"]').first.inner_text()
-                assert 0.0 <= float(prob) <= 1.0
-                assert page.get_by_text("Grad-CAM overlay, opacity").first.is_visible()
+        label = shots.upload_and_wait(page, test_pneumonia)
+        page.screenshot(path=str(ARTIFACTS / "browser_analyse_upload.png"), full_page=True)
+        assert label == expected
+        prob = page.locator('[data-testid="stMetric"]', has_text="P(pneumonia)") \
+            .locator('[data-testid="stMetricValue"]').first.inner_text()
+        assert 0.0 <= float(prob) <= 1.0
+        assert page.get_by_text("Grad-CAM overlay, opacity").first.is_visible()
 
-                # a bad file next to it: its own message, the good study stays
-                page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(
-                    {"name": "x.png", "mimeType": "image/png", "buffer": b"plain text, not an image\n" * 8})
-                page.get_by_text("x.png: could not use this file").first.wait_for(timeout=120_000)
-                shots.wait_page_idle(page)
-                page.screenshot(path=str(ARTIFACTS / "browser_analyse_bad_file.png"), full_page=True)
-                values = shots.label_locator(page).all_inner_texts()
-                assert expected in [v.strip() for v in values]
-                assert "Traceback" not in page.content()
-                assert not console_errors, console_errors
-            finally:
-                browser.close()
+        # a bad file next to it: its own message, the good study stays
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(
+            {"name": "x.png", "mimeType": "image/png", "buffer": b"plain text, not an image\n" * 8})
+        page.get_by_text("x.png: could not use this file").first.wait_for(timeout=120_000)
+        shots.wait_page_idle(page)
+        page.screenshot(path=str(ARTIFACTS / "browser_analyse_bad_file.png"), full_page=True)
+        values = shots.label_locator(page).all_inner_texts()
+        assert expected in [v.strip() for v in values]
+        assert "Traceback" not in page.content()
+        assert not errors, errors
         if os.environ.get("PNEUMO_SCREENSHOTS") == "1":
             shots.capture_all(server, ROOT / "docs" / "screenshots", test_pneumonia)
-        stderr = server.stderr()
-    assert "Traceback" not in stderr, stderr[-3000:]

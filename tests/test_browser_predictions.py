@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.browser_support import require_browser, shots
+from tests.browser_support import app_in_browser, require_browser, shots
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,6 @@ def test_shown_p_matches_saved_predictions_and_downloads_carry_provenance(browse
                                                                           tmp_path):
     import pandas as pd
     from PIL import Image
-    from playwright.sync_api import sync_playwright
 
     from pneumo_core.report_image import MARGIN, PANEL
 
@@ -69,39 +68,30 @@ def test_shown_p_matches_saved_predictions_and_downloads_carry_provenance(browse
     training = json.loads((REPORTS / "training.json").read_text())
     sha = json.loads((ROOT / "models" / "MANIFEST.json").read_text())["models"]["finetuned.keras"]["sha256"]
     photo = _photo(tmp_path)
-    ARTIFACTS.mkdir(exist_ok=True)
-    with shots.Server(ARTIFACTS) as server:
-        with sync_playwright() as pw:
-            browser = shots.launch_browser(pw)
-            try:
-                page = browser.new_page(viewport={"width": 1366, "height": 900}, accept_downloads=True)
-                page.set_default_timeout(240_000)  # the first model load on a busy machine
-                page.goto(f"{server.url}/analyse")
-                shots.wait_page_idle(page, 240_000)
-                page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(
-                    [str(film), str(photo)])
-                shots.label_locator(page).first.wait_for(timeout=240_000)
-                page.get_by_text("The image as decoded (not scored)").first.wait_for(timeout=240_000)
-                shots.wait_page_idle(page, 240_000)
-                page.screenshot(path=str(ARTIFACTS / "browser_predictions.png"), full_page=True)
+    with app_in_browser(ARTIFACTS, accept_downloads=True) as (server, page, errors):
+        page.set_default_timeout(240_000)  # the first model load on a busy machine
+        page.goto(f"{server.url}/analyse")
+        shots.wait_page_idle(page, 240_000)
+        page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(
+            [str(film), str(photo)])
+        shots.label_locator(page).first.wait_for(timeout=240_000)
+        page.get_by_text("The image as decoded (not scored)").first.wait_for(timeout=240_000)
+        shots.wait_page_idle(page, 240_000)
+        page.screenshot(path=str(ARTIFACTS / "browser_predictions.png"), full_page=True)
 
-                # the score shown (3 decimals) is the saved evaluation's for this very file
-                shown = page.locator('[data-testid="stMetric"]', has_text="P(pneumonia)") \
-                    .locator('[data-testid="stMetricValue"]').all_inner_texts()
-                assert len(shown) == 1, shown  # the photograph gets no score
-                assert float(shown[0]) == pytest.approx(saved_p, abs=1e-3 + 5e-4)
-                # the photograph: its own message and its image, no label
-                message = page.locator('[data-testid="stAlert"]', has_text="astronaut.png").first.inner_text()
-                assert "does not look like the frontal chest X-rays" in message
-                assert page.get_by_text("The image as decoded (not scored)").first.is_visible()
-                assert "Traceback" not in page.content()
+        # the score shown (3 decimals) is the saved evaluation's for this very file
+        shown = page.locator('[data-testid="stMetric"]', has_text="P(pneumonia)") \
+            .locator('[data-testid="stMetricValue"]').all_inner_texts()
+        assert len(shown) == 1, shown  # the photograph gets no score
+        assert float(shown[0]) == pytest.approx(saved_p, abs=1e-3 + 5e-4)
+        # the photograph: its own message and its image, no label
+        message = page.locator('[data-testid="stAlert"]', has_text="astronaut.png").first.inner_text()
+        assert "does not look like the frontal chest X-rays" in message
+        assert page.get_by_text("The image as decoded (not scored)").first.is_visible()
+        assert "Traceback" not in page.content()
 
-                review = pd.read_csv(io.BytesIO(_download(page, "Review table (CSV)")))
-                report = _download(page, "Report (PNG)")
-            finally:
-                browser.close()
-        stderr = server.stderr()
-    assert "Traceback" not in stderr, stderr[-3000:]
+        review = pd.read_csv(io.BytesIO(_download(page, "Review table (CSV)")))
+        report = _download(page, "Report (PNG)")
 
     # review CSV: one row per file, with the provenance the page caption cannot carry
     assert list(review.file) == [film.name, photo.name]

@@ -286,35 +286,24 @@ def test_wise_ft_section_applies_the_preregistered_rules_to_the_report_files(tmp
 
 # ---------------------------------------------------------------------------- real browser
 def test_protocols_page_in_a_real_browser():
-    from tests.browser_support import require_browser, shots
+    from tests.browser_support import app_in_browser, require_browser, shots
 
     require_browser()
-    from playwright.sync_api import sync_playwright
     protocol, variant = evaluated_runs()[-1]
     block = metrics_of(protocol, variant)["at_threshold"]
     expected = f"{block['accuracy'] * 100:.2f} [{block['ci95']['accuracy'][0] * 100:.2f}"
     artifacts = ROOT / "test-artifacts"
-    with shots.Server(artifacts) as server:
-        with sync_playwright() as pw:
-            browser = shots.launch_browser(pw)
-            try:
-                page = browser.new_page(viewport={"width": 1366, "height": 900})
-                errors = []
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto(f"{server.url}/protocols")
-                shots.wait_page_idle(page)
-                assert page.get_by_text("not a diagnostic device").first.is_visible()
-                assert "Why results differ" in page.locator('[data-testid="stSidebarNav"]').inner_text()
-                chart_el = page.locator('[data-testid="stPlotlyChart"]').first
-                chart_el.scroll_into_view_if_needed()
-                chart_el.locator(".main-svg").first.wait_for(timeout=60_000)
-                assert chart_el.locator(".scatterlayer .point").count() >= len(evaluated_runs()) + 2  # + the write-up
-                assert page.get_by_text(expected).first.is_visible(), expected
-                assert page.get_by_text("96.59", exact=False).first.is_visible()
-                page.screenshot(path=str(artifacts / "browser_protocols.png"), full_page=True)
-                assert "Traceback" not in page.content()
-                assert not errors, errors
-            finally:
-                browser.close()
-        stderr = server.stderr()
-    assert "Traceback" not in stderr, stderr[-3000:]
+    with app_in_browser(artifacts) as (server, page, errors):
+        page.goto(f"{server.url}/protocols")
+        shots.wait_page_idle(page)
+        assert page.get_by_text("not a diagnostic device").first.is_visible()
+        assert "Why results differ" in page.locator('[data-testid="stSidebarNav"]').inner_text()
+        chart_el = page.locator('[data-testid="stPlotlyChart"]').first
+        chart_el.scroll_into_view_if_needed()
+        chart_el.locator(".main-svg").first.wait_for(timeout=60_000)
+        assert chart_el.locator(".scatterlayer .point").count() >= len(evaluated_runs()) + 2  # + the write-up
+        assert page.get_by_text(expected).first.is_visible(), expected
+        assert page.get_by_text("96.59", exact=False).first.is_visible()
+        page.screenshot(path=str(artifacts / "browser_protocols.png"), full_page=True)
+        assert "Traceback" not in page.content()
+        assert not errors, errors
