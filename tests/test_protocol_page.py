@@ -133,6 +133,14 @@ def test_displayed_figures_match_metrics_json(no_dataset):
                    if line.startswith(f"| {results.PROTOCOL_NAMES[protocol]} | {results.VARIANT_NAMES[variant]} |"))
         lo, hi = block["ci95"]["accuracy"]
         assert f"{block['accuracy'] * 100:.2f} [{lo * 100:.2f}, {hi * 100:.2f}]" in row, row
+        # the pre-registered WiSE-FT rows, each from its own report, in their own section
+        assert results.load_wise_ft(), "the WiSE-FT reports of models/experiments/protocols/*/wiseft are missing"
+        for (wise_protocol, _), run in results.load_wise_ft().items():
+            wise = run.metrics[which]
+            section = next(m.value for m in at.markdown if m.value.startswith("Pre-registered before"))
+            lo, hi = wise["ci95"]["accuracy"]
+            assert (f"| {results.PROTOCOL_NAMES[wise_protocol]} | {results.VARIANT_NAMES['wiseft']} | "
+                    f"{wise['accuracy'] * 100:.2f} [{lo * 100:.2f}, {hi * 100:.2f}]") in section, section
         assert f"{block['auc']:.4f}" in row and f"| {block['threshold']:.3f} |" in row, row
         assert f"| {block['n']} (" in row, row
 
