@@ -108,7 +108,7 @@ for row in table[~table.evaluated].itertuples():
             "scripts/protocol_runs.py has written it.", icon=":material/hourglass_empty:")
 
 st.subheader("Pre-registered robust fine-tuning (WiSE-FT)")
-st.markdown(wise_ft_markdown(which=which))
+st.markdown(wise_ft_markdown(table, results.load_wise_ft(), shipped, which))
 
 # ---------------------------------------------------------------------------- fine-tuning gain
 st.subheader("What fine-tuning gains under each protocol")

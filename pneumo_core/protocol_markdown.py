@@ -14,7 +14,6 @@ import pandas as pd
 
 from .protocol_results import (
     PROTOCOL_NAMES,
-    REFERENCE_WRITEUP,
     VARIANT_NAMES,
     WISE_FT_PREREGISTRATION,
     explain_gap,
@@ -56,17 +55,19 @@ def figures_markdown(table: pd.DataFrame, references: bool = True) -> str:
     return "\n".join(lines)
 
 
-def wise_ft_markdown(root: str | Path | None = None, which: str = "at_threshold") -> str:
-    """The pre-registered WiSE-FT round: its rows, each beside the plain fine-tuned run of its protocol,
-    and the pre-registered rules applied (goal under the image re-split; shipping under the official split)."""
+def wise_ft_markdown(table: pd.DataFrame, wise_runs: dict, shipped: pd.DataFrame, which: str = "at_threshold") -> str:
+    """The pre-registered WiSE-FT round (``wise_runs``: :func:`load_wise_ft`): its rows, each beside the plain
+    fine-tuned run of its protocol in ``table`` (:func:`overview_table` at ``which``), and the pre-registered
+    rules applied: the goal under the image re-split, shipping (against ``shipped``, :func:`shipped_table`)
+    under the official split."""
     intro = (f"Pre-registered before its evaluation ({WISE_FT_PREREGISTRATION}): the "
              "fine-tuned recipe trained again, its weights moved half-way back to its own head-only start (WiSE-FT, "
              "Wortsman et al., CVPR 2022; alpha 0.5, the paper's default, not tuned), one test read per protocol. "
              "It was run after the image re-split figures above were known, so it confirms nothing independently.")
-    wise = wise_ft_table(load_wise_ft(root), which)
+    wise = wise_ft_table(wise_runs, which)
     if wise.empty:
         return intro + "\n\nNot evaluated yet."
-    plain = overview_table(load_runs(root), which).set_index(["protocol", "variant"])
+    plain = table.set_index(["protocol", "variant"])
     lines = [intro, "", figures_markdown(wise, references=False), ""]
     for row in wise.itertuples():
         base = plain.loc[(row.protocol, "finetuned")]
@@ -77,11 +78,11 @@ def wise_ft_markdown(root: str | Path | None = None, which: str = "at_threshold"
         if which != "at_threshold":
             continue
         if row.protocol == "image-resplit":
-            goal = REFERENCE_WRITEUP[1].accuracy
+            goal = float(reference_table().set_index("variant").accuracy["finetuned"])
             lines.append(f"  - Goal (match or beat the write-up's {goal:.2%} under its own protocol): "
                          + ("**met**." if row.accuracy >= goal else f"**not met** ({_points(row.accuracy - goal)})."))
         if row.protocol == "official":
-            ship = shipped_table().set_index("variant").loc["finetuned"]
+            ship = shipped.set_index("variant").loc["finetuned"]
             met = row.val_log_loss < ship.val_log_loss and row.validation_auc >= ship.validation_auc
             lines.append(f"  - Shipping rule (validation log-loss below the shipped ensemble's {ship.val_log_loss:.4f} "
                          f"and validation AUC at least its {ship.validation_auc:.4f}): "
@@ -101,7 +102,8 @@ def report_markdown(root: str | Path | None = None) -> str:
     leak = leakage_table(runs)
     parts = ["### At each protocol's validation-chosen threshold", figures_markdown(at_threshold),
              "", "### At threshold 0.5", figures_markdown(at_half, references=False), "",
-             "### Pre-registered robust fine-tuning (WiSE-FT)", wise_ft_markdown(root), "",
+             "### Pre-registered robust fine-tuning (WiSE-FT)",
+             wise_ft_markdown(at_threshold, load_wise_ft(root), shipped_table()), "",
              "### What the test part shares with training", "| protocol | test patients with films in training "
              "| their test films | test films from the later batch | training films from the later batch |",
              "|---|---|---|---|---|"]

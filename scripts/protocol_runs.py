@@ -69,6 +69,17 @@ def stage_official(variant: str, work: Path, data: str) -> None:
     cli("rethreshold", "--model", str(work / f"{variant}.keras"))
 
 
+def evaluate_once(model: Path, protocol: str, dest: Path, args) -> None:
+    """The one test read of ``model`` on ``protocol``'s test part, into ``dest``, beside copies of the
+    model's training records."""
+    cli("evaluate", "--model", str(model), "--data", args.data, "--protocol", protocol,
+        "--split-seed", args.split_seed, "--write-report", str(dest))
+    for name in KEEP:
+        src = model.parent / "reports" / model.stem / name
+        if src.is_file():
+            shutil.copyfile(src, dest / name)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "chest_xray"))
@@ -84,11 +95,7 @@ def main() -> int:
             cli("train", "--variant", "finetuned", "--data", args.data, "--out", str(run), "--protocol", protocol,
                 "--split-seed", args.split_seed, *RECIPES["finetuned"])
             cli("wise-ft", str(run / "finetuned.keras"), "--alpha", "0.5", "--out", str(wise))
-            dest = OUT / protocol / "wiseft"
-            cli("evaluate", "--model", str(wise / "finetuned.keras"), "--data", args.data, "--protocol", protocol,
-                "--split-seed", args.split_seed, "--write-report", str(dest))
-            for name in KEEP:
-                shutil.copyfile(wise / "reports" / "finetuned" / name, dest / name)
+            evaluate_once(wise / "finetuned.keras", protocol, OUT / protocol / "wiseft", args)
         return 0
     for protocol in args.protocols:
         for variant in args.variants:
@@ -98,13 +105,7 @@ def main() -> int:
             else:
                 cli("train", "--variant", variant, "--data", args.data, "--out", str(work), "--protocol", protocol,
                     "--split-seed", args.split_seed, *RECIPES[variant])
-            dest = OUT / protocol / variant
-            cli("evaluate", "--model", str(work / f"{variant}.keras"), "--data", args.data, "--protocol", protocol,
-                "--split-seed", args.split_seed, "--write-report", str(dest))
-            for name in KEEP:
-                src = work / "reports" / variant / name
-                if src.is_file():
-                    shutil.copyfile(src, dest / name)
+            evaluate_once(work / f"{variant}.keras", protocol, OUT / protocol / variant, args)
     return 0
 
 

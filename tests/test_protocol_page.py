@@ -267,7 +267,11 @@ def test_wise_ft_section_applies_the_preregistered_rules_to_the_report_files(tmp
     the shipped ensemble's record) are decided from the files, whichever way they fall."""
     shipped = results.shipped_table().set_index("variant").loc["finetuned"]
     assert 0 < shipped.val_log_loss < 1 and 0.5 < shipped.validation_auc <= 1
-    assert "Not evaluated yet" in markdown.wise_ft_markdown(tmp_path)
+    def section() -> str:
+        return markdown.wise_ft_markdown(results.overview_table(results.load_runs(tmp_path)),
+                                         results.load_wise_ft(tmp_path), results.shipped_table())
+
+    assert "Not evaluated yet" in section()
 
     def wise(protocol, accuracy, log_loss, auc):
         fake_report(tmp_path, protocol, "wiseft", accuracy, wise_ft={"alpha": 0.5, "val_log_loss": log_loss},
@@ -276,7 +280,7 @@ def test_wise_ft_section_applies_the_preregistered_rules_to_the_report_files(tmp
     fake_report(tmp_path, "image-resplit", "finetuned", 0.9555)
     wise("image-resplit", 0.9675, 0.07, 0.99)
     wise("official", 0.9101, shipped.val_log_loss + 0.01, 1.0)
-    text = markdown.wise_ft_markdown(tmp_path)
+    text = section()
     assert "| image re-split | fine-tuned, WiSE-FT alpha 0.5 (pre-registered) | 96.75 [95.75, 97.75] |" in text
     assert "Image re-split: accuracy 96.75%, +1.20 points against the plain fine-tuned run's 95.55%" in text
     assert "- Goal (match or beat the write-up's 96.59% under its own protocol): **met**." in text
@@ -286,7 +290,7 @@ def test_wise_ft_section_applies_the_preregistered_rules_to_the_report_files(tmp
     shutil.rmtree(tmp_path / "image-resplit" / "wiseft")
     wise("image-resplit", 0.9555, 0.07, 0.99)
     wise("official", 0.9101, shipped.val_log_loss - 0.01, shipped.validation_auc)
-    text = markdown.wise_ft_markdown(tmp_path)
+    text = section()
     assert "**not met** (-1.04 points)" in text.split("Goal")[1].split("\n")[0]
     assert "**met**: it replaces the shipped fine-tuned model" in text
     assert "the plain run is not evaluated yet" in text  # no plain official report in tmp_path
