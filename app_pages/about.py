@@ -1,8 +1,8 @@
 """About: the tool's limits first, then the model card, then how to retrain and re-evaluate."""
 import streamlit as st
 
-from pneumo_core import review
 from pneumo_core.config import MODELS_DIR
+from pneumo_core.review import decisions as review
 from ui.cache import get_reports
 from ui.chrome import render_markdown_file
 

@@ -3,7 +3,7 @@ from dataclasses import replace
 
 import streamlit as st
 
-from pneumo_core import review
+from pneumo_core.review import decisions as review
 from ui.cache import get_predictor, get_reports
 from ui.controls import model_picker, operating_point_picker
 from ui.examples import example_picker

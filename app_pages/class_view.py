@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pneumo_core.quiz import QuizError
+from pneumo_core.errors import QuizError
 from ui.quiz_results import show_class_view
 from ui.quiz_widgets import get_store, show_error
 

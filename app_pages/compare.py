@@ -1,7 +1,8 @@
 """Compare models: frozen vs fine-tuned on the official test split, with the evaluation protocol."""
 import streamlit as st
 
-from pneumo_core import reports, review
+from pneumo_core.evaluation import reports
+from pneumo_core.review import decisions as review
 from ui.cache import evaluated_reports_or_stop, get_reports
 from ui.chrome import plot
 from ui.figures import history_figure, metrics_bar_figure

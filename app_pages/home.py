@@ -1,7 +1,7 @@
 """Home: what the workbench does, the shipped models (verified by SHA-256), the other pages, privacy."""
 import streamlit as st
 
-from pneumo_core import review
+from pneumo_core.review import decisions as review
 from ui.cache import file_sha256, get_reports, show_missing
 from ui.chrome import APP_TITLE
 from ui.navigation import linked_pages, page_link

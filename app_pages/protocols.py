@@ -5,11 +5,11 @@ from pathlib import Path
 
 import streamlit as st
 
-from pneumo_core import protocol_results as results
 from pneumo_core.config import PROJECT_DIR
-from pneumo_core.protocol_markdown import figures_markdown, wise_ft_markdown
-from pneumo_core.protocol_results import PROTOCOL_NAMES, VARIANT_NAMES
-from pneumo_core.protocols import PROTOCOLS
+from pneumo_core.evaluation import protocol_results as results
+from pneumo_core.evaluation.protocol_markdown import figures_markdown, wise_ft_markdown
+from pneumo_core.evaluation.protocol_results import PROTOCOL_NAMES, VARIANT_NAMES
+from pneumo_core.training.protocols import PROTOCOLS
 from ui.protocol_figures import protocol_chart
 
 BASES = {"each protocol's validation-chosen threshold": "at_threshold", "threshold 0.5": "at_0.5"}

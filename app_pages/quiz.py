@@ -12,9 +12,10 @@ from __future__ import annotations
 import streamlit as st
 
 from pneumo_core.config import CLASS_NAMES, data_dir
-from pneumo_core.examples import bundled_table, sources
-from pneumo_core.quiz import DEFAULT_QUIZ_FILMS, MAX_TIME_LIMIT_MINUTES, QuizError, QuizStore, ReaderState
-from pneumo_core.quiz_db import NICKNAME_MAX
+from pneumo_core.errors import QuizError
+from pneumo_core.quiz.database import NICKNAME_MAX
+from pneumo_core.quiz.rules import DEFAULT_QUIZ_FILMS, MAX_TIME_LIMIT_MINUTES, QuizStore, ReaderState
+from pneumo_core.review.examples import bundled_table, sources
 from ui.quiz_results import show_reader_results
 from ui.quiz_widgets import (
     flash,

@@ -1,7 +1,7 @@
 """ROC curves and confusion matrices of the shipped models at adjustable thresholds (saved test scores)."""
 import streamlit as st
 
-from pneumo_core import review
+from pneumo_core.review import decisions as review
 from ui.cache import confusion, curves, evaluated_reports_or_stop
 from ui.chrome import plot
 from ui.controls import operating_point_picker

@@ -132,8 +132,8 @@ def dump(path: str | None, payload: dict) -> None:
 
 def test_files(data=None) -> list[str]:
     """The 624 images of the official test split, sorted."""
-    from pneumo_core import data as dataset
     from pneumo_core.config import data_dir
+    from pneumo_core.training import data as dataset
 
     return list(dataset.list_images(dataset.resolve_split_dir(data or data_dir(), "test")).path)
 

@@ -40,7 +40,7 @@ def films(n: int) -> list[Path]:
 
 
 def bare_predict(paths: list[Path], rounds: int) -> np.ndarray:
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
 
     predictor = Predictor("finetuned")
     blobs = [(p.name, p.read_bytes()) for p in paths]

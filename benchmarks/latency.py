@@ -44,11 +44,11 @@ def main(argv=None) -> int:
     from PIL import Image
 
     from pneumo_core.config import IMAGE_SIZE
-    from pneumo_core.explain import normalise_heatmap
-    from pneumo_core.images import load_image
-    from pneumo_core.infer import Predictor
-    from pneumo_core.model import split_model
-    from pneumo_core.preprocess import model_input
+    from pneumo_core.imaging.decode import load_image
+    from pneumo_core.inference.gradcam import normalise_heatmap
+    from pneumo_core.inference.model_files import split_model
+    from pneumo_core.inference.predictor import Predictor
+    from pneumo_core.inference.preprocess import model_input
 
     pred = Predictor(args.model)
     model = pred.model

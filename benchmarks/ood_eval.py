@@ -178,8 +178,8 @@ def encode(img: np.ndarray, fmt: str) -> bytes:
 
 
 def evaluate(model: str, data: Path, items, batch_size: int = 32) -> dict:
-    from pneumo_core.data import list_images, resolve_split_dir
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
+    from pneumo_core.training.data import list_images, resolve_split_dir
 
     t0 = time.time()
     pred = Predictor(model)

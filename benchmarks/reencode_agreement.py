@@ -122,7 +122,7 @@ TRANSFORMS = {
 
 
 def sample(data: Path, n: int, seed: int):
-    from pneumo_core.data import list_images, resolve_split_dir
+    from pneumo_core.training.data import list_images, resolve_split_dir
 
     df = list_images(resolve_split_dir(data, "test"))
     rng = np.random.default_rng(seed)
@@ -138,7 +138,7 @@ def sample(data: Path, n: int, seed: int):
 def evaluate(model: str, df, seed: int) -> dict:
     from PIL import Image
 
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
 
     t0 = time.time()
     pred = Predictor(model)

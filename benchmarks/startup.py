@@ -4,7 +4,7 @@
 
 Model load, each in a new Python process (the files are in the page cache after the first):
 
-* ``import``: ``import tensorflow`` + ``pneumo_core.infer``;
+* ``import``: ``import tensorflow`` + ``pneumo_core.inference.predictor``;
 * ``load``: ``keras.models.load_model`` with the SHA-256 check (``safe_mode=True``);
 * ``warm-up``: tracing the compiled forward and Grad-CAM graphs (``Predictor(warm_up=True)``);
 * ``first predict``: the first ``predict(..., explain=True)`` on a test film after that;
@@ -38,7 +38,7 @@ t0 = time.perf_counter()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, {root!r})
 import tensorflow as tf
-from pneumo_core.infer import Predictor
+from pneumo_core.inference.predictor import Predictor
 t1 = time.perf_counter()
 p = Predictor({model!r}, warm_up=False)
 t2 = time.perf_counter()

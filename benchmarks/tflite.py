@@ -41,14 +41,14 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     bench.warn_if_busy()
-    from pneumo_core import data as dataset
     from pneumo_core.config import data_dir
-    from pneumo_core.evaluate import metrics_at
-    from pneumo_core.export import export_tflite
-    from pneumo_core.images import load_path
-    from pneumo_core.infer import Predictor
-    from pneumo_core.predictors import open_predictor
-    from pneumo_core.preprocess import model_input
+    from pneumo_core.evaluation.metrics import metrics_at
+    from pneumo_core.imaging.decode import load_path
+    from pneumo_core.inference.opening import open_predictor
+    from pneumo_core.inference.predictor import Predictor
+    from pneumo_core.inference.preprocess import model_input
+    from pneumo_core.training import data as dataset
+    from pneumo_core.training.export import export_tflite
 
     keras_pred = Predictor(args.model)
     threshold = keras_pred.threshold

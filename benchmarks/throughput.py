@@ -42,9 +42,9 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     from pneumo_core.config import IMAGE_SIZE
-    from pneumo_core.images import load_path
-    from pneumo_core.infer import Predictor
-    from pneumo_core.preprocess import model_input
+    from pneumo_core.imaging.decode import load_path
+    from pneumo_core.inference.predictor import Predictor
+    from pneumo_core.inference.preprocess import model_input
 
     files = bench.test_files(args.data)
     n = len(files)

@@ -44,10 +44,10 @@ def main(argv=None) -> int:
     import keras
     import pandas as pd
 
-    from pneumo_core import data as dataset
     from pneumo_core.config import backbone_weights, data_dir
-    from pneumo_core.model import build_backbone, build_head, build_model
-    from pneumo_core.train import pooled_features
+    from pneumo_core.training import data as dataset
+    from pneumo_core.training.builders import build_backbone, build_head, build_model
+    from pneumo_core.training.trainer import pooled_features
 
     df = dataset.list_images(dataset.resolve_split_dir(args.data or data_dir(), "train"))
     df = pd.concat([g.sample(min(len(g), args.images // 2), random_state=0) for _, g in df.groupby("label")])

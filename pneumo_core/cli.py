@@ -13,7 +13,7 @@ import os
 import shlex
 import sys
 
-from .config import DISCLAIMER_PLAIN
+from pneumo_core.config import DISCLAIMER_PLAIN
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer of TensorFlow's C++ log lines on stderr
 
@@ -44,7 +44,7 @@ def _int_at_least(low: int):
 
 def _threshold_source(predictor) -> str:
     """Where the predictor's threshold came from, in the words reports use."""
-    from .evaluate import THRESHOLD_RULE
+    from pneumo_core.evaluation.metrics import THRESHOLD_RULE
 
     # a model's own training record names its protocol's validation part (image-level or by patient)
     validation = predictor.info.get("threshold_rule") or THRESHOLD_RULE
@@ -57,8 +57,8 @@ def _command_line() -> str:
 
 
 def _cmd_train(args) -> int:
-    from .config import backbone_weights
-    from .train import TrainConfig, train
+    from pneumo_core.config import backbone_weights
+    from pneumo_core.training.trainer import TrainConfig, train
 
     cfg = TrainConfig(
         variant=args.variant, data=args.data, weights=args.weights or backbone_weights(), out=args.out,
@@ -74,7 +74,7 @@ def _cmd_train(args) -> int:
     if args.augment_scale is not None:
         from dataclasses import asdict
 
-        from .data import Augment
+        from pneumo_core.training.data import Augment
 
         cfg.augment = {k: v * args.augment_scale for k, v in asdict(Augment()).items()}
         cfg.augment["jpeg"] = min(1.0, cfg.augment["jpeg"])  # a probability
@@ -94,8 +94,8 @@ def _cmd_train(args) -> int:
 
 def _cmd_combine(args) -> int:
     """``soup`` (average weights) and ``ensemble`` (average logits) of several runs; ``wise-ft`` of one."""
-    from .combine import ensemble, soup, wise_ft
-    from .train import TrainConfig
+    from pneumo_core.training.combine import ensemble, soup, wise_ft
+    from pneumo_core.training.trainer import TrainConfig
 
     if args.command == "wise-ft":
         wise_ft(args.model, args.out, alpha=args.alpha, data=args.data, command=_command_line())
@@ -113,7 +113,7 @@ def _expand_inputs(items) -> list[str]:
     skipping hidden files (``.DS_Store``, editor backups)."""
     from pathlib import Path
 
-    from .images import READABLE_SUFFIXES
+    from pneumo_core.imaging.decode import READABLE_SUFFIXES
 
     out = []
     for item in items:
@@ -130,7 +130,7 @@ def _expand_inputs(items) -> list[str]:
 
 
 def _load_predictor(args):
-    from .predictors import open_predictor
+    from pneumo_core.inference.opening import open_predictor
 
     predictor = open_predictor(args.model, threshold=args.threshold)
     if predictor.threshold_source == "default":
@@ -142,7 +142,7 @@ def _cmd_predict(args) -> int:
     if args.dicomweb:  # studies from a PACS (pneumo_core/dicomweb.py)
         if args.images:
             raise ValueError("give image files or folders, or --dicomweb URL, not both")
-        from .dicomweb import predict_from_pacs
+        from pneumo_core.pacs.dicomweb import predict_from_pacs
 
         predictor, results = predict_from_pacs(args, _load_predictor)
     else:
@@ -168,12 +168,12 @@ def _cmd_evaluate(args) -> int:
 
     import pandas as pd
 
-    from . import data as dataset
-    from .evaluate import full_report, write_report
-    from .images import READABLE_SUFFIXES
+    from pneumo_core.evaluation.metrics import full_report, write_report
+    from pneumo_core.imaging.decode import READABLE_SUFFIXES
+    from pneumo_core.training import data as dataset
 
     if args.protocol:
-        from .protocols import test_part
+        from pneumo_core.training.protocols import test_part
 
         df = test_part(args.data, args.protocol, args.split_seed)
         # train/ and test/ reuse file names (IM-0001-0001.jpeg is in both): keep the folder
@@ -218,8 +218,9 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_calibrate_ood(args) -> int:
-    from .model import ModelLoadError, resolve_model_path
-    from .train import TrainConfig, recalibrate_ood
+    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.inference.model_files import resolve_model_path
+    from pneumo_core.training.trainer import TrainConfig, recalibrate_ood
 
     path = resolve_model_path(args.model)
     if not path.is_file():
@@ -230,9 +231,9 @@ def _cmd_calibrate_ood(args) -> int:
 
 
 def _cmd_rethreshold(args) -> int:
-    from .artifacts import reports_dir
-    from .model import resolve_model_path
-    from .train import update_threshold
+    from pneumo_core.artifacts import reports_dir
+    from pneumo_core.inference.model_files import resolve_model_path
+    from pneumo_core.training.trainer import update_threshold
 
     path = resolve_model_path(args.model)
     info = update_threshold(reports_dir(path))
@@ -246,8 +247,8 @@ def _cmd_rethreshold(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m pneumo_core`` argument parser with every subcommand."""
-    from .config import SHIPPED_VARIANTS
-    from .protocols import PROTOCOLS
+    from pneumo_core.config import SHIPPED_VARIANTS
+    from pneumo_core.training.protocols import PROTOCOLS
 
     p = argparse.ArgumentParser(prog="python -m pneumo_core", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -378,7 +379,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_export(args) -> int:
-    from .export import export_tflite
+    from pneumo_core.training.export import export_tflite
 
     meta = export_tflite(args.model, out=args.out, quantize=args.quantize, data=args.data,
                          n_calib=args.calibration_images, seed=args.seed)
@@ -387,8 +388,8 @@ def _cmd_export(args) -> int:
 
 
 def _cmd_manifest(args) -> int:
-    from .config import MODELS_DIR
-    from .model import write_manifest
+    from pneumo_core.config import MODELS_DIR
+    from pneumo_core.inference.model_files import write_manifest
 
     print(json.dumps(write_manifest(args.dir or MODELS_DIR), indent=2))
     return 0
@@ -429,7 +430,7 @@ def _add_quiz_parser(sub) -> None:
 
 
 def _cmd_quiz(args) -> int:
-    from .quiz_report import run_cli
+    from pneumo_core.quiz.report import run_cli
 
     return run_cli(args)
 
@@ -437,7 +438,7 @@ def _cmd_quiz(args) -> int:
 def main(argv=None) -> int:
     """Run the CLI on ``argv``; returns the exit status (2 and one line on stderr for the user's errors)."""
     args = build_parser().parse_args(argv)
-    from .model import ModelLoadError
+    from pneumo_core.errors import ModelLoadError
 
     try:
         return args.func(args)

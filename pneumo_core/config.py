@@ -19,6 +19,7 @@ CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # label 0, label 1
 MODELS_DIR = Path(os.environ.get("PNEUMO_MODELS_DIR", PROJECT_DIR / "models"))
 SHIPPED_VARIANTS = ("finetuned", "frozen")
 DEFAULT_VARIANT = "finetuned"
+FINE_TUNE_LAYERS = 30  # top layers of the MobileNetV2 base trained by the fine-tuned variant
 
 #: The research-use disclaimer, once: a short Markdown form for banners and a detail sentence.
 DISCLAIMER = "**Research and teaching tool, not a diagnostic device.**"

@@ -20,13 +20,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pneumo_core import data as dataset  # noqa: E402
 from pneumo_core.artifacts import sha256_file  # noqa: E402
-from pneumo_core.combine import balanced_log_loss  # noqa: E402
 from pneumo_core.config import data_dir  # noqa: E402
-from pneumo_core.evaluate import THRESHOLD_RULE, choose_threshold, metrics_at  # noqa: E402
-from pneumo_core.infer import Predictor  # noqa: E402
-from pneumo_core.train import TrainConfig, training_split  # noqa: E402
+from pneumo_core.evaluation.metrics import THRESHOLD_RULE, choose_threshold, metrics_at  # noqa: E402
+from pneumo_core.inference.predictor import Predictor  # noqa: E402
+from pneumo_core.training import data as dataset  # noqa: E402
+from pneumo_core.training.combine import balanced_log_loss  # noqa: E402
+from pneumo_core.training.trainer import TrainConfig, training_split  # noqa: E402
 
 
 def logits(predictor: Predictor, paths) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Train and evaluate the frozen and fine-tuned recipes under each protocol (pneumo_core.protocols).
+"""Train and evaluate the frozen and fine-tuned recipes under each protocol (pneumo_core.training.protocols).
 
     python scripts/protocol_runs.py [--data ../shared/data/chest_xray] [--work runs/protocols]
         [--protocols official patient-resplit image-resplit] [--variants frozen finetuned]
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pneumo_core.protocols import PROTOCOLS  # noqa: E402
+from pneumo_core.training.protocols import PROTOCOLS  # noqa: E402
 
 OUT = ROOT / "models" / "experiments" / "protocols"
 #: The recipes: the shipped frozen model's, and fine-tuned member 1's (seeds as in the model card).
@@ -52,7 +52,7 @@ def cli(*args: str) -> None:
 def stage_official(variant: str, work: Path, data: str) -> None:
     """Copy an existing official run into ``work`` as a model with its reports, its threshold
     re-derived by today's rule and its split recorded."""
-    from pneumo_core.train import TrainConfig, split_summary
+    from pneumo_core.training.trainer import TrainConfig, split_summary
 
     model, records = OFFICIAL_RUNS[variant]
     rd = work / "reports" / variant

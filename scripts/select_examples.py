@@ -41,8 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pneumo_core.config import CLASS_NAMES, MODELS_DIR, SHIPPED_VARIANTS, data_dir  # noqa: E402
-from pneumo_core.data import patient_id  # noqa: E402
-from pneumo_core.examples import (  # noqa: E402
+from pneumo_core.review.examples import (  # noqa: E402
     BUNDLED_CSV,
     BUNDLED_DIR,
     bundled_table,
@@ -51,6 +50,7 @@ from pneumo_core.examples import (  # noqa: E402
     subtype_of,
     thresholds,
 )
+from pneumo_core.training.data import patient_id  # noqa: E402
 
 SEED = 12
 NORMAL, PNEUMONIA = CLASS_NAMES

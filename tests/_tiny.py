@@ -13,7 +13,7 @@ import numpy as np
 def lively_model(variant: str = "frozen", seed: int = 0):
     import keras
 
-    from pneumo_core.model import build_model
+    from pneumo_core.training.builders import build_model
 
     keras.utils.set_random_seed(seed)
     model = build_model(variant, weights=None)

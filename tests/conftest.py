@@ -44,7 +44,7 @@ def local_weights() -> str:
 @pytest.fixture(scope="session")
 def shipped_predictor():
     """The shipped fine-tuned model, loaded once for the whole session."""
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
 
     return Predictor("finetuned")
 
@@ -52,7 +52,7 @@ def shipped_predictor():
 @pytest.fixture(scope="session")
 def tiny_model():
     """A randomly initialised classifier: no weights file needed, builds in seconds."""
-    from pneumo_core.model import build_model
+    from pneumo_core.training.builders import build_model
 
     return build_model("finetuned", weights=None)
 

@@ -4,7 +4,7 @@ Every page renders without an exception and shows the disclaimer; the Analyse pa
 test-split X-ray through its file uploader, shows the same label and probability as
 ``Predictor("finetuned").predict(path)``; a bad upload is reported for that file only; thresholds
 re-label without re-running the model; a missing model variant gives a message, not a crash.
-Also the pure helpers behind the pages (pneumo_core.reports, pneumo_core.report_image).
+Also the pure helpers behind the pages (pneumo_core.evaluation.reports, pneumo_core.review.report_image).
 """
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_home_page_lists_models_and_links():
     assert at.title[0].value == "Pneumonia chest X-ray workbench"
     table = at.dataframe[0].value
     assert set(table["model"]) == {"Fine-tuned MobileNetV2", "Frozen MobileNetV2 (head only)"}
-    from pneumo_core.reports import display_name
+    from pneumo_core.evaluation.reports import display_name
 
     for v in ("finetuned", "frozen"):
         m = json.loads((MODELS / "reports" / v / "metrics.json").read_text())
@@ -169,7 +169,7 @@ def test_roc_page_confusion_follows_threshold():
     both_models_required()
     import pandas as pd
 
-    from pneumo_core.evaluate import metrics_at
+    from pneumo_core.evaluation.metrics import metrics_at
 
     at = open_page("app_pages/roc.py")
     assert_healthy(at)
@@ -286,7 +286,7 @@ def _run_example(at, films, row) -> None:
 
 def test_analyse_example_shows_true_label(data_root):
     both_models_required()
-    from pneumo_core.examples import example_films
+    from pneumo_core.review.examples import example_films
 
     bundled = example_films(None)
     # the list mixes the classes and hides the file names, which would give the answer away
@@ -317,7 +317,7 @@ def test_every_page_without_a_dataset(tmp_path, monkeypatch):
     """A fresh clone: no dataset folder. Every page renders, the example picker uses the bundled
     set without mentioning a dataset, and a picked example gets a label."""
     both_models_required()
-    from pneumo_core.examples import example_films
+    from pneumo_core.review.examples import example_films
 
     monkeypatch.setenv("PNEUMO_DATA_DIR", str(tmp_path / "no-dataset-here"))
     for page in PAGES:
@@ -338,7 +338,7 @@ def test_every_page_without_a_dataset(tmp_path, monkeypatch):
 
 def test_analyse_frozen_model_choice(test_pneumonia):
     both_models_required()
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
 
     at = open_page("app_pages/analyse.py")
     at.radio(key="model").set_value("frozen").run()
@@ -388,7 +388,7 @@ def test_no_models_at_all(page, tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------- helpers behind the pages
 def test_reports_match_metrics_json():
     both_models_required()
-    from pneumo_core import reports
+    from pneumo_core.evaluation import reports
 
     reps = reports.load_reports(MODELS)
     for v, rep in reps.items():
@@ -424,7 +424,7 @@ def test_reports_match_metrics_json():
 
 def test_label_and_confidence_helpers():
     from pneumo_core.config import label_at
-    from pneumo_core.reports import confidence
+    from pneumo_core.evaluation.reports import confidence
 
     assert label_at(0.5, 0.5) == "PNEUMONIA" and label_at(0.4999, 0.5) == "NORMAL"
     assert confidence(0.51, 0.5)["level"] == "low"
@@ -434,7 +434,7 @@ def test_label_and_confidence_helpers():
 
 
 def test_missing_report_files_are_listed(tmp_path):
-    from pneumo_core.reports import load_report
+    from pneumo_core.evaluation.reports import load_report
 
     rep = load_report("finetuned", tmp_path)
     assert not rep.available
@@ -445,7 +445,7 @@ def test_missing_report_files_are_listed(tmp_path):
 def test_study_report_png_contents():
     import cv2
 
-    from pneumo_core.report_image import study_report_png
+    from pneumo_core.review.report_image import study_report_png
 
     img = (np.random.default_rng(0).random((300, 260)) * 255).astype(np.uint8)
     heat = np.zeros((300, 260), np.float32)

@@ -83,7 +83,7 @@ def test_prediction_cache_keeps_the_newest_and_evicts_the_oldest(films, monkeypa
     """Three films: with room for three a slider move re-labels without running the model; with
     room for two the oldest is evicted (and, the study being larger than the cache, each rerun
     scores every film again: the bound wins over speed)."""
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
     from ui import study
 
     calls = []
@@ -115,7 +115,7 @@ def test_a_photograph_gets_the_not_a_chest_xray_branch(test_normal):
     import skimage.data
     from PIL import Image
 
-    from pneumo_core.ood import OOD_REASON
+    from pneumo_core.inference.ood import OOD_REASON
 
     photo = io.BytesIO()
     Image.fromarray(skimage.data.astronaut()).save(photo, "PNG")

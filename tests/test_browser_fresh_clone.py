@@ -20,7 +20,7 @@ def browser_ready():
 
 
 def test_every_page_and_an_example_without_a_dataset(browser_ready, tmp_path, monkeypatch):
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
     from ui import navigation
 
     monkeypatch.setenv("PNEUMO_DATA_DIR", str(tmp_path / "no-dataset-here"))

@@ -62,7 +62,7 @@ def test_shown_p_matches_saved_predictions_and_downloads_carry_provenance(browse
     import pandas as pd
     from PIL import Image
 
-    from pneumo_core.report_image import MARGIN, PANEL
+    from pneumo_core.review.report_image import MARGIN, PANEL
 
     film, saved_p = film_and_saved_p
     training = json.loads((REPORTS / "training.json").read_text())

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pneumo_core.quiz import QuizStore
+from pneumo_core.quiz.rules import QuizStore
 from tests.browser_support import require_browser, shots
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -47,7 +47,7 @@ def browser_ready():
 @pytest.fixture(scope="module")
 def film_and_heatmap(data_root, shipped_predictor, tmp_path_factory):
     """A 12-bit DX DICOM of a test-split pneumonia film and its Grad-CAM heatmap (.npy)."""
-    from pneumo_core.images import load_image
+    from pneumo_core.imaging.decode import load_image
 
     film = sorted((data_root / "test" / "PNEUMONIA").glob("*.jpeg"))[5]
     folder = tmp_path_factory.mktemp("viewer")
@@ -192,7 +192,7 @@ def test_viewer_window_overlay_opacity_zoom_and_reset(browser_ready, film_and_he
 def test_compose_film_windows_raw_values_and_blends_the_heatmap(test_pneumonia):
     """What the viewer sends, without a browser: windows of the kept 12-bit values (MONOCHROME1
     inverted back, bone white), the heatmap blended only when on and visible."""
-    from pneumo_core.images import load_image
+    from pneumo_core.imaging.decode import load_image
     from ui.viewer import AS_LOADED, FilmView, compose_film, window_choices
 
     source = grey(test_pneumonia)

@@ -73,8 +73,8 @@ def test_predict_expands_folders(tmp_path, test_normal):
 def test_evaluate_json_on_a_small_split(tmp_path, data_root):
     import numpy as np
 
-    from pneumo_core.evaluate import metrics_at
-    from pneumo_core.infer import Predictor
+    from pneumo_core.evaluation.metrics import metrics_at
+    from pneumo_core.inference.predictor import Predictor
 
     files = {}
     for cls in ("NORMAL", "PNEUMONIA"):
@@ -179,7 +179,7 @@ def test_rethreshold_rederives_the_threshold_from_saved_validation_scores(tmp_pa
 
     import pandas as pd
 
-    from pneumo_core.evaluate import choose_threshold
+    from pneumo_core.evaluation.metrics import choose_threshold
 
     reports = tmp_path / "reports" / "frozen"
     shutil.copytree(ROOT / "models" / "reports" / "frozen", reports)
@@ -208,7 +208,7 @@ def _models_copy(tmp_path, variant="frozen", with_reports=True):
     detector, with a manifest of its own, so nothing under models/ is touched."""
     import shutil
 
-    from pneumo_core.model import write_manifest
+    from pneumo_core.inference.model_files import write_manifest
 
     models = tmp_path / "models"
     (models / "reports" / variant).mkdir(parents=True)
@@ -228,8 +228,8 @@ def test_evaluate_write_report_end_to_end(tmp_path, data_root, capsys):
     import pandas as pd
 
     from pneumo_core.cli import main
-    from pneumo_core.evaluate import metrics_at
-    from pneumo_core.reports import load_report
+    from pneumo_core.evaluation.metrics import metrics_at
+    from pneumo_core.evaluation.reports import load_report
 
     models = _models_copy(tmp_path)
     report_dir = models / "reports" / "frozen"
@@ -302,9 +302,9 @@ def test_calibrate_ood_fits_and_records_a_detector(tmp_path, data_root, capsys):
     import skimage.data
 
     from pneumo_core.cli import main
-    from pneumo_core.infer import Predictor
-    from pneumo_core.model import sha256_file
-    from pneumo_core.ood import MahalanobisOOD
+    from pneumo_core.inference.model_files import sha256_file
+    from pneumo_core.inference.ood import MahalanobisOOD
+    from pneumo_core.inference.predictor import Predictor
 
     models = _models_copy(tmp_path)
     detector = models / "reports" / "frozen" / "ood.npz"
@@ -339,8 +339,9 @@ def test_manifest_command_records_models_and_detectors_and_catches_tampering(tmp
     """``manifest --dir`` writes the SHA-256 of each model and detector; a changed model or a
     changed detector is then refused on load, each with its own message."""
     from pneumo_core.cli import main
-    from pneumo_core.infer import Predictor
-    from pneumo_core.model import ModelLoadError, sha256_file
+    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.inference.model_files import sha256_file
+    from pneumo_core.inference.predictor import Predictor
 
     models = _models_copy(tmp_path)
     (models / "MANIFEST.json").unlink()

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from pneumo_core import data as dataset
+from pneumo_core.training import data as dataset
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -99,8 +99,8 @@ def test_pipeline_matches_single_image_preprocessing(test_normal):
     see the same tensor up to the decoders' rounding (a few grey levels at most)."""
     df = pd.DataFrame([{"path": str(test_normal), "file": test_normal.name, "label": 0, "patient": "p"}])
     x_ds = next(iter(dataset.make_dataset(df, batch_size=1, with_labels=False))).numpy()[0]
-    from pneumo_core.images import load_path
-    from pneumo_core.preprocess import tf_model_input
+    from pneumo_core.imaging.decode import load_path
+    from pneumo_core.inference.preprocess import tf_model_input
 
     x_inf = tf_model_input(load_path(test_normal).rgb()).numpy()
     assert np.abs(x_ds - x_inf).max() < 0.03

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pneumo_core.dicom import MAX_INFLATED_BYTES, TRANSFER_SYNTAXES
-from pneumo_core.images import ImageError, load_image
-from pneumo_core.windowing import MAX_RAW_SIDE, WindowPreset, apply_window, window_presets, windowed
+from pneumo_core.errors import ImageError
+from pneumo_core.imaging.decode import load_image
+from pneumo_core.imaging.dicom import MAX_INFLATED_BYTES, TRANSFER_SYNTAXES
+from pneumo_core.imaging.windowing import MAX_RAW_SIDE, WindowPreset, apply_window, window_presets, windowed
 from tests.dicom_files import SECRETS, TOOLS, compress, dx_film, grey, make_dicom, missing_tools, to_12bit
 from tests.support import require
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumo_core import evaluate
+from pneumo_core.evaluation import metrics as evaluate
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 

@@ -1,4 +1,4 @@
-"""The bundled teaching set (assets/examples/) and the one example source (pneumo_core.examples)."""
+"""The bundled teaching set (assets/examples/) and the one example source (pneumo_core.review.examples)."""
 import hashlib
 import importlib.util
 import re
@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumo_core import examples
 from pneumo_core.config import data_dir
-from pneumo_core.images import load_path
+from pneumo_core.imaging.decode import load_path
+from pneumo_core.review import examples
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "select_examples.py"

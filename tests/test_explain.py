@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from pneumo_core import explain
-from pneumo_core.images import load_path
-from pneumo_core.preprocess import model_input
+from pneumo_core.imaging.decode import load_path
+from pneumo_core.inference import gradcam as explain
+from pneumo_core.inference.preprocess import model_input
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,8 @@ def test_heatmap_changes_when_weights_are_randomised(shipped_predictor, several)
     layers training changed (top 30 of the base and the head) and the map must decorrelate;
     randomising everything must change it too. The random model is a lively one (O(1) maps):
     a plain random init gives all-zero maps, which would pass any decorrelation bound."""
-    from pneumo_core.model import BASE_NAME, FINE_TUNE_LAYERS, ensemble_parts, load_model
+    from pneumo_core.config import FINE_TUNE_LAYERS
+    from pneumo_core.inference.model_files import BASE_NAME, ensemble_parts, load_model
     from tests._tiny import lively_model
 
     trained = explain.gradcam(shipped_predictor.model, several)
@@ -105,7 +106,7 @@ def test_overlay_blends_with_opacity(xray):
 def test_colour_scale_runs_low_to_high_like_the_overlay():
     """The scale shown beside a heatmap must use the overlay's colours in the stated direction:
     a heatmap of 0 looks like its low end, a heatmap of 1 like its high end."""
-    from pneumo_core.explain import colour_scale, overlay
+    from pneumo_core.inference.gradcam import colour_scale, overlay
 
     bar = colour_scale(64, thickness=4)
     up = colour_scale(64, thickness=4, vertical=True)

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from pneumo_core import explain
 from pneumo_core.artifacts import sidecar
-from pneumo_core.export import convert, export_tflite
-from pneumo_core.infer import Predictor
-from pneumo_core.predictors import open_predictor
-from pneumo_core.tflite import TFLitePredictor
+from pneumo_core.inference import gradcam as explain
+from pneumo_core.inference.opening import open_predictor
+from pneumo_core.inference.predictor import Predictor
+from pneumo_core.inference.tflite import TFLitePredictor
+from pneumo_core.training.export import convert, export_tflite
 from tests._tiny import lively_model, random_inputs
 
 
@@ -71,10 +71,10 @@ def test_int8_follows_the_shipped_model_on_real_films(shipped_frozen, data_root,
     trained one's), calibrated on training films, scored on 12 test films: close probabilities,
     the same labels where the float model is clear of its threshold, a similar Grad-CAM. A
     constant output (e.g. 0.5) or a broken calibration fails every bound."""
-    from pneumo_core.export import calibration_paths
-    from pneumo_core.images import load_path
-    from pneumo_core.preprocess import model_input
-    from pneumo_core.tflite import make_interpreter
+    from pneumo_core.imaging.decode import load_path
+    from pneumo_core.inference.preprocess import model_input
+    from pneumo_core.inference.tflite import make_interpreter
+    from pneumo_core.training.export import calibration_paths
 
     films = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[:6] + sorted(
         (data_root / "test" / "PNEUMONIA").glob("*.jpeg"))[:6]
@@ -169,7 +169,9 @@ def test_ensemble_exports_and_matches_keras(tmp_path, shared):
     pooled maps) and the export gives the Keras probabilities and Grad-CAM maps, both for runs
     with nothing in common and for runs that differ only in their top layers (the shipped kind,
     one shared trunk feeding a top per run)."""
-    from pneumo_core.model import BASE_NAME, FINE_TUNE_LAYERS, build_ensemble
+    from pneumo_core.config import FINE_TUNE_LAYERS
+    from pneumo_core.inference.model_files import BASE_NAME
+    from pneumo_core.training.builders import build_ensemble
 
     if shared:
         runs = [lively_model("finetuned", seed=3) for _ in range(2)]
@@ -199,8 +201,8 @@ def moved_export(frozen_tiny, tmp_path_factory):
     import shutil
 
     from pneumo_core.artifacts import reports_dir
-    from pneumo_core.infer import Predictor
-    from pneumo_core.ood import MahalanobisOOD
+    from pneumo_core.inference.ood import MahalanobisOOD
+    from pneumo_core.inference.predictor import Predictor
 
     src = tmp_path_factory.mktemp("source")
     frozen_tiny.save(src / "tiny.keras")
@@ -245,8 +247,8 @@ def test_moved_export_keeps_threshold_and_ood_guard(moved_export, test_normal):
 def test_a_changed_or_missing_detector_is_refused(moved_export, tmp_path):
     import shutil
 
-    from pneumo_core.model import ModelLoadError
-    from pneumo_core.ood import MahalanobisOOD
+    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.inference.ood import MahalanobisOOD
 
     path, _, detector, _ = moved_export
     for name in ("tiny.tflite", "tiny.tflite.json", "tiny.ood.npz"):
@@ -268,7 +270,7 @@ def test_a_changed_or_missing_detector_is_refused(moved_export, tmp_path):
 def test_a_changed_tflite_file_is_refused(moved_export, tmp_path):
     import shutil
 
-    from pneumo_core.model import ModelLoadError
+    from pneumo_core.errors import ModelLoadError
 
     path, _, _, _ = moved_export
     for name in ("tiny.tflite", "tiny.tflite.json", "tiny.ood.npz"):
@@ -281,8 +283,8 @@ def test_a_changed_tflite_file_is_refused(moved_export, tmp_path):
 
 
 def test_factory_picks_the_predictor_by_suffix(exported):
-    from pneumo_core.infer import Predictor
-    from pneumo_core.model import ModelLoadError
+    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.inference.predictor import Predictor
 
     keras_file = exported["none"].with_name("tiny.keras")
     pred = open_predictor(keras_file, warm_up=False)
@@ -293,8 +295,8 @@ def test_factory_picks_the_predictor_by_suffix(exported):
 
 
 def test_interpreter_failure_with_an_empty_message_is_one_clear_line(exported, monkeypatch):
-    from pneumo_core import tflite
-    from pneumo_core.model import ModelLoadError
+    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.inference import tflite
 
     def refuse(*args, **kwargs):
         raise RuntimeError("")

@@ -3,11 +3,11 @@ compiled Grad-CAM, batched OOD distances, and the bounded-window batch decoder."
 import numpy as np
 import pytest
 
-from pneumo_core import explain
-from pneumo_core.images import LoadedImage, load_path
-from pneumo_core.infer import Predictor
-from pneumo_core.ood import MahalanobisOOD
-from pneumo_core.preprocess import model_input, pixel_std, tf_model_input
+from pneumo_core.imaging.decode import LoadedImage, load_path
+from pneumo_core.inference import gradcam as explain
+from pneumo_core.inference.ood import MahalanobisOOD
+from pneumo_core.inference.predictor import Predictor
+from pneumo_core.inference.preprocess import model_input, pixel_std, tf_model_input
 from tests._tiny import lively_model, random_inputs
 
 
@@ -36,7 +36,7 @@ def test_model_input_equals_reference_on_real_films(test_normal, test_pneumonia)
 
 
 def test_model_input_still_refuses_blank_images():
-    from pneumo_core.images import ImageError
+    from pneumo_core.errors import ImageError
 
     flat = LoadedImage(np.full((300, 300), 128, np.uint8), "PNG", (300, 300))
     with pytest.raises(ImageError, match="blank"):
@@ -135,7 +135,7 @@ def test_greyscale_rgb_copy_equals_repeat():
 
 
 def test_grey_to_rgb_is_one_rule_for_every_dtype(test_normal):
-    from pneumo_core.imagecore import grey_to_rgb
+    from pneumo_core.imaging.core import grey_to_rgb
 
     pixels = load_path(test_normal).pixels  # the test films are stored as RGB JPEGs with equal channels
     grey = np.ascontiguousarray(pixels[..., 0] if pixels.ndim == 3 else pixels)

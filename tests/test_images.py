@@ -22,8 +22,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pneumo_core import images
-from pneumo_core.images import ImageError, load_image, load_path
+from pneumo_core.errors import ImageError
+from pneumo_core.imaging import decode as images
+from pneumo_core.imaging.decode import load_image, load_path
 from tests.dicom_files import PATIENT_ID, grey, make_dicom
 from tests.support import require
 

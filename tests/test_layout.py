@@ -141,7 +141,7 @@ def single_letter_module_aliases(name: str, path: Path, modules: dict[str, Path]
 
 
 def module_name(relative: str) -> str:
-    """``pneumo_core/infer.py`` -> ``pneumo_core.infer`` (a script's name is its path, dotted)."""
+    """``pneumo_core/infer.py`` -> ``pneumo_core.inference.predictor`` (a script's name is its path, dotted)."""
     parts = Path(relative).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
@@ -158,7 +158,7 @@ def _checked_files(folders) -> list[str]:
 # ---------------------------------------------------------------- the rules on this checkout
 def test_no_import_cycles_among_project_modules():
     graph = import_graph(ROOT)
-    assert "pneumo_core.infer" in graph and "pneumo_core.model" in graph["pneumo_core.infer"]
+    assert "pneumo_core.inference.predictor" in graph and "pneumo_core.inference.model_files" in graph["pneumo_core.inference.predictor"]
     cycles = find_cycles(graph)
     assert not cycles, "import cycles (imports inside functions count): " + "; ".join(
         cycle_path(graph, group) for group in cycles)
@@ -179,8 +179,8 @@ def test_no_single_letter_module_aliases(relative):
 
 def test_training_does_not_import_the_dashboards_report_reader():
     graph = import_graph(ROOT)
-    assert "pneumo_core.reports" not in graph["pneumo_core.train"]
-    assert "pneumo_core.reports" not in graph["pneumo_core.combine"]
+    assert "pneumo_core.evaluation.reports" not in graph["pneumo_core.training.trainer"]
+    assert "pneumo_core.evaluation.reports" not in graph["pneumo_core.training.combine"]
 
 
 # ---------------------------------------------------------------- the checkers can fail
@@ -195,31 +195,31 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
 def test_a_cycle_through_a_function_level_import_is_found(tmp_path):
     root = _tree(tmp_path, {
         "pneumo_core/__init__.py": "",
-        "pneumo_core/export.py": "from .infer import Predictor\n",
+        "pneumo_core/export.py": "from pneumo_core.inference.predictor import Predictor\n",
         "pneumo_core/infer.py": "def f():\n    from . import tflite\n",
-        "pneumo_core/tflite.py": "import numpy\n\ndef g():\n    if True:\n        from pneumo_core.export import x\n",
-        "pneumo_core/alone.py": "from .infer import Predictor\n",
+        "pneumo_core/tflite.py": "import numpy\n\ndef g():\n    if True:\n        from pneumo_core.training.export import x\n",
+        "pneumo_core/alone.py": "from pneumo_core.inference.predictor import Predictor\n",
         "ui/__init__.py": "",
         "ui/cards.py": "from pneumo_core import alone\n",
         "app.py": "from ui import cards as card_views\n",
     })
     graph = import_graph(root)
     assert graph["ui.cards"] == {"pneumo_core.alone"} and graph["app"] == {"ui.cards"}
-    assert find_cycles(graph) == [["pneumo_core.export", "pneumo_core.infer", "pneumo_core.tflite"]]
+    assert find_cycles(graph) == [["pneumo_core.training.export", "pneumo_core.inference.predictor", "pneumo_core.inference.tflite"]]
     assert cycle_path(graph, find_cycles(graph)[0]) == \
-        "pneumo_core.export -> pneumo_core.infer -> pneumo_core.tflite -> pneumo_core.export"
+        "pneumo_core.training.export -> pneumo_core.inference.predictor -> pneumo_core.inference.tflite -> pneumo_core.training.export"
 
 
 def test_a_two_module_cycle_across_packages_is_found(tmp_path):
     root = _tree(tmp_path, {"pneumo_core/__init__.py": "", "pneumo_core/review.py": "import ui.cards\n",
                             "ui/__init__.py": "", "ui/cards.py": "from pneumo_core.review import rows\n"})
-    assert find_cycles(import_graph(root)) == [["pneumo_core.review", "ui.cards"]]
+    assert find_cycles(import_graph(root)) == [["pneumo_core.review.decisions", "ui.cards"]]
 
 
 def test_single_letter_aliases_are_found(tmp_path):
     root = _tree(tmp_path, {"pneumo_core/__init__.py": "", "pneumo_core/data.py": "",
                             "pneumo_core/a.py": "from . import data as D\nimport numpy as np\nimport json as j\n"
-                                                "from .data import x as y\n"})
+                                                "from pneumo_core.training.data import x as y\n"})
     found = single_letter_module_aliases("pneumo_core.a", root / "pneumo_core/a.py", project_files(root))
     assert found == ["1: ... import data as D", "3: ... import json as j"]
 

@@ -4,12 +4,14 @@ import json
 import numpy as np
 import pytest
 
-from pneumo_core import model as pneumo_model
+from pneumo_core import config
+from pneumo_core.inference import model_files as pneumo_model
+from pneumo_core.training import builders
 
 
 @pytest.fixture(scope="module")
 def frozen_tiny():
-    return pneumo_model.build_model("frozen", weights=None)
+    return builders.build_model("frozen", weights=None)
 
 
 def test_frozen_variant_trains_only_the_head(frozen_tiny):
@@ -26,10 +28,10 @@ def test_finetuned_variant_unfreezes_top_30_except_batchnorm(tiny_model):
     base = tiny_model.get_layer(pneumo_model.BASE_NAME)
     trainable = [layer for layer in base.layers if layer.trainable and layer.weights]
     assert trainable, "nothing unfrozen"
-    top = base.layers[-pneumo_model.FINE_TUNE_LAYERS:]
+    top = base.layers[-config.FINE_TUNE_LAYERS:]
     for layer in base.layers:
         if layer.trainable and layer.weights:
-            assert layer in top, f"{layer.name} is below the top {pneumo_model.FINE_TUNE_LAYERS} layers"
+            assert layer in top, f"{layer.name} is below the top {config.FINE_TUNE_LAYERS} layers"
             assert not isinstance(layer, keras.layers.BatchNormalization)
     assert any(isinstance(layer, keras.layers.Conv2D) and layer.trainable for layer in top)
     assert tiny_model.get_layer("head_bn") is not None
@@ -37,12 +39,12 @@ def test_finetuned_variant_unfreezes_top_30_except_batchnorm(tiny_model):
 
 def test_unknown_variant_is_refused():
     with pytest.raises(ValueError, match="unknown variant"):
-        pneumo_model.build_model("huge", weights=None)
+        builders.build_model("huge", weights=None)
 
 
 def test_missing_weights_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="backbone weights file not found"):
-        pneumo_model.build_backbone(str(tmp_path / "nope.weights.h5"))
+        builders.build_backbone(str(tmp_path / "nope.weights.h5"))
 
 
 def test_local_imagenet_weights_load(local_weights, test_normal):
@@ -51,10 +53,10 @@ def test_local_imagenet_weights_load(local_weights, test_normal):
     import h5py
     import keras
 
-    from pneumo_core.images import load_path
-    from pneumo_core.preprocess import model_input
+    from pneumo_core.imaging.decode import load_path
+    from pneumo_core.inference.preprocess import model_input
 
-    base = pneumo_model.build_backbone(local_weights)
+    base = builders.build_backbone(local_weights)
     with h5py.File(local_weights, "r") as f:  # Keras 3 layout: layers/<class counter>/vars/<i>
         np.testing.assert_array_equal(base.get_layer("Conv1").kernel.numpy(), f["layers/conv2d/vars/0"][()])
         np.testing.assert_array_equal(base.get_layer("Conv_1").kernel.numpy(), f["layers/conv2d_34/vars/0"][()])
@@ -109,10 +111,11 @@ def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, tes
     the real map: ReLU of the mean of the members' un-rectified Grad-CAM sums."""
     import tensorflow as tf
 
-    from pneumo_core.explain import gradcam
-    from pneumo_core.images import load_path
-    from pneumo_core.model import build_ensemble, load_model, member_feature_dim, split_model
-    from pneumo_core.preprocess import model_input
+    from pneumo_core.imaging.decode import load_path
+    from pneumo_core.inference.gradcam import gradcam
+    from pneumo_core.inference.model_files import load_model, member_feature_dim, split_model
+    from pneumo_core.inference.preprocess import model_input
+    from pneumo_core.training.builders import build_ensemble
     from tests._tiny import lively_model
 
     members = [lively_model("finetuned", seed=s) for s in (3, 4)]
@@ -171,7 +174,7 @@ def test_ensemble_computes_the_layers_its_runs_share_once(first_changed, trunk_e
         for layer in base.layers[start:]:
             layer.set_weights([w * rng.uniform(0.9, 1.1, w.shape).astype(w.dtype) for w in layer.get_weights()])
     backbones = [run.get_layer(pneumo_model.BASE_NAME) for run in runs]
-    assert backbones[0].layers[pneumo_model.shared_trunk_depth(backbones)].name == trunk_end
+    assert backbones[0].layers[builders.shared_trunk_depth(backbones)].name == trunk_end
 
     x = random_inputs(4)
     # logits straight from each run's logit layer: a saturated float32 p cannot be inverted
@@ -182,7 +185,7 @@ def test_ensemble_computes_the_layers_its_runs_share_once(first_changed, trunk_e
     assert np.ptp(np.array(logits), axis=0).max() > 1e-3, "the runs must disagree for this test to mean anything"
     want = 1 / (1 + np.exp(-np.mean(logits, axis=0)))
 
-    ens = pneumo_model.build_ensemble(runs)
+    ens = builders.build_ensemble(runs)
     inner = {layer.name for layer in ens.get_layer(pneumo_model.BASE_NAME).layers}
     assert {"shared_trunk", "member0_top", "member1_top", "member2_top"} <= inner
     assert ens.get_layer(pneumo_model.BASE_NAME).get_layer("shared_trunk").layers[-1].name == trunk_end

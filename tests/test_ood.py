@@ -112,7 +112,7 @@ def test_blas_limit_is_restored_after_overlapping_calls():
     the process must be back on its own BLAS thread count, not stuck on one."""
     from threadpoolctl import threadpool_info
 
-    from pneumo_core import ood
+    from pneumo_core.inference import ood
 
     np.ones((64, 64)) @ np.ones((64, 64))  # make sure NumPy's BLAS is loaded and visible
 
@@ -174,7 +174,7 @@ def model_copy(tmp_path_factory):
 
 
 def _with_manifest(model_copy, tmp_path):
-    from pneumo_core.model import write_manifest
+    from pneumo_core.inference.model_files import write_manifest
 
     path = tmp_path / "frozen.keras"
     shutil.copy(model_copy, path)
@@ -183,7 +183,8 @@ def _with_manifest(model_copy, tmp_path):
 
 
 def test_tampered_model_is_refused(model_copy, tmp_path):
-    from pneumo_core.model import ModelLoadError, load_model
+    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.inference.model_files import load_model
 
     path = _with_manifest(model_copy, tmp_path)
     data = bytearray(path.read_bytes())
@@ -195,8 +196,8 @@ def test_tampered_model_is_refused(model_copy, tmp_path):
 
 
 def test_truncated_model_is_refused_by_the_manifest(model_copy, tmp_path):
-    from pneumo_core.infer import Predictor
-    from pneumo_core.model import ModelLoadError
+    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.inference.predictor import Predictor
 
     path = _with_manifest(model_copy, tmp_path)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
@@ -206,7 +207,8 @@ def test_truncated_model_is_refused_by_the_manifest(model_copy, tmp_path):
 
 
 def test_truncated_model_without_manifest_fails_cleanly(model_copy, tmp_path):
-    from pneumo_core.model import ModelLoadError, load_model
+    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.inference.model_files import load_model
 
     path = tmp_path / "frozen.keras"
     path.write_bytes(model_copy.read_bytes()[:100_000])
@@ -215,7 +217,8 @@ def test_truncated_model_without_manifest_fails_cleanly(model_copy, tmp_path):
 
 
 def test_not_a_model_and_missing_model(tmp_path):
-    from pneumo_core.model import ModelLoadError, load_model
+    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.inference.model_files import load_model
 
     fake = tmp_path / "fake.keras"
     fake.write_text("<html>not a model</html>")
@@ -231,9 +234,9 @@ def test_recalibrated_detector_is_recorded_and_accepted(model_copy, tmp_path, da
     import json
 
     from pneumo_core.config import MODELS_DIR
-    from pneumo_core.infer import Predictor
-    from pneumo_core.model import write_manifest
-    from pneumo_core.train import TrainConfig, recalibrate_ood
+    from pneumo_core.inference.model_files import write_manifest
+    from pneumo_core.inference.predictor import Predictor
+    from pneumo_core.training.trainer import TrainConfig, recalibrate_ood
 
     path = _with_manifest(model_copy, tmp_path)
     shutil.copytree(MODELS_DIR / "reports" / "frozen", tmp_path / "reports" / "frozen")
@@ -247,6 +250,6 @@ def test_recalibrated_detector_is_recorded_and_accepted(model_copy, tmp_path, da
 
 
 def test_intact_copy_with_manifest_loads(model_copy, tmp_path):
-    from pneumo_core.model import load_model
+    from pneumo_core.inference.model_files import load_model
 
     assert load_model(_with_manifest(model_copy, tmp_path)) is not None

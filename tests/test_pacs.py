@@ -22,9 +22,10 @@ import numpy as np
 import pytest
 
 from pneumo_core.cli import build_parser, main
-from pneumo_core.dicom_results import RESULT_SERIES_DESCRIPTION, SECONDARY_CAPTURE
-from pneumo_core.dicomweb import InstanceRef, Pacs, predict_from_pacs, score_instances, store_results
-from pneumo_core.pacs_settings import PacsError, load_settings, pacs_configured
+from pneumo_core.errors import PacsError
+from pneumo_core.pacs.dicomweb import InstanceRef, Pacs, predict_from_pacs, score_instances, store_results
+from pneumo_core.pacs.secondary_capture import RESULT_SERIES_DESCRIPTION, SECONDARY_CAPTURE
+from pneumo_core.pacs.settings import load_settings, pacs_configured
 from tests import orthanc as orthanc_helper
 from tests.dicom_files import PATIENT_ID, PATIENT_NAME, SECRETS, compress, dx_film, grey, missing_tools
 from tests.orthanc import ENV_NAMES
@@ -216,7 +217,7 @@ def test_a_garbage_instance_and_a_non_http_server(monkeypatch):
                        "retrieving studies/1.2.3/series/1.2.3.4/instances/1.2.3.4.5", "not DICOMweb", within=3)
     with raw_socket_server(b"\x00\xff SSH-2.0-OpenSSH_9.2 \x07\r\n\r\n") as url:
         one_line_error(pacs_at(url).search_studies, "broke off the connection or did not answer in HTTP", within=3)
-    monkeypatch.setattr("pneumo_core.dicomweb.MAX_RESPONSE_BYTES", 1000)  # an answer without a length, too long
+    monkeypatch.setattr("pneumo_core.pacs.dicomweb.MAX_RESPONSE_BYTES", 1000)  # an answer without a length, too long
 
     def big(handler):
         return 200, {"Content-Type": "application/dicom+json", "Connection": "close"}, b"[" + b" " * 5000

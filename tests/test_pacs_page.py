@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pneumo_core.dicom_results import RESULT_SERIES_DESCRIPTION
+from pneumo_core.pacs.secondary_capture import RESULT_SERIES_DESCRIPTION
 from tests import orthanc as orthanc_helper
 from tests.dicom_files import PATIENT_ID, SECRETS, compress, dx_film, grey, missing_tools
 from tests.orthanc import ENV_NAMES

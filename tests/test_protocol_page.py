@@ -1,5 +1,5 @@
 """The "Why results differ" page (app_pages/protocols.py) and the tabulation behind it
-(pneumo_core.protocol_results): rendered with AppTest from the real report files (with the dataset
+(pneumo_core.evaluation.protocol_results): rendered with AppTest from the real report files (with the dataset
 folder pointed at nowhere), one displayed figure checked against its metrics.json, a missing or
 unreadable report shown as pending, the Markdown docs generator, and the page in a real browser.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pneumo_core import protocol_markdown as markdown
-from pneumo_core import protocol_results as results
-from pneumo_core.protocols import PROTOCOLS
+from pneumo_core.evaluation import protocol_markdown as markdown
+from pneumo_core.evaluation import protocol_results as results
+from pneumo_core.training.protocols import PROTOCOLS
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -247,7 +247,7 @@ def test_gap_steps_gain_and_wording_on_synthetic_reports(tmp_path):
 
 def test_markdown_cli_and_docs_section_are_generated_from_the_files(tmp_path):
     fake_report(tmp_path, "patient-resplit", "finetuned", 0.9612)
-    out = subprocess.run([sys.executable, "-m", "pneumo_core.protocol_markdown", "--markdown", "--root",
+    out = subprocess.run([sys.executable, "-m", "pneumo_core.evaluation.protocol_markdown", "--markdown", "--root",
                           str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout
     assert "| patient re-split | fine-tuned | 96.12 [95.12, 97.12] |" in out
     assert out.count("not evaluated yet") >= 5 * 4  # five pending rows, four figure cells each
@@ -259,7 +259,7 @@ def test_markdown_cli_and_docs_section_are_generated_from_the_files(tmp_path):
     # the shipped docs page holds the tables of the files in the repository
     shipped = (ROOT / "docs" / "protocols.md").read_text()
     assert markdown.report_markdown() in shipped, ("docs/protocols.md is stale: run "
-                                             "python -m pneumo_core.protocol_markdown --write docs/protocols.md")
+                                             "python -m pneumo_core.evaluation.protocol_markdown --write docs/protocols.md")
 
 
 def test_wise_ft_section_applies_the_preregistered_rules_to_the_report_files(tmp_path):

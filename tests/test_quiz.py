@@ -22,23 +22,23 @@ from sqlalchemy import create_engine, inspect, text
 
 from pneumo_core import cli
 from pneumo_core.config import CLASS_NAMES
-from pneumo_core.examples import example_films
-from pneumo_core.quiz import (
+from pneumo_core.errors import (
     AnswerConflict,
     InvalidAnswer,
     NicknameError,
     NicknameTaken,
     NotFinished,
     QuizClosed,
-    QuizStore,
     StorageError,
     TimeUp,
     UnknownQuiz,
     UnknownReader,
     WrongKey,
 )
-from pneumo_core.quiz_db import default_url
-from pneumo_core.reader_study import reader_table
+from pneumo_core.quiz.database import default_url
+from pneumo_core.quiz.reader_study import reader_table
+from pneumo_core.quiz.rules import QuizStore
+from pneumo_core.review.examples import example_films
 from tests.support import require
 from tests.test_cli import run_cli
 

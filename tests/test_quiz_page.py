@@ -21,7 +21,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score, roc_auc_score
 from streamlit.testing.v1 import AppTest
 
-from pneumo_core.quiz import QuizStore
+from pneumo_core.quiz.rules import QuizStore
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]

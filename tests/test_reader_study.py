@@ -1,13 +1,13 @@
-"""Reader statistics on small cases worked out by hand (pneumo_core.reader_study, quiz_report)."""
+"""Reader statistics on small cases worked out by hand (pneumo_core.quiz.reader_study, quiz_report)."""
 import json
 import math
 
 import pandas as pd
 import pytest
 
-from pneumo_core import reader_study as rs
-from pneumo_core.quiz import QuizResults
-from pneumo_core.quiz_report import results_json, results_text
+from pneumo_core.quiz import reader_study as rs
+from pneumo_core.quiz.report import results_json, results_text
+from pneumo_core.quiz.rules import QuizResults
 
 THRESHOLD = 0.5
 # Truth P P P N N N; model scores give labels P P N P N N at 0.5.

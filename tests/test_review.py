@@ -1,4 +1,4 @@
-"""pneumo_core.review: what the dashboard says about each film and model, checked without Streamlit
+"""pneumo_core.review.decisions: what the dashboard says about each film and model, checked without Streamlit
 on the shipped models' saved scores and reports, and on predictions made by hand."""
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pneumo_core import review
-from pneumo_core.evaluate import metrics_at
-from pneumo_core.infer import Prediction
-from pneumo_core.reports import load_reports
+from pneumo_core.evaluation.metrics import metrics_at
+from pneumo_core.evaluation.reports import load_reports
+from pneumo_core.inference.predictor import Prediction
+from pneumo_core.review import decisions as review
 from tests.support import require
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +73,7 @@ def test_rates_at_with_one_class_and_npv():
 
 
 def test_models_overview_from_reports(reps):
-    from pneumo_core.model import sha256_file
+    from pneumo_core.inference.model_files import sha256_file
 
     hashed = []
 

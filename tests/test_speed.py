@@ -90,7 +90,7 @@ def test_rerun_path_does_no_repeat_work(monkeypatch):
     """Eight films uploaded, then the threshold and the opacity moved: no film is read, hashed,
     scored or encoded again except the overlays at the new opacity; six studies are drawn at a time."""
     require((ROOT / "models" / "finetuned.keras").is_file(), "shipped model models/finetuned.keras needed")
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
     from ui import study, uploads
 
     calls = {"hash": 0, "predict": 0, "encode": 0}

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pneumo_core.train import TrainConfig, get_strategy, train, training_split
+from pneumo_core.training.trainer import TrainConfig, get_strategy, train, training_split
 from tests._tiny import lively_model
 
 
@@ -50,7 +50,7 @@ def test_train_writes_model_history_and_provenance(tmp_path, data_root, variant)
 
     with zipfile.ZipFile(model_path) as z:
         assert not any("optimizer" in n for n in z.namelist())
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
 
     pred = Predictor(model_path)
     assert pred.threshold == pytest.approx(saved["threshold"])
@@ -68,7 +68,7 @@ def test_default_strategy_is_the_one_device_strategy():
 
 
 def test_greedy_soup_keeps_only_members_that_lower_the_validation_loss():
-    from pneumo_core.combine import greedy_soup
+    from pneumo_core.training.combine import greedy_soup
 
     members = [[np.array([0.0])], [np.array([1.0])], [np.array([10.0])]]
 
@@ -91,8 +91,8 @@ def test_soup_cli_averages_members_and_writes_a_loadable_model(tmp_path, data_ro
     import keras
 
     from pneumo_core.cli import main
-    from pneumo_core.infer import Predictor
-    from pneumo_core.model import build_model
+    from pneumo_core.inference.predictor import Predictor
+    from pneumo_core.training.builders import build_model
 
     keras.utils.set_random_seed(1)
     a = build_model("finetuned", weights=None)
@@ -126,8 +126,8 @@ def test_wise_ft_cli_lands_halfway_between_a_run_and_its_head_only_start(tmp_pat
     import keras
 
     from pneumo_core.cli import main
-    from pneumo_core.infer import Predictor
-    from pneumo_core.model import build_model
+    from pneumo_core.inference.predictor import Predictor
+    from pneumo_core.training.builders import build_model
 
     run = tmp_path / "run"
     train(TrainConfig(variant="finetuned", data=str(data_root), weights=None, out=str(run), limit=40,
@@ -163,7 +163,7 @@ def test_wise_ft_cli_lands_halfway_between_a_run_and_its_head_only_start(tmp_pat
 def test_soup_refuses_a_member_validated_on_other_films(tmp_path, data_root, capsys):
     """A member trained with another split may have trained on the soup's validation films."""
     from pneumo_core.cli import main
-    from pneumo_core.model import build_model
+    from pneumo_core.training.builders import build_model
 
     path = tmp_path / "m" / "finetuned.keras"
     path.parent.mkdir()
@@ -183,9 +183,9 @@ def test_ensemble_cli_writes_a_model_whose_p_is_the_mean_logit(tmp_path, data_ro
     the OOD detector sits on the best member's 1280 features, and a Predictor loads it like any
     shipped model."""
     from pneumo_core.cli import main
-    from pneumo_core.images import load_path
-    from pneumo_core.infer import Predictor
-    from pneumo_core.preprocess import model_input
+    from pneumo_core.imaging.decode import load_path
+    from pneumo_core.inference.predictor import Predictor
+    from pneumo_core.inference.preprocess import model_input
 
     paths = []
     for k, shift in enumerate((2.5, 0.0)):  # member 0 (as given) leans hard to PNEUMONIA: the worse loss

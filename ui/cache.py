@@ -11,9 +11,10 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from pneumo_core import examples, reports
 from pneumo_core.config import MODELS_DIR, model_path
 from pneumo_core.errors import first_line
+from pneumo_core.evaluation import reports
+from pneumo_core.review import examples
 
 
 # cache_resource, not cache_data: the reports are read, never changed, and cache_data would
@@ -72,7 +73,7 @@ def model_file(variant: str) -> Path:
 def load_predictor(variant: str, mtime_ns: int):
     """The shipped model ``variant`` as loaded once per server process and file version (``mtime_ns``);
     every page (Analyse, the quiz review) shares this one copy. Raises when the file cannot be loaded."""
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
 
     return Predictor(variant)
 
@@ -114,7 +115,7 @@ def curves(variant: str) -> tuple[pd.DataFrame, float, pd.DataFrame]:
 @st.cache_resource(show_spinner=False, max_entries=4)  # read only: shared, not copied per rerun
 def example_films(source: str | None) -> pd.DataFrame:
     """The example films of ``source`` (None: the bundled teaching set; else a dataset root),
-    with their truth (see ``pneumo_core.examples.example_films``)."""
+    with their truth (see ``pneumo_core.review.examples.example_films``)."""
     return examples.example_films(source, models_dir=MODELS_DIR)
 
 

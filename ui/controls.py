@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pneumo_core import reports, review
 from pneumo_core.config import DEFAULT_VARIANT, SHIPPED_VARIANTS
+from pneumo_core.evaluation import reports
+from pneumo_core.review import decisions as review
 
 CUSTOM = "custom (slider)"
 PRESET_NAMES = {"0.5": "fixed 0.5 (no validation rule)"}  # how a preset key from training.json is shown

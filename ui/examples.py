@@ -9,8 +9,8 @@ from typing import NamedTuple
 
 import streamlit as st
 
-from pneumo_core import examples
 from pneumo_core.config import data_dir
+from pneumo_core.review import examples
 from ui.cache import example_films, example_sources
 from ui.uploads import Film, film_of
 

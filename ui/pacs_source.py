@@ -2,7 +2,7 @@
 CR/DX films with progress, and store one research-use result per scored film back to the server.
 
 The server and its credentials come from settings only (``PNEUMO_DICOMWEB_*`` in the environment
-or ``.streamlit/secrets.toml``, see :mod:`pneumo_core.pacs_settings`): the page never offers a URL
+or ``.streamlit/secrets.toml``, see :mod:`pneumo_core.pacs.settings`): the page never offers a URL
 box, since a URL a browser user could type would let anyone make this server fetch arbitrary
 addresses. Credentials are never shown. Studies are listed without patient identifiers: a short
 hash of the Study Instance UID stands for it, and UIDs in messages are replaced by their hash.
@@ -14,8 +14,9 @@ import re
 
 import streamlit as st
 
-from pneumo_core.dicomweb import InstanceRef, Pacs, ScoredInstance, score_instances, store_results
-from pneumo_core.pacs_settings import (
+from pneumo_core.errors import PacsError
+from pneumo_core.pacs.dicomweb import InstanceRef, Pacs, ScoredInstance, score_instances, store_results
+from pneumo_core.pacs.settings import (
     DEFAULT_MODALITIES,
     ENV_CA_BUNDLE,
     ENV_PASSWORD,
@@ -23,7 +24,6 @@ from pneumo_core.pacs_settings import (
     ENV_TOKEN,
     ENV_URL,
     ENV_USER,
-    PacsError,
     PacsSettings,
     load_settings,
     pacs_configured,
@@ -184,9 +184,9 @@ def _store(pacs: Pacs, predictor, scored: list[ScoredInstance], key: str) -> Non
 def pacs_source(predictor, key: str = "pacs") -> list[ScoredInstance]:
     """Render the "From PACS" source and return the films retrieved and scored so far (this session).
 
-    ``predictor``: a :class:`pneumo_core.infer.Predictor` (its ``predict``, ``threshold``, ``name``,
+    ``predictor``: a :class:`pneumo_core.inference.predictor.Predictor` (its ``predict``, ``threshold``, ``name``,
     ``sha256``). ``key``: prefix of every widget and ``st.session_state`` entry, unique on the page.
-    Each :class:`pneumo_core.dicomweb.ScoredInstance` has ``ref`` (name it on the page with
+    Each :class:`pneumo_core.pacs.dicomweb.ScoredInstance` has ``ref`` (name it on the page with
     :func:`film_names`, never by its UIDs), ``prediction`` (label, p_pneumonia, threshold, model,
     notes, error, heatmap; ``prediction.file`` holds UIDs: do not show it, and pass ``error`` and
     ``notes`` through :func:`hide_uids`) and ``loaded`` (the decoded film for

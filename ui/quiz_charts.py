@@ -10,7 +10,7 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
-from pneumo_core.reports import display_name, load_report
+from pneumo_core.evaluation.reports import display_name, load_report
 from ui.quiz_widgets import plotly_text
 
 MODEL_COLOUR = "#0072B2"  # blue

@@ -1,5 +1,5 @@
 """What a reader sees after finishing (their chart, figures and per-film review with Grad-CAM), and
-the teacher's class view. Figures come from :mod:`pneumo_core.reader_study`; nothing is recomputed here.
+the teacher's class view. Figures come from :mod:`pneumo_core.quiz.reader_study`; nothing is recomputed here.
 """
 from __future__ import annotations
 
@@ -10,11 +10,18 @@ import pandas as pd
 import streamlit as st
 
 from pneumo_core.config import DEFAULT_VARIANT
-from pneumo_core.examples import is_bundled, score_column
-from pneumo_core.quiz import QuizResults
-from pneumo_core.quiz_report import results_csv
-from pneumo_core.reader_study import answered, class_summary, hardest_films, model_on_films, reader_chart, reader_table
-from pneumo_core.reports import display_name
+from pneumo_core.evaluation.reports import display_name
+from pneumo_core.quiz.reader_study import (
+    answered,
+    class_summary,
+    hardest_films,
+    model_on_films,
+    reader_chart,
+    reader_table,
+)
+from pneumo_core.quiz.report import results_csv
+from pneumo_core.quiz.rules import QuizResults
+from pneumo_core.review.examples import is_bundled, score_column
 from ui import cache
 from ui.quiz_charts import class_figure, reader_figure
 
@@ -38,7 +45,7 @@ def films_text(results: QuizResults) -> str:
 @st.cache_data(show_spinner=False, max_entries=64)
 def gradcam_view(variant: str, path: str, mtime_ns: int) -> dict:
     """The shipped model's score and Grad-CAM overlay of one film (cached per server), or an error line."""
-    from pneumo_core.explain import overlay
+    from pneumo_core.inference.gradcam import overlay
 
     model_file = cache.model_file(variant)
     if not model_file.is_file():

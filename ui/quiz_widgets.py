@@ -1,7 +1,7 @@
 """Streamlit pieces of the reader quiz: the shared store, page chrome, blind film display, the
 reader's token (session state and the ``?reader=`` query parameter) and error messages.
 
-The quiz rules live in :mod:`pneumo_core.quiz`; every refusal there is a :class:`QuizError`
+The quiz rules live in :mod:`pneumo_core.quiz.rules`; every refusal there is a :class:`QuizError`
 whose text is one line for the user, shown here with ``st.error``, never as a traceback.
 Nicknames are shown as plain text only (``st.text``, ``st.table`` cells, escaped in Plotly labels).
 """
@@ -12,8 +12,9 @@ from pathlib import Path
 
 import streamlit as st
 
-from pneumo_core.quiz import QuizError, QuizStore, ReaderState, StorageError, UnknownReader
-from pneumo_core.quiz_db import default_url
+from pneumo_core.errors import QuizError, StorageError, UnknownReader
+from pneumo_core.quiz.database import default_url
+from pneumo_core.quiz.rules import QuizStore, ReaderState
 from ui.viewer import VIEWER_CONFIG, encode_jpeg, film_figure
 
 TOKEN_KEY = "quiz_reader_token"  # st.session_state key of the reader's token

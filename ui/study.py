@@ -14,9 +14,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pneumo_core import reports, review
-from pneumo_core.imagecore import ImageError, LoadedImage
-from pneumo_core.images import load_image
+from pneumo_core.errors import ImageError
+from pneumo_core.evaluation import reports
+from pneumo_core.imaging.core import LoadedImage
+from pneumo_core.imaging.decode import load_image
+from pneumo_core.review import decisions as review
 from ui.uploads import Film
 from ui.viewer import encode_jpeg, show_film
 
@@ -37,7 +39,7 @@ STUDIES_PER_PAGE = 6
 class ScoredFilm:
     """A film's prediction (display-sized image and heatmap) with its display JPEGs."""
 
-    pred: object  # pneumo_core.infer.Prediction
+    pred: object  # pneumo_core.inference.predictor.Prediction
     image_jpeg: bytes | None = None
     overlays: OrderedDict = field(default_factory=OrderedDict)  # opacity -> overlay JPEG
     loaded: object = None  # the decoded film when it kept raw 12/16-bit values (window/level in the viewer)
@@ -55,7 +57,7 @@ def colour_scale_png() -> bytes:
     """The heatmap's colour scale as a PNG, made once per process."""
     import cv2
 
-    from pneumo_core.explain import colour_scale
+    from pneumo_core.inference.gradcam import colour_scale
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(colour_scale(256, thickness=14), cv2.COLOR_RGB2BGR))
     return buf.tobytes()
@@ -89,7 +91,7 @@ def is_scored(predictor, film: Film) -> bool:
 def score_film(predictor, film: Film) -> ScoredFilm:
     """Score one film with Grad-CAM; never raises. Kept in this browser session only (bounded),
     so moving a slider does not re-run the model."""
-    from pneumo_core.infer import Prediction
+    from pneumo_core.inference.predictor import Prediction
 
     store = st.session_state.setdefault(SCORED_KEY, OrderedDict())
     key = _store_key(predictor, film)
@@ -115,7 +117,7 @@ def score_film(predictor, film: Film) -> ScoredFilm:
 
 def overlay_jpeg(scored: ScoredFilm, alpha: float) -> bytes:
     """The Grad-CAM overlay at opacity ``alpha`` as JPEG, encoded once per opacity."""
-    from pneumo_core.explain import overlay
+    from pneumo_core.inference.gradcam import overlay
 
     alpha = round(float(alpha), 3)
     if alpha not in scored.overlays:
@@ -127,7 +129,7 @@ def overlay_jpeg(scored: ScoredFilm, alpha: float) -> bytes:
 
 def study_report_bytes(pred, threshold: float, op_name: str, alpha: float, predictor) -> bytes:
     """The one-PNG report of a study (built when its download is clicked)."""
-    from pneumo_core.report_image import study_report_png
+    from pneumo_core.review.report_image import study_report_png
 
     d = review.decision(pred, threshold)
     conf = d["confidence"]

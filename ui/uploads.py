@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import streamlit as st
 
-from pneumo_core.images import MAX_PIXELS, READABLE_SUFFIXES
+from pneumo_core.imaging.decode import MAX_PIXELS, READABLE_SUFFIXES
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in READABLE_SUFFIXES]
 UPLOADER_KEY = "uploads"

@@ -59,7 +59,7 @@ def film_figure(jpeg: bytes, width: int, height: int, title: str = "", revision:
 def window_choices(image) -> list:
     """The windows offered for ``image``: :data:`AS_LOADED` first, then ``windowing.window_presets``
     (only a :class:`LoadedImage` with kept raw values, i.e. 12/16-bit DICOM or 16-bit rasters, has any)."""
-    from pneumo_core.windowing import window_presets
+    from pneumo_core.imaging.windowing import window_presets
 
     presets = window_presets(image) if getattr(image, "raw", None) is not None else []
     return [AS_LOADED, *presets]
@@ -67,7 +67,7 @@ def window_choices(image) -> list:
 
 def _grey_or_rgb(image, window) -> np.ndarray:
     if window is not None:
-        from pneumo_core.windowing import windowed
+        from pneumo_core.imaging.windowing import windowed
 
         return windowed(image, window)
     pixels = getattr(image, "pixels", image)
@@ -81,7 +81,7 @@ def compose_film(image, heatmap: np.ndarray | None = None, view: FilmView = Film
     ``view.opacity`` when ``view.overlay``. uint8 HxWx3."""
     import cv2
 
-    from pneumo_core.explain import overlay
+    from pneumo_core.inference.gradcam import overlay
 
     base = _grey_or_rgb(image, view.window)
     if base.dtype != np.uint8:
@@ -147,7 +147,7 @@ def show_film(image, heatmap: np.ndarray | None = None, *, key: str, controls: b
     shows the whole film, as does any change of picture), with its Grad-CAM ``heatmap`` ([0, 1],
     any size) when given.
 
-    ``image``: a :class:`pneumo_core.imagecore.LoadedImage` (window/level presets when it kept raw
+    ``image``: a :class:`pneumo_core.imaging.core.LoadedImage` (window/level presets when it kept raw
     12/16-bit values) or a uint8 grey/RGB array. ``key``: unique per film on the page; it names the
     widgets and keeps the zoom while the film stays the same. ``controls``: the window, overlay,
     opacity and reset widgets above the film (without them: as loaded, overlay at 0.4).

@@ -9,7 +9,7 @@ from ui.viewer import show_film
 st.title("From PACS (test harness)")
 st.caption("Research and teaching tool, not a diagnostic device.")
 if "predictor" not in st.session_state:
-    from pneumo_core.infer import Predictor
+    from pneumo_core.inference.predictor import Predictor
 
     st.session_state["predictor"] = Predictor("finetuned")
 predictor = st.session_state["predictor"]

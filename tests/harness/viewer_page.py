@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
-from pneumo_core.images import ImageError, load_image
+from pneumo_core.errors import ImageError
+from pneumo_core.imaging.decode import load_image
 from ui.viewer import show_film
 
 st.title("Film viewer (test harness)")

@@ -1,0 +1,1 @@
+"""Measuring models: metrics and threshold rules, the shipped reports, the protocol comparison."""

@@ -1,0 +1,1 @@
+"""The reader quiz: rules, storage, reader statistics, the CLI's reports."""
