@@ -6,13 +6,15 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup setup-dev test-packages benchmarks
+.PHONY: run test test-fast setup setup-dev test-packages benchmarks
 
-$(BIN)/.runtime: requirements.txt
+$(BIN)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@echo "Installing requirements.txt into $(VENV) (about 2.4 GB the first time; a few minutes)..."
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
+	@echo "Installing the project itself (editable: the pneumo command)..."
+	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
 $(BIN)/.dev: $(BIN)/.runtime requirements-dev.txt
@@ -39,6 +41,10 @@ run: setup
 test: setup-dev
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# The fast loop while working (no browser, PACS, DICOM-tool or database tests, none marked slow): a few minutes.
+test-fast: setup-dev
+	$(BIN)/python -m pytest -m "(unit or pages) and not slow" -q
 
 benchmarks: setup-dev
 	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done

@@ -1,20 +1,29 @@
-"""Shared fixtures. Real-data tests read the Kermany set from ``PNEUMO_DATA_DIR`` (default
-``../shared/data/chest_xray``); where it is absent they skip, unless ``PNEUMO_REQUIRE_DATA=1``
-(set by ``.ci/run``) turns the skip into a failure."""
+"""Shared fixtures, and the kind markers (one folder per kind: unit, pages, browser, integration).
+
+Real-data tests read the Kermany set from ``PNEUMO_DATA_DIR`` (default ``../shared/data/chest_xray``);
+where it is absent they skip, unless ``PNEUMO_REQUIRE_DATA=1`` (set by ``.ci/run``) turns the skip into a
+failure."""
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from pneumo_core.config import backbone_weights, data_dir
+from tests.helpers.support import require
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+KINDS = ("unit", "pages", "browser", "integration")  # the folders under tests/, each a marker of its tests
 
-from pneumo_core.config import backbone_weights, data_dir  # noqa: E402
-from tests.support import require  # noqa: E402
+
+def pytest_collection_modifyitems(config, items):
+    """Every test carries the marker of its folder (tests/unit -> ``unit``), so ``-m`` can pick kinds."""
+    for item in items:
+        kind = Path(str(item.path)).relative_to(ROOT / "tests").parts[0]
+        if kind in KINDS:
+            item.add_marker(kind)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +70,7 @@ def tiny_model():
 def orthanc(tmp_path_factory):
     """A real Orthanc (tests/orthanc.py: its own network namespace, reached through a loopback
     relay) for the tests of one module, or a skip with the reason it cannot run here (CI: a failure)."""
-    from tests import orthanc as orthanc_helper
+    from tests.helpers import orthanc as orthanc_helper
 
     reason = orthanc_helper.missing()
     require(reason is None, reason or "")
