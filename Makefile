@@ -47,4 +47,4 @@ test-fast: setup-dev
 	$(BIN)/python -m pytest -m "(unit or pages) and not slow" -q
 
 benchmarks: setup-dev
-	for f in benchmarks/*.py; do $(BIN)/python $$f || exit 1; done
+	for f in benchmarks/[a-z]*.py; do $(BIN)/python -m benchmarks.$$(basename $$f .py) || exit 1; done

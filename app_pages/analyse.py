@@ -72,7 +72,8 @@ with pacs_tab:
     st.session_state["pacs_display"] = shown  # display copies encoded once per film of the current results
     for i, (name, item) in enumerate(zip(film_names(from_pacs), from_pacs)):
         if (name, id(item)) not in shown:
+            # a copy named for the page (predictions are immutable); its film and heatmap are display-sized
             pred = replace(item.prediction, file=name, notes=[hide_uids(note) for note in item.prediction.notes],
                            error=item.prediction.error and hide_uids(item.prediction.error))
-            shown[(name, id(item))] = scored_film(pred, item.loaded)
+            shown[(name, id(item))] = scored_film(pred)
         render_study(shown[(name, id(item))], threshold, op_name, alpha, predictor, key=f"pacs_{i}", title=name)

@@ -6,10 +6,10 @@ from pathlib import Path
 import streamlit as st
 
 from pneumo_core.config import PROJECT_DIR
+from pneumo_core.datasets.protocols import PROTOCOLS
 from pneumo_core.evaluation import protocol_results as results
 from pneumo_core.evaluation.protocol_markdown import figures_markdown, wise_ft_markdown
 from pneumo_core.evaluation.protocol_results import PROTOCOL_NAMES, VARIANT_NAMES
-from pneumo_core.training.protocols import PROTOCOLS
 from ui.protocol_figures import protocol_chart
 
 BASES = {"each protocol's validation-chosen threshold": "at_threshold", "threshold 0.5": "at_0.5"}
@@ -150,7 +150,7 @@ st.dataframe(results.literature_table(), hide_index=True, width="stretch", key="
                             "AUC": st.column_config.NumberColumn(format="%.3f")})
 st.caption("As published, each under its own protocol (image size, validation part, threshold); not re-run here.")
 with st.expander("How these runs were made"):
-    st.markdown("`python scripts/protocol_runs.py` trains and evaluates every pending run; the commands "
+    st.markdown("`python -m scripts.protocol_runs` trains and evaluates every pending run; the commands "
                 "recorded in each run's training.json:")
     st.code("\n".join(f"# {PROTOCOL_NAMES[p]}, {VARIANT_NAMES[v]}\n{c}" for (p, v), c in commands.items() if c)
             or "no run recorded yet", language="bash")

@@ -17,8 +17,6 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 _BUSY = None  # CPU busy fraction measured by warn_if_busy
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 def machine() -> dict:
@@ -133,9 +131,9 @@ def dump(path: str | None, payload: dict) -> None:
 def test_files(data=None) -> list[str]:
     """The 624 images of the official test split, sorted."""
     from pneumo_core.config import data_dir
-    from pneumo_core.training import data as dataset
+    from pneumo_core.datasets import listing
 
-    return list(dataset.list_images(dataset.resolve_split_dir(data or data_dir(), "test")).path)
+    return list(listing.list_images(listing.resolve_split_dir(data or data_dir(), "test")).path)
 
 
 if __name__ == "__main__":

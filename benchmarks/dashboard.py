@@ -1,6 +1,6 @@
 """The dashboard at model speed: a rerun against the bare model call, on the same films.
 
-    PYTHONPATH=. python benchmarks/dashboard.py [--films 24] [--rounds 3] [--no-browser]
+    python -m benchmarks.dashboard [--films 24] [--rounds 3] [--no-browser]
                                                 [--streamlit-cleanup] [--json out.json]
 
 Measured in this one process on the bundled teaching films (``assets/examples/``):
@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
-import _bench as bench
 import numpy as np
+
+from benchmarks import _bench as bench
 
 ROOT = bench.ROOT
 EXAMPLES = ROOT / "assets" / "examples"
@@ -103,8 +103,7 @@ def browser_upload(paths: list[Path]) -> np.ndarray:
     """Upload-to-label in headless Chromium, one fresh browser session per film."""
     from playwright.sync_api import sync_playwright
 
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import screenshots as shots
+    from scripts import screenshots as shots
 
     out = []
     with shots.Server(ROOT / "test-artifacts" / "bench") as server, sync_playwright() as pw:

@@ -1,6 +1,6 @@
 """Single-image latency: bytes -> label (+ Grad-CAM), against the bare compiled model.
 
-    PYTHONPATH=. python benchmarks/latency.py [--model finetuned] [--runs 100] [--json out.json]
+    python -m benchmarks.latency [--model finetuned] [--runs 100] [--json out.json]
 
 Measured in one process, round-robin (so a change in machine load hits every variant alike),
 ``--runs`` calls each after warm-up:
@@ -26,7 +26,7 @@ import argparse
 import io
 import sys
 
-import _bench as bench
+from benchmarks import _bench as bench
 
 
 def main(argv=None) -> int:

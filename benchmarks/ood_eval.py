@@ -1,6 +1,6 @@
 """How well does the not-a-chest-X-ray check separate chest films from everything else?
 
-    PYTHONPATH=. python benchmarks/ood_eval.py [--models finetuned frozen] [--data ../shared/data/chest_xray]
+    python -m benchmarks.ood_eval [--models finetuned frozen] [--data ../shared/data/chest_xray]
 
 For each shipped model it reports
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import sys
 import time
 import warnings
 from collections import defaultdict
@@ -29,7 +28,6 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SKIMAGE_NAMES = (
     "astronaut", "binary_blobs", "brick", "camera", "cat", "cell", "checkerboard", "chelsea", "clock",
@@ -178,8 +176,8 @@ def encode(img: np.ndarray, fmt: str) -> bytes:
 
 
 def evaluate(model: str, data: Path, items, batch_size: int = 32) -> dict:
+    from pneumo_core.datasets.listing import list_images, resolve_split_dir
     from pneumo_core.inference.predictor import Predictor
-    from pneumo_core.training.data import list_images, resolve_split_dir
 
     t0 = time.time()
     pred = Predictor(model)

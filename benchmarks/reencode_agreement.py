@@ -1,6 +1,6 @@
 """Does the label survive the ways a film is re-encoded before it reaches us?
 
-    PYTHONPATH=. python benchmarks/reencode_agreement.py [--n 200] [--seed 0] [--models finetuned]
+    python -m benchmarks.reencode_agreement [--n 200] [--seed 0] [--models finetuned]
 
 Takes ``--n`` films from the official test split (stratified by class, seeded), re-encodes each
 one in memory as
@@ -22,14 +22,12 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _encode(img: np.ndarray, fmt: str, **kw) -> bytes:
@@ -122,7 +120,7 @@ TRANSFORMS = {
 
 
 def sample(data: Path, n: int, seed: int):
-    from pneumo_core.training.data import list_images, resolve_split_dir
+    from pneumo_core.datasets.listing import list_images, resolve_split_dir
 
     df = list_images(resolve_split_dir(data, "test"))
     rng = np.random.default_rng(seed)

@@ -1,6 +1,6 @@
 """Start-up: model load in a fresh process, and the dashboard's cold start.
 
-    PYTHONPATH=. python benchmarks/startup.py [--model finetuned] [--repeats 5] [--no-dashboard]
+    python -m benchmarks.startup [--model finetuned] [--repeats 5] [--no-dashboard]
 
 Model load, each in a new Python process (the files are in the page cache after the first):
 
@@ -29,14 +29,14 @@ import sys
 import time
 import urllib.request
 
-import _bench as bench
 import numpy as np
+
+from benchmarks import _bench as bench
 
 PROBE = r"""
 import json, os, sys, time
 t0 = time.perf_counter()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, {root!r})
 import tensorflow as tf
 from pneumo_core.inference.predictor import Predictor
 t1 = time.perf_counter()

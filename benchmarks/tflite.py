@@ -1,6 +1,6 @@
 """TFLite exports (float32, float16, int8) against the Keras model: size, latency, test metrics.
 
-    PYTHONPATH=. python benchmarks/tflite.py [--model finetuned] [--runs 100] [--calibration-images 300]
+    python -m benchmarks.tflite [--model finetuned] [--runs 100] [--calibration-images 300]
                                              [--keep DIR]
 
 Exports ``--model`` three ways into a temporary folder (``--keep DIR`` keeps them): ``none``
@@ -23,8 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import _bench as bench
 import numpy as np
+
+from benchmarks import _bench as bench
 
 FORMATS = ("none", "float16", "int8")
 
@@ -42,12 +43,11 @@ def main(argv=None) -> int:
 
     bench.warn_if_busy()
     from pneumo_core.config import data_dir
+    from pneumo_core.datasets import listing
     from pneumo_core.evaluation.metrics import metrics_at
     from pneumo_core.imaging.decode import load_path
-    from pneumo_core.inference.opening import open_predictor
     from pneumo_core.inference.predictor import Predictor
     from pneumo_core.inference.preprocess import model_input
-    from pneumo_core.training import data as dataset
     from pneumo_core.training.export import export_tflite
 
     keras_pred = Predictor(args.model)
@@ -68,12 +68,12 @@ def main(argv=None) -> int:
                                                        else f"{keras_pred.name}.{q}.tflite"),
                              quantize=q, data=args.data, n_calib=args.calibration_images)
         exports[q] = {"path": folder / meta["file"], "bytes": meta["bytes"], "export_s": time.perf_counter() - t0}
-    preds = {"keras": keras_pred} | {q: open_predictor(e["path"]) for q, e in exports.items()}
+    preds = {"keras": keras_pred} | {q: Predictor(e["path"]) for q, e in exports.items()}
     for q in FORMATS:
         assert preds[q].threshold == threshold, (q, preds[q].threshold, threshold)
 
     # ---------------------------------------------------------------- latency
-    df = dataset.list_images(dataset.resolve_split_dir(args.data or data_dir(), "test"))
+    df = listing.list_images(listing.resolve_split_dir(args.data or data_dir(), "test"))
     film = df.path.iloc[len(df) // 2]
     data = open(film, "rb").read()
     x = model_input(load_path(film))[None]

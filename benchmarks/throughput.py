@@ -1,7 +1,7 @@
 """Batch throughput: ``Predictor.predict_files`` (what ``python -m pneumo_core predict|evaluate``
 runs) over the 624 test films, against the bare batched forward pass in the same process.
 
-    PYTHONPATH=. python benchmarks/throughput.py [--model finetuned] [--passes 5] [--batch-size 32]
+    python -m benchmarks.throughput [--model finetuned] [--passes 5] [--batch-size 32]
 
 * ``bare batched forward``: the compiled ``tf.function(model(x))`` on the 624 films already
   decoded, preprocessed and stacked in memory, batches of ``--batch-size``: the ceiling.
@@ -23,8 +23,9 @@ import subprocess
 import sys
 import time
 
-import _bench as bench
 import numpy as np
+
+from benchmarks import _bench as bench
 
 
 def main(argv=None) -> int:

@@ -1,7 +1,7 @@
 """Training throughput on a subset of ``train/``: the tf.data pipeline, and why the head is trained
 on cached features.
 
-    PYTHONPATH=. python benchmarks/train_throughput.py [--images 512] [--batch-size 32] [--head-epochs 10]
+    python -m benchmarks.train_throughput [--images 512] [--batch-size 32] [--head-epochs 10]
 
 On ``--images`` training films (a seeded, class-stratified sample):
 
@@ -26,8 +26,9 @@ import argparse
 import sys
 import time
 
-import _bench as bench
 import numpy as np
+
+from benchmarks import _bench as bench
 
 
 def main(argv=None) -> int:
@@ -45,11 +46,12 @@ def main(argv=None) -> int:
     import pandas as pd
 
     from pneumo_core.config import backbone_weights, data_dir
+    from pneumo_core.datasets import listing
     from pneumo_core.training import data as dataset
     from pneumo_core.training.builders import build_backbone, build_head, build_model
     from pneumo_core.training.trainer import pooled_features
 
-    df = dataset.list_images(dataset.resolve_split_dir(args.data or data_dir(), "train"))
+    df = listing.list_images(listing.resolve_split_dir(args.data or data_dir(), "train"))
     df = pd.concat([g.sample(min(len(g), args.images // 2), random_state=0) for _, g in df.groupby("label")])
     df = df.sort_values("path").reset_index(drop=True)
     n = len(df)

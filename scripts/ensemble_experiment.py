@@ -1,6 +1,6 @@
 """Output ensemble (mean logit) of several fine-tuned runs: validation and test figures.
 
-    PYTHONPATH=. python scripts/ensemble_experiment.py RUN.keras RUN.keras ... [--data ../shared/data/chest_xray]
+    python -m scripts.ensemble_experiment RUN.keras RUN.keras ... [--data ../shared/data/chest_xray]
                                                       [--out ensemble.json]
 
 The analysis pre-registered in ``models/experiments/ensemble_preregistration.md``. Every film goes
@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pneumo_core.artifacts import sha256_file
+from pneumo_core.config import data_dir
+from pneumo_core.datasets import listing
+from pneumo_core.evaluation.metrics import THRESHOLD_RULE, choose_threshold, metrics_at
+from pneumo_core.inference.predictor import Predictor
+from pneumo_core.recorded_paths import record_path
+from pneumo_core.training.combine import balanced_log_loss
+from pneumo_core.training.trainer import TrainConfig, training_split
 
-from pneumo_core.artifacts import sha256_file  # noqa: E402
-from pneumo_core.config import data_dir  # noqa: E402
-from pneumo_core.evaluation.metrics import THRESHOLD_RULE, choose_threshold, metrics_at  # noqa: E402
-from pneumo_core.inference.predictor import Predictor  # noqa: E402
-from pneumo_core.training import data as dataset  # noqa: E402
-from pneumo_core.training.combine import balanced_log_loss  # noqa: E402
-from pneumo_core.training.trainer import TrainConfig, training_split  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def logits(predictor: Predictor, paths) -> np.ndarray:
@@ -43,7 +42,7 @@ def main() -> None:
     args = ap.parse_args()
 
     _, df_val = training_split(TrainConfig(data=args.data))
-    df_test = dataset.list_images(dataset.resolve_split_dir(args.data, "test"))
+    df_test = listing.list_images(listing.resolve_split_dir(args.data, "test"))
     y_val, y_test = df_val.label.to_numpy(), df_test.label.to_numpy()
     z_val, z_test, members = [], [], []
     for run in args.runs:
@@ -51,7 +50,8 @@ def main() -> None:
         z_val.append(logits(pred, df_val.path))
         z_test.append(logits(pred, df_test.path))
         p_val = 1 / (1 + np.exp(-z_val[-1]))
-        members.append({"file": run, "sha256": sha256_file(run), "val_log_loss": balanced_log_loss(y_val, p_val)})
+        members.append({"file": record_path(run), "sha256": sha256_file(run),
+                        "val_log_loss": balanced_log_loss(y_val, p_val)})
         print(f"{run}: validation balanced log-loss {members[-1]['val_log_loss']:.4f}", flush=True)
     p_val = 1 / (1 + np.exp(-np.mean(z_val, axis=0)))
     p_test = 1 / (1 + np.exp(-np.mean(z_test, axis=0)))

@@ -1,6 +1,6 @@
-"""Train and evaluate the frozen and fine-tuned recipes under each protocol (pneumo_core.training.protocols).
+"""Train and evaluate the frozen and fine-tuned recipes under each protocol (pneumo_core.datasets.protocols).
 
-    python scripts/protocol_runs.py [--data ../shared/data/chest_xray] [--work runs/protocols]
+    python -m scripts.protocol_runs [--data ../shared/data/chest_xray] [--work runs/protocols]
         [--protocols official patient-resplit image-resplit] [--variants frozen finetuned]
 
 For each (protocol, variant): ``python -m pneumo_core train --protocol P`` into ``WORK/P/`` (model
@@ -28,10 +28,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from pneumo_core.datasets.protocols import PROTOCOLS
+from pneumo_core.recorded_paths import record
 
-from pneumo_core.training.protocols import PROTOCOLS  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 OUT = ROOT / "models" / "experiments" / "protocols"
 #: The recipes: the shipped frozen model's, and fine-tuned member 1's (seeds as in the model card).
@@ -65,7 +65,7 @@ def stage_official(variant: str, work: Path, data: str) -> None:
     cfg = info.get("config", {})
     info["protocol"] = split_summary(TrainConfig(data=data, split_seed=cfg.get("split_seed", 42)))
     info["protocol_run_source"] = f"existing official run {model.relative_to(ROOT)} (not retrained)"
-    (rd / "training.json").write_text(json.dumps(info, indent=2))
+    (rd / "training.json").write_text(json.dumps(record(info), indent=2))
     cli("rethreshold", "--model", str(work / f"{variant}.keras"))
 
 

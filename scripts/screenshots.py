@@ -1,10 +1,10 @@
 """Start the dashboard, drive it with headless Chromium (Playwright) and save one screenshot per page.
 
-    python scripts/screenshots.py [--out docs/screenshots] [--image PATH] [--width 1366 --height 900]
+    python -m scripts.screenshots [--out docs/screenshots] [--image PATH] [--width 1366 --height 900]
 
 The Analyse screenshot uploads ``--image`` (default: the first PNEUMONIA image of the dataset's test
 split, a public, de-identified Kermany film). Needs Chromium at ``/usr/bin/chromium`` (Debian package
-``chromium``; ``playwright install`` is not needed). The helpers are shared with tests/test_browser.py.
+``chromium``; ``playwright install`` is not needed). The helpers are shared with tests/browser/test_browser.py.
 """
 from __future__ import annotations
 
@@ -153,7 +153,6 @@ def capture_all(server: Server, out_dir: Path, image: Path | None, width: int = 
 
 
 def main(argv=None) -> int:
-    sys.path.insert(0, str(ROOT))
     from pneumo_core.config import data_dir
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

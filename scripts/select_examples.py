@@ -1,6 +1,6 @@
 """Choose the bundled teaching set (assets/examples/) from the official test split, by a written rule.
 
-    python scripts/select_examples.py [--data ../shared/data/chest_xray] [--seed 12] [--check]
+    python -m scripts.select_examples [--data ../shared/data/chest_xray] [--seed 12] [--check]
 
 The rule uses only the shipped models' saved test scores (models/reports/{finetuned,frozen}/
 test_predictions.csv) and their validation-chosen thresholds (training.json). No model is run,
@@ -37,11 +37,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from pneumo_core.config import CLASS_NAMES, MODELS_DIR, SHIPPED_VARIANTS, data_dir  # noqa: E402
-from pneumo_core.review.examples import (  # noqa: E402
+from pneumo_core.config import CLASS_NAMES, MODELS_DIR, SHIPPED_VARIANTS, data_dir
+from pneumo_core.datasets.listing import patient_id
+from pneumo_core.review.examples import (
     BUNDLED_CSV,
     BUNDLED_DIR,
     bundled_table,
@@ -50,7 +48,8 @@ from pneumo_core.review.examples import (  # noqa: E402
     subtype_of,
     thresholds,
 )
-from pneumo_core.training.data import patient_id  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SEED = 12
 NORMAL, PNEUMONIA = CLASS_NAMES

@@ -28,6 +28,7 @@ from pneumo_core.pacs.settings import (
     load_settings,
     pacs_configured,
 )
+from ui.viewer import DISPLAY_SIDE
 
 SETTINGS_HELP = f"""
 **No PACS is configured.** This workbench reads films from a DICOMweb server (e.g. Orthanc with its
@@ -145,7 +146,8 @@ def _retrieve_and_score(pacs: Pacs, predictor, studies, modalities, key: str) ->
         text = f"Retrieving and scoring film {done + 1} of {total}" if ref is not None else f"{total} films done"
         bar.progress(done / max(total, 1), text=text)
 
-    scored = score_instances(pacs, predictor, refs, explain=True, progress=progress, keep_loaded=True) if refs else []
+    scored = score_instances(pacs, predictor, refs, explain=True, progress=progress, keep_loaded=True,
+                             display_size=DISPLAY_SIDE) if refs else []
     bar.progress(1.0, text=f"{len(scored)} film(s) retrieved and scored" if scored else "No film to score")
     st.session_state[f"{key}-scored"] = scored
     st.session_state[f"{key}-problems"] = problems
@@ -188,9 +190,9 @@ def pacs_source(predictor, key: str = "pacs") -> list[ScoredInstance]:
     ``sha256``). ``key``: prefix of every widget and ``st.session_state`` entry, unique on the page.
     Each :class:`pneumo_core.pacs.dicomweb.ScoredInstance` has ``ref`` (name it on the page with
     :func:`film_names`, never by its UIDs), ``prediction`` (label, p_pneumonia, threshold, model,
-    notes, error, heatmap; ``prediction.file`` holds UIDs: do not show it, and pass ``error`` and
-    ``notes`` through :func:`hide_uids`) and ``loaded`` (the decoded film for
-    :func:`ui.viewer.show_film`; ``None`` when the film failed). Returns ``[]``
+    notes, error, and ``film`` and ``heatmap`` at :data:`ui.viewer.DISPLAY_SIDE`; ``prediction.file`` holds
+    UIDs: do not show it, and pass ``error`` and ``notes`` through :func:`hide_uids`) and ``loaded`` (the
+    same display copy, for :func:`ui.viewer.show_film`; ``None`` when the film failed). Returns ``[]``
     (after a short explanation) when no PACS is configured."""
     settings = _settings()
     if settings is None:

@@ -7,8 +7,8 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
+from pneumo_core.datasets.protocols import PROTOCOLS
 from pneumo_core.evaluation.protocol_results import PROTOCOL_NAMES, VARIANT_NAMES, VARIANTS
-from pneumo_core.training.protocols import PROTOCOLS
 
 # Okabe-Ito, the palette the other pages use for the two recipes (colour-blind safe).
 RECIPE_COLOURS = {"frozen": "#E69F00", "finetuned": "#0072B2"}

@@ -24,6 +24,7 @@ from pneumo_core.quiz.rules import QuizResults
 from pneumo_core.review.examples import is_bundled, score_column
 from ui import cache
 from ui.quiz_charts import class_figure, reader_figure
+from ui.viewer import DISPLAY_SIDE
 
 HEATMAP_CAPTION = ("Grad-CAM shows which regions pushed the model's score up: what drove the score, **not** an "
                    "outline of a lesion. It is coarse (a 7x7 grid upsampled) and scaled to each film, so a NORMAL "
@@ -44,19 +45,22 @@ def films_text(results: QuizResults) -> str:
 # ---------------------------------------------------------------------------- Grad-CAM on demand
 @st.cache_data(show_spinner=False, max_entries=64)
 def gradcam_view(variant: str, path: str, mtime_ns: int) -> dict:
-    """The shipped model's score and Grad-CAM overlay of one film (cached per server), or an error line."""
+    """The shipped model's score and Grad-CAM overlay of one film at the dashboard's display size (cached
+    per server), or an error line."""
     from pneumo_core.inference.gradcam import overlay
 
     model_file = cache.model_file(variant)
     if not model_file.is_file():
         return {"error": f"the model file {model_file.name} is not on this server, so no Grad-CAM can be drawn"}
     try:
-        pred = cache.load_predictor(variant, model_file.stat().st_mtime_ns).predict(path, explain=True)
+        predictor = cache.load_predictor(variant, model_file.stat().st_mtime_ns)
+        pred = predictor.predict(path, explain=True, display_size=DISPLAY_SIDE)
     except Exception as exc:  # a damaged model file must not crash the review
         return {"error": f"could not run {model_file.name} ({type(exc).__name__})"}
     if pred.error or pred.heatmap is None:
         return {"error": f"no Grad-CAM for this film: {pred.error or 'no heatmap'}"}
-    return {"p": float(pred.p_pneumonia), "image": pred.image, "overlay": overlay(pred.image, pred.heatmap, 0.4)}
+    film = pred.film.pixels  # already at the display size, the heatmap at its shape
+    return {"p": float(pred.p_pneumonia), "image": film, "overlay": overlay(film, pred.heatmap, 0.4)}
 
 
 # ---------------------------------------------------------------------------- the reader

@@ -1,26 +1,25 @@
 """One film's result on the Analyse page (images, label, score, confidence cue, report), the
 review table of a study, and the pages of a long study.
 
-A film is scored once per browser session (bounded); its display images are encoded to JPEG
-once, and the overlay once per opacity, so moving the threshold or the opacity re-runs neither
-the model nor the encoders. The report PNG is built only when its download is clicked.
+A film is scored once per browser session (bounded), by the predictor alone: it decodes the upload
+(or words why it cannot) and returns the result at the dashboard's display size (``ui.viewer.DISPLAY_SIDE``),
+film and heatmap already matching; this module never decodes, shrinks or changes a prediction. Its
+display image is encoded to JPEG once, and the overlay once per opacity, so moving the threshold or the
+opacity re-runs neither the model nor the encoders. The report PNG is built only when its download is
+clicked.
 """
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pneumo_core.errors import ImageError
 from pneumo_core.evaluation import reports
-from pneumo_core.imaging.core import LoadedImage
-from pneumo_core.imaging.decode import load_image
 from pneumo_core.review import decisions as review
 from ui.uploads import Film
-from ui.viewer import encode_jpeg, show_film
+from ui.viewer import DISPLAY_SIDE, encode_jpeg, show_film
 
 LABEL_HEADING = "Label at this threshold:"
 HEATMAP_CAPTION = ("The heatmap (Grad-CAM) shows which regions pushed the model's score up: what drove the "
@@ -29,28 +28,24 @@ HEATMAP_CAPTION = ("The heatmap (Grad-CAM) shows which regions pushed the model'
                    "strongest push in *this* image, dark purple = the weakest), so a film scored NORMAL shows "
                    "yellow too: brightness is not evidence of disease.")
 SCORED_KEY = "_predictions"
-CACHE_SIZE = 48  # films kept scored per browser session (display JPEGs + heatmap each, well under 1 MB)
-DISPLAY_SIDE = 768  # longest side of the display copies kept for the page and the report
+CACHE_SIZE = 48  # films kept scored per browser session (768 px film, float16 heatmap, JPEGs: ~2 MB each)
 OVERLAYS_KEPT = 4  # overlay JPEGs kept per film (one per opacity recently shown)
 STUDIES_PER_PAGE = 6
 
 
 @dataclass
 class ScoredFilm:
-    """A film's prediction (display-sized image and heatmap) with its display JPEGs."""
+    """A film's prediction (its display copy ``pred.film`` and heatmap, at DISPLAY_SIDE) with its display JPEGs."""
 
-    pred: object  # pneumo_core.inference.predictor.Prediction
+    pred: object  # pneumo_core.inference.prediction.Prediction (immutable)
     image_jpeg: bytes | None = None
     overlays: OrderedDict = field(default_factory=OrderedDict)  # opacity -> overlay JPEG
-    loaded: object = None  # the decoded film when it kept raw 12/16-bit values (window/level in the viewer)
 
 
-def scored_film(pred, loaded=None) -> ScoredFilm:
-    """A prediction made elsewhere (e.g. a film from the PACS) as a :class:`ScoredFilm`: display
-    copies shrunk and encoded once; ``loaded`` kept only when it holds raw values to re-window."""
-    pred = _shrink(pred)
-    keep = loaded if getattr(loaded, "raw", None) is not None else None
-    return ScoredFilm(pred, encode_jpeg(pred.image) if pred.image is not None else None, loaded=keep)
+def scored_film(pred) -> ScoredFilm:
+    """A prediction (here or elsewhere, e.g. a film from the PACS, scored at DISPLAY_SIDE) as a
+    :class:`ScoredFilm`: its display copy encoded once."""
+    return ScoredFilm(pred, encode_jpeg(pred.film.pixels) if pred.film is not None else None)
 
 
 def colour_scale_png() -> bytes:
@@ -61,22 +56,6 @@ def colour_scale_png() -> bytes:
 
     ok, buf = cv2.imencode(".png", cv2.cvtColor(colour_scale(256, thickness=14), cv2.COLOR_RGB2BGR))
     return buf.tobytes()
-
-
-def _shrink(pred, max_side: int = DISPLAY_SIDE):
-    """Keep only display-sized copies of the image and heatmap (the score is already computed)."""
-    import cv2
-
-    if pred.image is not None and max(pred.image.shape[:2]) > max_side:
-        height, width = pred.image.shape[:2]
-        scale = max_side / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        pred.image = cv2.resize(pred.image, size, interpolation=cv2.INTER_AREA)
-        if pred.heatmap is not None:
-            pred.heatmap = cv2.resize(pred.heatmap, size, interpolation=cv2.INTER_AREA)
-    if pred.heatmap is not None:  # drawn as 256 colours anyway: half the memory per kept study
-        pred.heatmap = pred.heatmap.astype(np.float16)
-    return pred
 
 
 def _store_key(predictor, film: Film) -> tuple:
@@ -91,20 +70,15 @@ def is_scored(predictor, film: Film) -> bool:
 def score_film(predictor, film: Film) -> ScoredFilm:
     """Score one film with Grad-CAM; never raises. Kept in this browser session only (bounded),
     so moving a slider does not re-run the model."""
-    from pneumo_core.inference.predictor import Prediction
+    from pneumo_core.inference.prediction import Prediction
 
     store = st.session_state.setdefault(SCORED_KEY, OrderedDict())
     key = _store_key(predictor, film)
     if key in store:
         store.move_to_end(key)
         return store[key]
-    try:
-        try:  # decoded here so a 12/16-bit film keeps its raw values for the viewer's windows
-            source = load_image(film.data, film.name)
-        except ImageError:
-            source = film.data  # the predictor words the same refusal into Prediction.error
-        pred = predictor.predict(source, name=film.name, explain=True)
-        scored = scored_film(pred, source if isinstance(source, LoadedImage) else None)
+    try:  # one decode, in the predictor: a refused file comes back with its reason in pred.error
+        scored = scored_film(predictor.predict(film.data, name=film.name, explain=True, display_size=DISPLAY_SIDE))
     except Exception as exc:  # the core never raises for bad input; this is the last line of defence
         pred = Prediction(file=film.name, model=predictor.name, threshold=predictor.threshold,
                           error=f"could not process this file ({type(exc).__name__})")
@@ -121,7 +95,7 @@ def overlay_jpeg(scored: ScoredFilm, alpha: float) -> bytes:
 
     alpha = round(float(alpha), 3)
     if alpha not in scored.overlays:
-        scored.overlays[alpha] = encode_jpeg(overlay(scored.pred.image, scored.pred.heatmap, alpha=alpha))
+        scored.overlays[alpha] = encode_jpeg(overlay(scored.pred.film.pixels, scored.pred.heatmap, alpha=alpha))
         while len(scored.overlays) > OVERLAYS_KEPT:
             scored.overlays.popitem(last=False)
     return scored.overlays[alpha]
@@ -193,9 +167,8 @@ def render_study(scored: ScoredFilm, threshold: float, op_name: str, alpha: floa
         st.caption(HEATMAP_CAPTION)
         # drawn only on request: a Plotly viewer per study would put an image encode on every rerun
         if st.toggle("Open in the viewer: zoom and pan, heatmap on/off and opacity"
-                     + (", window/level" if scored.loaded is not None else ""), key=f"viewer_{key}"):
-            show_film(scored.loaded if scored.loaded is not None else pred.image, pred.heatmap,
-                      key=f"film_{key}", title=title or pred.file)
+                     + (", window/level" if pred.film.raw is not None else ""), key=f"viewer_{key}"):
+            show_film(pred.film, pred.heatmap, key=f"film_{key}", title=title or pred.file)
 
 
 def render_review_table(preds: list, threshold: float, op_name: str, predictor) -> None:

@@ -2,10 +2,10 @@
 the film, optionally with its Grad-CAM overlay, drawn by Plotly from an encoded JPEG.
 
 The image travels as one data URI (``go.Image(source=...)``): a ``z`` array of pixel values would
-be megabytes of JSON for a 768 px film. Window/level, overlay and opacity are applied on the server
-(:func:`compose_film`) and the new picture replaces the old one. Zoom and pan live in the browser:
-a rerun that leaves the figure as it was keeps them, but a new picture (another window, opacity or
-overlay) shows the whole film again: Streamlit redraws a changed Plotly figure and drops the
+be megabytes of JSON for a 768 px film (:data:`DISPLAY_SIDE`). Window/level, overlay and opacity are
+applied on the server (:func:`compose_film`) and the new picture replaces the old one. Zoom and pan live in
+the browser: a rerun that leaves the figure as it was keeps them, but a new picture (another window,
+opacity or overlay) shows the whole film again: Streamlit redraws a changed Plotly figure and drops the
 ``uirevision`` state (streamlit/streamlit#5107). "Reset view" brings back the whole film and the
 defaults.
 """
@@ -22,8 +22,12 @@ VIEWER_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset
                  "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 #: The first window choice: the pixels exactly as the model read them.
 AS_LOADED = "as loaded (what the model read)"
-#: Longest side sent to the browser: more than a dashboard column shows, a fraction of a 4k film's bytes.
-MAX_DISPLAY_SIDE = 1280
+#: The dashboard's one display size: the longest side of every film a page keeps, shows or sends to the
+#: browser. The pages ask the predictor for results at this size (``predict(..., display_size=DISPLAY_SIDE)``),
+#: so film, re-windowing values and heatmap arrive already matching. 768 px covers the viewer's 640 px height
+#: and a study column at full resolution; 1280 px would hold ~3x the memory per film kept in a session
+#: (48 films) for detail that only deep zoom shows, and the Grad-CAM map has 7x7 cells anyway.
+DISPLAY_SIDE = 768
 DEFAULT_OPACITY = 0.4
 HEATMAP_CAPTION = ("Grad-CAM overlay: the regions that drove the model's score, not a lesion outline "
                    "(coarse: computed on the model's last feature map, then enlarged to the film).")
@@ -75,10 +79,13 @@ def _grey_or_rgb(image, window) -> np.ndarray:
 
 
 def compose_film(image, heatmap: np.ndarray | None = None, view: FilmView = FilmView(),
-                 max_side: int = MAX_DISPLAY_SIDE) -> np.ndarray:
+                 max_side: int = DISPLAY_SIDE) -> np.ndarray:
     """The picture the viewer sends: ``image`` (a LoadedImage, or a uint8 grey/RGB array) through
-    ``view.window``, at most ``max_side`` px a side, with ``heatmap`` ([0, 1], any size) blended at
-    ``view.opacity`` when ``view.overlay``. uint8 HxWx3."""
+    ``view.window``, with ``heatmap`` ([0, 1]) blended at ``view.opacity`` when ``view.overlay``. uint8 HxWx3.
+
+    A prediction's display copy and heatmap (``Prediction.film``, ``Prediction.heatmap``) already match at
+    :data:`DISPLAY_SIDE` and are used as they are; anything larger is shrunk to ``max_side``, and a heatmap
+    of another shape is resized to the picture."""
     import cv2
 
     from pneumo_core.inference.gradcam import overlay
@@ -93,7 +100,7 @@ def compose_film(image, heatmap: np.ndarray | None = None, view: FilmView = Film
         rgb = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
                          interpolation=cv2.INTER_AREA)
     if heatmap is not None and view.overlay and view.opacity > 0:
-        rgb = overlay(rgb, np.asarray(heatmap, dtype=np.float32), alpha=float(view.opacity))
+        rgb = overlay(rgb, heatmap, alpha=float(view.opacity))  # resizes the heatmap only when it differs
     return np.ascontiguousarray(rgb)
 
 
@@ -147,8 +154,9 @@ def show_film(image, heatmap: np.ndarray | None = None, *, key: str, controls: b
     shows the whole film, as does any change of picture), with its Grad-CAM ``heatmap`` ([0, 1],
     any size) when given.
 
-    ``image``: a :class:`pneumo_core.imaging.core.LoadedImage` (window/level presets when it kept raw
-    12/16-bit values) or a uint8 grey/RGB array. ``key``: unique per film on the page; it names the
+    ``image``: a prediction's display copy (``Prediction.film``) or another
+    :class:`pneumo_core.imaging.core.LoadedImage` (window/level presets when it kept raw 12/16-bit
+    values), or a uint8 grey/RGB array. ``key``: unique per film on the page; it names the
     widgets and keeps the zoom while the film stays the same. ``controls``: the window, overlay,
     opacity and reset widgets above the film (without them: as loaded, overlay at 0.4).
     Returns what was shown (:class:`FilmView`)."""

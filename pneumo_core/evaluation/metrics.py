@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
 
+from pneumo_core.recorded_paths import record
+
 METRIC_NAMES = ("accuracy", "precision", "recall", "specificity", "f1", "auc")
 TARGET_SENSITIVITY = 0.95
 
@@ -156,7 +158,7 @@ def write_report(out_dir: str | Path, predictions: pd.DataFrame, threshold: floa
     y, p = predictions["label"].to_numpy(), predictions["p_pneumonia"].to_numpy()
     groups = predictions["patient"].to_numpy() if "patient" in predictions else None
     # Computed before anything is written: a refused split leaves nothing behind.
-    report = {**meta, **full_report(y, p, threshold, n_boot, groups=groups)}
+    report = {**record(meta), **full_report(y, p, threshold, n_boot, groups=groups)}  # no machine paths
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2))

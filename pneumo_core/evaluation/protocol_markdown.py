@@ -1,12 +1,12 @@
 """The protocol comparison as Markdown for docs/protocols.md and the "Why results differ" page,
 from :mod:`pneumo_core.evaluation.protocol_results` (the report files); nothing is re-run.
 
-    python -m pneumo_core.evaluation.protocol_markdown --markdown                 # print the tables
-    python -m pneumo_core.evaluation.protocol_markdown --write docs/protocols.md  # refresh the generated part
+docs/protocols.md holds :func:`report_markdown` between ``<!-- generated:protocol-tables -->`` and
+``<!-- /generated -->``; :mod:`pneumo_core.evaluation.generated_docs` rewrites it with every other
+generated figure table (``python -m pneumo_core docs``; ``--check`` lists the stale files).
 """
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pandas as pd
 
 from pneumo_core.evaluation.protocol_results import (
     PROTOCOL_NAMES,
+    SHIPPED_REPORTS_DIR,
     VARIANT_NAMES,
     WISE_FT_PREREGISTRATION,
     explain_gap,
@@ -95,15 +96,18 @@ def _points(diff: float) -> str:
     return f"{diff * 100:+.2f} points"
 
 
-def report_markdown(root: str | Path | None = None) -> str:
-    """The docs section: both threshold tables, leakage, fine-tuning gain and the gap in words."""
+def report_markdown(root: str | Path | None = None, shipped_reports: str | Path = SHIPPED_REPORTS_DIR) -> str:
+    """The docs section: both threshold tables, leakage, fine-tuning gain and the gap in words, from the
+    protocol reports under ``root`` (default :func:`protocols_dir`) and the shipped models' reports under
+    ``shipped_reports`` (for context and the WiSE-FT shipping rule)."""
     runs = load_runs(root)
+    shipped = shipped_table(shipped_reports)
     at_threshold, at_half = overview_table(runs), overview_table(runs, "at_0.5")
     leak = leakage_table(runs)
     parts = ["### At each protocol's validation-chosen threshold", figures_markdown(at_threshold),
              "", "### At threshold 0.5", figures_markdown(at_half, references=False), "",
              "### Pre-registered robust fine-tuning (WiSE-FT)",
-             wise_ft_markdown(at_threshold, load_wise_ft(root), shipped_table()), "",
+             wise_ft_markdown(at_threshold, load_wise_ft(root), shipped), "",
              "### What the test part shares with training", "| protocol | test patients with films in training "
              "| their test films | test films from the later batch | training films from the later batch |",
              "|---|---|---|---|---|"]
@@ -123,7 +127,7 @@ def report_markdown(root: str | Path | None = None) -> str:
                      + (f"{acc * 100:+.2f} | {auc:+.4f} |" if not math.isnan(acc) else "pending | pending |"))
     parts += ["", "### Shipped models on the official split (models/reports, for context)", ""]
     parts += [f"- {r.model}: accuracy {r.accuracy:.2%} [{r.accuracy_lo:.2%}, {r.accuracy_hi:.2%}], AUC {r.auc:.4f}, "
-              f"threshold {r.threshold:.3f}, {r.test_films} films" for r in shipped_table().itertuples()] or ["- none"]
+              f"threshold {r.threshold:.3f}, {r.test_films} films" for r in shipped.itertuples()] or ["- none"]
     parts += ["", "### The runs' commands (from each training.json)", ""]
     parts += [f"- {PROTOCOL_NAMES[p]}, {VARIANT_NAMES[v]}: `{run.training['command']}`"
               + (f" ({run.training['protocol_run_source']})" if run.training.get("protocol_run_source") else "")
@@ -134,7 +138,8 @@ def report_markdown(root: str | Path | None = None) -> str:
     return "\n".join(parts) + "\n"
 
 
-START, END = "<!-- protocol-tables:start -->", "<!-- protocol-tables:end -->"
+#: The generated part of docs/protocols.md (the marker style of :mod:`pneumo_core.evaluation.generated_docs`).
+START, END = "<!-- generated:protocol-tables -->", "<!-- /generated -->"
 
 
 def write_into(doc: str | Path, root: str | Path | None = None) -> None:
@@ -144,14 +149,3 @@ def write_into(doc: str | Path, root: str | Path | None = None) -> None:
     head, rest = text.split(START, 1)
     doc.write_text(f"{head}{START}\n{report_markdown(root)}{END}{rest.split(END, 1)[1]}")
 
-
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description="The protocol comparison as Markdown (from the report files).")
-    ap.add_argument("--markdown", action="store_true", help="print the tables")
-    ap.add_argument("--write", metavar="DOC", help="replace the generated part of DOC (e.g. docs/protocols.md)")
-    ap.add_argument("--root", help="report folder (default models/experiments/protocols)")
-    args = ap.parse_args()
-    if args.write:
-        write_into(args.write, args.root)
-    if args.markdown or not args.write:
-        print(report_markdown(args.root))

@@ -13,7 +13,7 @@ import pandas as pd
 
 from pneumo_core.artifacts import read_csv, read_json
 from pneumo_core.config import MODELS_DIR
-from pneumo_core.training.protocols import DESCRIPTIONS, PROTOCOLS
+from pneumo_core.datasets.protocols import DESCRIPTIONS, PROTOCOLS
 
 PROTOCOLS_DIR = MODELS_DIR / "experiments" / "protocols"
 SHIPPED_REPORTS_DIR = MODELS_DIR / "reports"

@@ -34,7 +34,7 @@ MAX_INFLATED_BYTES = 128 * 1024 * 1024
 EXPORT_ADVICE = "Export it from the viewer or PACS as uncompressed DICOM or as PNG"
 _EXPECTED = "PNG, JPEG, BMP, TIFF, WebP or DICOM expected"
 
-#: Every transfer syntax read here and what decodes it (pydicom 3 plugins; tested in tests/test_dicom.py).
+#: Every transfer syntax read here and what decodes it (pydicom 3 plugins; tested in tests/integration/test_dicom.py).
 TRANSFER_SYNTAXES = {
     "1.2.840.10008.1.2": "pydicom (uncompressed)",
     "1.2.840.10008.1.2.1": "pydicom (uncompressed)",

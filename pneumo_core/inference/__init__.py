@@ -1,1 +1,1 @@
-"""From a decoded film to a result: model input, model files, backends, Grad-CAM, the OOD guard, the pipeline."""
+"""From a decoded film to a result: model input, backends (Keras, LiteRT), Grad-CAM, the OOD guard, the pipeline."""

@@ -97,13 +97,15 @@ def colour_scale(length: int, thickness: int = 18, vertical: bool = False) -> np
 
 def overlay(image_rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
             colormap: int | None = None) -> np.ndarray:
-    """Blend a [0, 1] heatmap over an RGB uint8 image (colour-blind-safe viridis by default)."""
+    """Blend a [0, 1] heatmap over an RGB (or grey) uint8 image (colour-blind-safe viridis by default);
+    a heatmap of another size is resized to the image."""
     import cv2
 
     if colormap is None:
         colormap = cv2.COLORMAP_VIRIDIS
     image_rgb = grey_to_rgb(image_rgb)
-    if heatmap.shape[:2] != image_rgb.shape[:2]:
+    heatmap = np.asarray(heatmap, dtype=np.float32)  # a float16 heatmap too (OpenCV resizes float32)
+    if heatmap.shape[:2] != image_rgb.shape[:2]:  # a display-sized heatmap already matches its film
         heatmap = cv2.resize(heatmap, (image_rgb.shape[1], image_rgb.shape[0]), interpolation=cv2.INTER_CUBIC)
     colour = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), colormap)
     colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)

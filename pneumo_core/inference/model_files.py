@@ -1,5 +1,6 @@
-"""Model files: finding, checking (SHA-256 manifest) and safely loading the shipped classifiers, and
-taking a loaded classifier apart (backbone and head) for the compiled inference path and Grad-CAM.
+"""Model files: finding, checking (SHA-256 manifest) and safely loading the shipped classifiers and the
+OOD detectors in their reports, and taking a loaded classifier apart (backbone and head) for the
+compiled inference path and Grad-CAM.
 The builders that make these models are in :mod:`pneumo_core.training.builders`.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 from pneumo_core.artifacts import sha256_file
 from pneumo_core.config import DEFAULT_VARIANT, MODELS_DIR, SHIPPED_VARIANTS, model_path
 from pneumo_core.errors import ModelLoadError, first_line
+from pneumo_core.inference.ood import MahalanobisOOD
 
 BASE_NAME = "mobilenetv2_base"
 MANIFEST = "MANIFEST.json"
@@ -85,6 +87,18 @@ def verify_against_manifest(path: str | Path, models_dir: str | Path | None = No
     if want is not None and (sha256 or sha256_file(path)) != want:
         raise ModelLoadError(f"{Path(path).name} does not match the SHA-256 in {MANIFEST}: the file was changed "
                              f"or truncated. {remedy}")
+
+
+def report_ood(report_dir: Path | None, verify: bool = True) -> MahalanobisOOD | None:
+    """The OOD detector in a model's reports folder (``reports/<name>/ood.npz``), checked against the
+    manifest of the models folder that holds it when ``verify``; None when there is none."""
+    if report_dir is None or not (report_dir / "ood.npz").exists():
+        return None
+    path = report_dir / "ood.npz"
+    if verify:
+        verify_against_manifest(path, models_dir=report_dir.parent.parent,
+                                remedy="Restore it or recalibrate (python -m pneumo_core calibrate-ood).")
+    return MahalanobisOOD.load(path)
 
 
 def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import sys
 import warnings
 from dataclasses import dataclass, field
 
@@ -28,8 +27,6 @@ from pneumo_core.pacs.settings import (
     ENV_TOKEN,
     ENV_USER,
     PacsSettings,
-    load_settings,
-    parse_modalities,
 )
 
 #: One answer (a search result or an instance) is read at most this far, like an uploaded file.
@@ -345,35 +342,33 @@ class ScoredInstance:
     """One instance retrieved and scored (``prediction.error`` says why not)."""
 
     ref: InstanceRef
-    prediction: object  # infer.Prediction
+    prediction: object  # inference.prediction.Prediction (immutable: store_results replaces it with a copy)
     filing: object = field(default=None, repr=False)  # patient/study attributes to file a result; never shown
-    loaded: object = field(default=None, repr=False)  # images.LoadedImage, with keep_loaded (for the viewer)
+    loaded: object = field(default=None, repr=False)  # prediction.film with keep_loaded (for the viewer)
 
 
 def score_instances(pacs: Pacs, predictor, refs, explain: bool = False, progress=None,
-                    keep_loaded: bool = False) -> list[ScoredInstance]:
-    """Retrieve and score each instance like an upload (``predictor.predict`` on the decoded film);
-    one failing instance never stops the others. ``progress(done, total, ref)`` is called before each
-    instance and once at the end (``ref`` None). ``keep_loaded`` keeps each decoded film (its display
-    pixels and windowing values, up to ~25 MB a film) for a viewer."""
-    from pneumo_core.errors import ImageError
-    from pneumo_core.imaging.decode import load_image
-    from pneumo_core.inference.predictor import Prediction
+                    keep_loaded: bool = False, display_size: int | None = None) -> list[ScoredInstance]:
+    """Retrieve and score each instance like an upload (``predictor.predict`` on its bytes: decoded once,
+    there); one failing instance never stops the others. ``progress(done, total, ref)`` is called before
+    each instance and once at the end (``ref`` None). ``keep_loaded`` keeps each film's display copy
+    (``prediction.film``, also as ``loaded``: pixels and windowing values, at most ``display_size`` px a
+    side; None: as decoded, up to ~25 MB a film) for a viewer."""
+    from pneumo_core.inference.prediction import Prediction
 
     refs, scored = list(refs), []
     for i, ref in enumerate(refs):
         if progress is not None:
             progress(i, len(refs), ref)
-        failed = Prediction(file=ref.path, threshold=predictor.threshold, model=predictor.name)
         try:
             data, filing = pacs.retrieve(ref)
-            loaded = load_image(data, ref.path)
-        except (PacsError, ImageError) as exc:
-            failed.error = str(exc)
+        except PacsError as exc:
+            failed = Prediction(file=ref.path, threshold=predictor.threshold, model=predictor.name, error=str(exc))
             scored.append(ScoredInstance(ref, failed))
             continue
-        pred = predictor.predict(loaded, name=ref.path, explain=explain)
-        scored.append(ScoredInstance(ref, pred, filing, loaded if keep_loaded else None))
+        pred = predictor.predict(data, name=ref.path, explain=explain, keep_image=keep_loaded,
+                                 display_size=display_size)
+        scored.append(ScoredInstance(ref, pred, filing, pred.film if keep_loaded else None))
     if progress is not None:
         progress(len(refs), len(refs), None)
     return scored
@@ -381,7 +376,10 @@ def score_instances(pacs: Pacs, predictor, refs, explain: bool = False, progress
 
 def store_results(pacs: Pacs, scored, model_sha256: str | None = None) -> list[InstanceRef | None]:
     """One Secondary Capture per scored instance (needs ``explain=True``), in one new series per study
-    and call; each prediction gets a note saying where its result went, or why it did not."""
+    and call; each instance's prediction is replaced by a copy with a note saying where its result went,
+    or why it did not (predictions are immutable)."""
+    from dataclasses import replace
+
     from pydicom.uid import generate_uid
 
     from pneumo_core.pacs.secondary_capture import result_dataset
@@ -400,31 +398,28 @@ def store_results(pacs: Pacs, scored, model_sha256: str | None = None) -> list[I
                                 model_sha256=model_sha256)
             ref = pacs.store(ds)
         except (PacsError, ValueError) as exc:
-            pred.notes.append(f"result not stored: {exc}")
+            item.prediction = replace(pred, notes=(*pred.notes, f"result not stored: {exc}"))
             stored.append(None)
             continue
-        pred.notes.append(f"result stored as {ref.path}")
+        item.prediction = replace(pred, notes=(*pred.notes, f"result stored as {ref.path}"))
         stored.append(ref)
     return stored
 
 
-def predict_from_pacs(args, load_predictor):
-    """``predict --dicomweb``: the studies given (``--study``) or found (``--modality``, ``--limit``),
-    each instance scored, optionally a result stored; returns (predictor, predictions). A search that
-    fails raises PacsError (the CLI's one ``error:`` line); a study or instance that fails gets an
-    ``error`` of its own and the others go on."""
+def find_studies(pacs: Pacs, modalities, studies=None, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """``predict --dicomweb``'s Study Instance UIDs: ``studies`` as given (each checked), else every study
+    of ``modalities`` found (at most ``limit``, default 100); and the warnings. A failing search raises PacsError."""
+    if studies:
+        return [_valid_uid(uid, "--study") for uid in studies], []
+    found = [s.study_uid for s in pacs.search_studies(modalities=modalities, limit=limit or 100)]
+    return found, [] if found else [f"no {'/'.join(modalities)} study on {pacs.settings.location}"]
+
+
+def score_studies(pacs: Pacs, predictor, studies, modalities, store: bool = False) -> list:
+    """Every instance of ``modalities`` in each study scored (``store``: a result stored per scored film);
+    a study that fails gets one Prediction with its ``error`` and the others go on."""
     from pneumo_core.inference.predictor import Prediction
 
-    settings = load_settings(url=args.dicomweb)
-    modalities = parse_modalities(args.modality)
-    if settings.cleartext_credentials:
-        print(f"warning: credentials go unencrypted (http://) to {settings.location}", file=sys.stderr)
-    pacs = Pacs(settings)
-    studies = [_valid_uid(uid, "--study") for uid in args.study] if args.study else [
-        s.study_uid for s in pacs.search_studies(modalities=modalities, limit=args.limit or 100)]
-    if not studies:
-        print(f"warning: no {'/'.join(modalities)} study on {settings.location}", file=sys.stderr)
-    predictor = load_predictor(args)
     results = []
     for uid in studies:
         try:
@@ -435,8 +430,8 @@ def predict_from_pacs(args, load_predictor):
             results.append(Prediction(file=f"studies/{uid}", threshold=predictor.threshold, model=predictor.name,
                                       error=str(exc)))
             continue
-        scored = score_instances(pacs, predictor, refs, explain=args.store_results)
-        if args.store_results:
+        scored = score_instances(pacs, predictor, refs, explain=store)
+        if store:
             store_results(pacs, scored, getattr(predictor, "sha256", None))
         results += [item.prediction for item in scored]
-    return predictor, results
+    return results

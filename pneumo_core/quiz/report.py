@@ -1,18 +1,16 @@
-"""Quiz results as the CLI prints them (``python -m pneumo_core quiz new|results|close``): JSON,
-CSV and plain text, built from :mod:`pneumo_core.quiz.reader_study`'s figures.
+"""Quiz results as the CLI prints them (``python -m pneumo_core quiz new|results|close``, in
+:mod:`pneumo_core.cli.quiz`): JSON-safe data, CSV and plain text, built from
+:mod:`pneumo_core.quiz.reader_study`'s figures. Nothing here prints.
 
 Field names of the JSON are a contract like every CLI output: add fields, never rename or remove one.
 """
 from __future__ import annotations
 
-import json
 import math
-import sys
 
 import numpy as np
 
 from pneumo_core.config import DEFAULT_VARIANT
-from pneumo_core.errors import QuizError
 from pneumo_core.quiz.reader_study import (
     answered,
     class_summary,
@@ -21,7 +19,7 @@ from pneumo_core.quiz.reader_study import (
     model_on_films,
     reader_table,
 )
-from pneumo_core.quiz.rules import NewQuiz, QuizResults, QuizStore
+from pneumo_core.quiz.rules import NewQuiz, QuizResults
 
 
 def _plain(value):
@@ -98,30 +96,3 @@ def new_quiz_text(made: NewQuiz) -> str:
             f"join code:   {made.code}\n"
             f"teacher key: {made.teacher_key}  (shown only now: keep it to see the results and close the quiz)")
 
-
-def run_cli(args) -> int:
-    """``quiz new|results|close`` (``args`` from the CLI's parser): output on stdout; a refusal is one
-    ``error:`` line on stderr, exit status 2, and nothing on stdout."""
-    try:
-        if args.quiz_command != "new" and not args.teacher_key:
-            raise QuizError("give the teacher key (--teacher-key KEY or $PNEUMO_TEACHER_KEY)")
-        store = QuizStore()
-        try:
-            if args.quiz_command == "new":
-                made = store.new_quiz(args.films, args.seed, args.data, args.time_limit)
-                out = json.dumps(made.to_json(), indent=2) if args.json else new_quiz_text(made)
-            elif args.quiz_command == "close":
-                store.close(args.code, args.teacher_key)
-                out = f"quiz {args.code.upper()} closed"
-            else:
-                results = store.results(args.code, args.teacher_key)
-                report = None if args.csv else results_json(results)
-                out = (results_csv(results).rstrip("\n") if args.csv else
-                       json.dumps(report, indent=2, allow_nan=False) if args.json else results_text(report))
-        finally:
-            store.dispose()
-    except QuizError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(out)
-    return 0

@@ -19,8 +19,8 @@ import pandas as pd
 
 from pneumo_core.artifacts import read_csv, reports_dir
 from pneumo_core.config import CLASS_NAMES, MODELS_DIR, PROJECT_DIR, SHIPPED_VARIANTS, model_path
+from pneumo_core.datasets.listing import IMAGE_SUFFIXES, list_images, resolve_split_dir
 from pneumo_core.evaluation.reports import load_report
-from pneumo_core.training.data import IMAGE_SUFFIXES, list_images, resolve_split_dir
 
 BUNDLED = "bundled"  # the source name of the teaching set in assets/examples/
 BUNDLED_DIR = PROJECT_DIR / "assets" / "examples"

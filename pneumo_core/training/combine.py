@@ -15,6 +15,7 @@ from pneumo_core.artifacts import read_csv, read_json, reports_dir, sha256_file
 from pneumo_core.config import model_path
 from pneumo_core.evaluation.metrics import metrics_at
 from pneumo_core.inference.model_files import load_model
+from pneumo_core.recorded_paths import resolve
 from pneumo_core.training.builders import build_ensemble, build_model
 from pneumo_core.training.data import class_weights
 from pneumo_core.training.trainer import (
@@ -201,7 +202,7 @@ def wise_ft(finetuned: str | Path, out: str | Path, alpha: float = 0.5, data: st
                                 f"({start.name}): WiSE-FT needs a run trained by this version of `train`")
     fields = set(TrainConfig.__dataclass_fields__)
     cfg = TrainConfig(**{k: v for k, v in info["config"].items() if k in fields})
-    cfg.out, cfg.data = str(out), data or cfg.data
+    cfg.out, cfg.data = str(out), data or str(resolve(cfg.data))  # recorded as $PNEUMO_DATA_DIR or relative
     df_train, df_val = training_split(cfg)
     _check_same_validation_split(finetuned, df_val)
     model = build_model("finetuned", weights=None, dropout=cfg.dropout)

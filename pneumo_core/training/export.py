@@ -20,8 +20,8 @@ An export is a self-contained set of up to three files that can be moved togethe
 * ``<name>.ood.npz``: a copy of the source's out-of-distribution detector
   (``reports/<source stem>/ood.npz``), its SHA-256 in the sidecar, when the source has one.
 
-:class:`tflite.TFLitePredictor` reads the threshold and the detector from beside the ``.tflite``
-file (checking the detector's digest), so a moved set keeps both.
+``Predictor(path)`` on the ``.tflite`` (its LiteRT backend, :mod:`pneumo_core.inference.litert`) reads the
+threshold and the detector from beside the file (checking the detector's digest), so a moved set keeps both.
 
 Keras 3 models are not frozen by ``TFLiteConverter.from_concrete_functions(..., model)`` in
 TF 2.21: the variables stay resource variables (VAR_HANDLE ops), the file is 190 KB and every
@@ -39,13 +39,14 @@ import numpy as np
 
 from pneumo_core.artifacts import read_json, reports_dir, sha256_file, sidecar
 from pneumo_core.config import MODELS_DIR, data_dir
+from pneumo_core.datasets import listing
 from pneumo_core.errors import ModelLoadError
 from pneumo_core.imaging.decode import load_path
 from pneumo_core.inference.gradcam import make_explain_fn
 from pneumo_core.inference.model_files import load_model, resolve_model_path, split_model, verify_against_manifest
 from pneumo_core.inference.ood import MahalanobisOOD
 from pneumo_core.inference.preprocess import model_input
-from pneumo_core.training import data as dataset
+from pneumo_core.recorded_paths import record_path
 
 QUANTIZE = ("none", "float16", "int8")
 DEFAULT_CALIBRATION_IMAGES = 300
@@ -62,7 +63,7 @@ def _frozen_function(model):
 def calibration_paths(data=None, n: int = DEFAULT_CALIBRATION_IMAGES, seed: int = 42) -> list[str]:
     """``n`` training films (``DIR/train`` or the train folder itself), a seeded sample stratified
     by class, for int8 calibration. The test split is never used."""
-    df = dataset.list_images(dataset.resolve_split_dir(data if data is not None else data_dir(), "train"))
+    df = listing.list_images(listing.resolve_split_dir(data if data is not None else data_dir(), "train"))
     rng = np.random.default_rng(seed)
     picked = []
     for _, g in df.groupby("label"):
@@ -139,7 +140,7 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
         "ood_detector": _copy_detector(source, out, verify),
         "inputs": {"image": "float32 (B, 224, 224, 3) in [-1, 1]"},
         "outputs": {"p_pneumonia": "(B,)", "cam": "(B, 7, 7) raw Grad-CAM", "pooled": "(B, 1280 per member)"},
-        "calibration": ({"images": len(calibration), "folder": str(Path(calibration[0]).parent.parent),
+        "calibration": ({"images": len(calibration), "folder": record_path(Path(calibration[0]).parent.parent),
                          "seed": seed, "sample": "stratified by class, seeded"} if calibration else None),
         "tensorflow": tf.__version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

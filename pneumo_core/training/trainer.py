@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pneumo_core import recorded_paths
 from pneumo_core.artifacts import reports_dir
 from pneumo_core.config import model_path
+from pneumo_core.datasets import listing
 from pneumo_core.evaluation.metrics import choose_threshold, metrics_at, operating_points, threshold_rule
 from pneumo_core.inference.model_files import member_feature_dim, record_ood_detector, write_manifest
 from pneumo_core.inference.ood import MahalanobisOOD
@@ -41,7 +43,7 @@ class TrainConfig:
     # Seed of phase 1 (the head on cached features) when it differs from ``seed``: runs that
     # share it start fine-tuning from the same weights, which is what a weight soup needs.
     head_seed: int | None = None
-    # Which films train, validate and test (pneumo_core.training.protocols); validation and the threshold
+    # Which films train, validate and test (pneumo_core.datasets.protocols); validation and the threshold
     # come from the protocol's own validation part.
     protocol: str = "official"
     val_fraction: float = 0.15  # official protocol: share of train/ held out by patient
@@ -65,7 +67,7 @@ HEAD_START = "head_start.weights.h5"
 def training_split(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The (train, validation) frames of ``cfg.protocol``: stratified, seeded, patient-grouped
     (except ``image-resplit``, which splits by image on purpose)."""
-    from pneumo_core.training.protocols import check_disjoint, split
+    from pneumo_core.datasets.protocols import check_disjoint, split
 
     ps = split(cfg.data, cfg.protocol, cfg.split_seed, cfg.limit, cfg.val_fraction)
     check_disjoint(ps)
@@ -74,7 +76,7 @@ def training_split(cfg: TrainConfig) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def split_summary(cfg: TrainConfig) -> dict:
     """Counts of every part of ``cfg.protocol`` and the patients shared between parts."""
-    from pneumo_core.training.protocols import split
+    from pneumo_core.datasets.protocols import split
 
     return split(cfg.data, cfg.protocol, cfg.split_seed, cfg.limit, cfg.val_fraction).summary()
 
@@ -247,7 +249,7 @@ def save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: p
         "command": extra.get("command") or " ".join(sys.argv),
         "config": asdict(cfg),
         "data": {
-            "root": str(dataset.resolve_split_dir(cfg.data, "train")),
+            "root": str(listing.resolve_split_dir(cfg.data, "train")),
             "train_images": len(df_train), "train_patients": int(df_train.patient.nunique()),
             "train_counts": {"NORMAL": int((df_train.label == 0).sum()), "PNEUMONIA": int((df_train.label == 1).sum())},
             "val_images": len(df_val), "val_patients": int(df_val.patient.nunique()),
@@ -264,6 +266,7 @@ def save_with_reports(model, cfg: TrainConfig, df_train: pd.DataFrame, df_val: p
                      "numpy": np.__version__},
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
     }
+    info = recorded_paths.record(info)  # paths relative to the data root or the checkout (pneumo_core.recorded_paths)
     info["ood"] = calibrate_ood(path, cfg)
     (report_dir / "training.json").write_text(json.dumps(info, indent=2))
     write_manifest(out)  # the files this run wrote are the ones to trust from now on
@@ -303,7 +306,7 @@ def recalibrate_ood(model_path: str | Path, cfg: TrainConfig, target_frr: float 
     record_ood_detector(model_path.parent, report_dir / "ood.npz")
     training = report_dir / "training.json"
     if training.exists():
-        record = {**info, "recalibrated_with": " ".join(sys.argv) or "recalibrate_ood()",
+        record = {**info, "recalibrated_with": recorded_paths.record_text(" ".join(sys.argv)) or "recalibrate_ood()",
                   "recalibrated_at": time.strftime("%Y-%m-%d %H:%M:%S")}
         training.write_text(json.dumps({**json.loads(training.read_text()), "ood": record}, indent=2))
     return info

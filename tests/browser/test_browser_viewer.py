@@ -193,7 +193,7 @@ def test_compose_film_windows_raw_values_and_blends_the_heatmap(test_pneumonia):
     """What the viewer sends, without a browser: windows of the kept 12-bit values (MONOCHROME1
     inverted back, bone white), the heatmap blended only when on and visible."""
     from pneumo_core.imaging.decode import load_image
-    from ui.viewer import AS_LOADED, FilmView, compose_film, window_choices
+    from ui.viewer import AS_LOADED, DISPLAY_SIDE, FilmView, compose_film, window_choices
 
     source = grey(test_pneumonia)
     plain = load_image(dx_film(source), "film.dcm")
@@ -215,4 +215,14 @@ def test_compose_film_windows_raw_values_and_blends_the_heatmap(test_pneumonia):
     assert np.array_equal(compose_film(plain, heatmap, FilmView(opacity=0.0)), as_loaded)
     blended = compose_film(plain, heatmap, FilmView(opacity=0.6))
     assert blended.shape == as_loaded.shape and np.abs(blended.astype(int) - as_loaded.astype(int)).mean() > 5
-    assert max(compose_film(np.zeros((3000, 2000), np.uint8)).shape) == 1280  # shrunk for the browser
+    assert max(compose_film(np.zeros((3000, 2000), np.uint8)).shape) == DISPLAY_SIDE  # shrunk for the browser
+    # a prediction's display copy and heatmap already match: composed as they are, at the display size
+    from pneumo_core.inference.prediction import display_copy, heatmap_at
+
+    big = load_image(dx_film(np.kron(source, np.ones((6, 6), source.dtype))), "film.dcm")
+    shown = display_copy(big, DISPLAY_SIDE)
+    assert max(shown.pixels.shape) == DISPLAY_SIDE and shown.raw.shape == shown.pixels.shape
+    heat = heatmap_at(heatmap, shown.pixels.shape)
+    composed = compose_film(shown, heat, FilmView(window=full, opacity=0.6))
+    assert composed.shape == (*heat.shape, 3) and np.abs(composed.astype(int) - compose_film(
+        shown, view=FilmView(window=full)).astype(int)).mean() > 5

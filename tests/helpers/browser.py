@@ -3,17 +3,14 @@
 run here (a skip with its reason on a user's machine, a failure under CI)."""
 from __future__ import annotations
 
-import importlib.util
 from contextlib import contextmanager
 from pathlib import Path
 
+from scripts import screenshots as shots
 from tests.helpers.support import require
 
 ROOT = Path(__file__).resolve().parents[2]
 
-_spec = importlib.util.spec_from_file_location("pneumo_screenshots", ROOT / "scripts" / "screenshots.py")
-shots = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(shots)
 
 
 def require_browser() -> None:

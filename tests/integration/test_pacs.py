@@ -22,8 +22,16 @@ import numpy as np
 import pytest
 
 from pneumo_core.cli import build_parser, main
+from pneumo_core.cli.predict import from_pacs
 from pneumo_core.errors import PacsError
-from pneumo_core.pacs.dicomweb import InstanceRef, Pacs, predict_from_pacs, score_instances, store_results
+from pneumo_core.pacs.dicomweb import (
+    InstanceRef,
+    Pacs,
+    find_studies,
+    score_instances,
+    score_studies,
+    store_results,
+)
 from pneumo_core.pacs.secondary_capture import RESULT_SERIES_DESCRIPTION, SECONDARY_CAPTURE
 from pneumo_core.pacs.settings import load_settings, pacs_configured
 from tests.helpers import orthanc as orthanc_helper
@@ -226,6 +234,32 @@ def test_a_garbage_instance_and_a_non_http_server(monkeypatch):
         one_line_error(pacs_at(url).search_studies, "over the 0 MB limit", within=3)
 
 
+def test_cli_warns_of_cleartext_credentials_before_the_error_of_a_failing_search(pacs_env, capsys):
+    """The library returns its warnings; the CLI prints each as it arises, so a search that fails
+    still comes after the warning that the credentials went unencrypted."""
+    port = orthanc_helper.free_port()  # nothing listens there; 127.0.0.2 counts as another machine
+    pacs_env({"PNEUMO_DICOMWEB_USER": "bob", "PNEUMO_DICOMWEB_PASSWORD": "pw-Cl3ar-secret",
+              "PNEUMO_DICOMWEB_TIMEOUT": "2"})
+    code, out, err = run(["predict", "--dicomweb", f"http://127.0.0.2:{port}/dicom-web", "--json"], capsys)
+    lines = err.splitlines()
+    assert code == 2 and out == "" and len(lines) == 2, err
+    assert lines[0] == f"warning: credentials go unencrypted (http://) to http://127.0.0.2:{port}"
+    assert lines[1].startswith("error: searching studies: ") and "cannot connect" in lines[1]
+    assert "pw-Cl3ar-secret" not in err
+
+
+def test_cli_warns_when_a_search_finds_nothing_and_prints_an_empty_list(pacs_env, capsys):
+    with fake_pacs(_answers(200, "application/dicom+json", b"[]")) as url:
+        location = url.removesuffix("/dicom-web")
+        assert find_studies(pacs_at(url), ("CR", "DX")) == ([], [f"no CR/DX study on {location}"])
+        assert find_studies(pacs_at(url), ("DX",), ["1.2.3"], 5) == (["1.2.3"], [])  # named: no search
+        pacs_env({"PNEUMO_DICOMWEB_TIMEOUT": "2"})
+        code, out, err = run(["predict", "--dicomweb", url, "--model", "frozen", "--json"], capsys)
+    assert code == 0 and json.loads(out) == [], err
+    told = [line for line in err.splitlines() if line.startswith(("warning:", "error:"))]
+    assert told == [f"warning: no CR/DX study on {location}"]
+
+
 def test_tls_is_verified_and_a_private_ca_can_be_named(tmp_path):
     require(subprocess.run(["openssl", "version"], capture_output=True).returncode == 0, "openssl not installed")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
@@ -279,7 +313,7 @@ def secrets_absent(*texts):
 
 
 def test_round_trip_query_retrieve_score_store_and_query_again(orthanc, stored_films, shipped_predictor, pacs_env,
-                                                               capsys, caplog):
+                                                               capsys, caplog, monkeypatch):
     import requests
     from dicomweb_client.api import DICOMwebClient
 
@@ -335,14 +369,20 @@ def test_round_trip_query_retrieve_score_store_and_query_again(orthanc, stored_f
 
     # named studies: the results (Modality OT) are never scored again, and a study that is not
     # there gets its own error while the other goes on
-    # (the CLI's handler with the session's model: a second model load would add nothing)
+    # (the CLI's steps with the session's model: a second model load would add nothing)
     bogus = "1.2.826.0.1.3680043.99.1"
     args = build_parser().parse_args(["predict", "--dicomweb", orthanc.dicomweb, "--study", studies["A"],
                                       "--study", bogus, "--modality", "DX", "--json"])
-    _, again = predict_from_pacs(args, lambda _: shipped_predictor)
+    pacs = Pacs(load_settings(url=args.dicomweb))
+    named, warnings = find_studies(pacs, ("DX",), args.study, args.limit)
+    assert named == [studies["A"], bogus] and warnings == []
+    again = score_studies(pacs, shipped_predictor, named, ("DX",), store=args.store_results)
     assert [pred.file for pred in again[:2]] == [p for p in rows if p.startswith(f"studies/{studies['A']}/")]
     assert all(pred.label for pred in again[:2]) and len(again) == 3
     assert again[2].file == f"studies/{bogus}" and again[2].error == f"study {bogus} has no DX instance"
+    monkeypatch.setattr("pneumo_core.cli.predict.load_predictor", lambda _: shipped_predictor)
+    _, via_cli = from_pacs(args)  # the CLI's handler: the same predictions
+    assert [(r.file, r.label, r.error) for r in via_cli] == [(r.file, r.label, r.error) for r in again]
 
 
 def test_wrong_password_is_one_line_and_shows_no_password(orthanc, stored_films, pacs_env, capsys):

@@ -239,7 +239,7 @@ def test_orthanc_runs_in_a_network_namespace_of_its_own(orthanc):
 
 
 def test_a_slow_pacs_gives_one_clear_line_within_the_timeout(page):
-    from tests.test_pacs import fake_pacs
+    from tests.integration.test_pacs import fake_pacs
 
     with fake_pacs(lambda handler: (None, {}, b""), hold=8) as url:  # accepts, never answers
         at = page({"PNEUMO_DICOMWEB_URL": url, "PNEUMO_DICOMWEB_TIMEOUT": "1"})

@@ -134,3 +134,36 @@ def test_a_photograph_gets_the_not_a_chest_xray_branch(test_normal):
     images = at.get("image")
     # the photograph's decoded image (one), then the film's original, overlay and colour scale
     assert len(images) == 4
+
+
+def test_an_upload_is_decoded_once_and_kept_at_the_display_size(films, monkeypatch):
+    """The page hands each upload's bytes to the predictor, which decodes it once: a refused file is not
+    decoded again to word its reason, and nothing is decoded again on a rerun. What the session keeps is
+    the prediction as returned, film and heatmap at the dashboard's display size, never changed."""
+    from pneumo_core.inference import predictor as pipeline
+    from ui.viewer import DISPLAY_SIDE
+
+    calls = []
+    real = pipeline.load_image
+
+    def counting(data, name=None):
+        calls.append(name)
+        return real(data, name)
+
+    monkeypatch.setattr(pipeline, "load_image", counting)
+    at = analyse_page()
+    at.file_uploader(key="uploads").set_value([("x.png", b"this is plain text, not an image\n" * 4, "image/png"),
+                                               (films[1].name, films[1].read_bytes(), "image/jpeg")])
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert sorted(calls) == sorted(["x.png", films[1].name]), calls
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "x.png" in errors[0] and "plain text" in errors[0]
+    assert n_studies(at) == 1
+    at.slider(key="alpha").set_value(0.6).run()
+    assert not at.exception and len(calls) == 2, "a rerun decoded a film again"
+    kept = [scored.pred for scored in at.session_state["_predictions"].values()]
+    refused, film = sorted(kept, key=lambda pred: pred.file != "x.png")
+    assert refused.film is None and refused.heatmap is None and refused.error
+    assert max(film.film.pixels.shape[:2]) <= DISPLAY_SIDE and film.heatmap.shape == film.film.pixels.shape[:2]
+    assert film.heatmap.dtype == "float16"

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from pneumo_core.datasets.protocols import PROTOCOLS
 from pneumo_core.evaluation import protocol_markdown as markdown
 from pneumo_core.evaluation import protocol_results as results
-from pneumo_core.training.protocols import PROTOCOLS
 from tests.helpers.support import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -245,10 +243,9 @@ def test_gap_steps_gain_and_wording_on_synthetic_reports(tmp_path):
         "official split", "accuracy gain"])
 
 
-def test_markdown_cli_and_docs_section_are_generated_from_the_files(tmp_path):
+def test_markdown_and_docs_section_are_generated_from_the_files(tmp_path):
     fake_report(tmp_path, "patient-resplit", "finetuned", 0.9612)
-    out = subprocess.run([sys.executable, "-m", "pneumo_core.evaluation.protocol_markdown", "--markdown", "--root",
-                          str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300, check=True).stdout
+    out = markdown.report_markdown(tmp_path)
     assert "| patient re-split | fine-tuned | 96.12 [95.12, 97.12] |" in out
     assert out.count("not evaluated yet") >= 5 * 4  # five pending rows, four figure cells each
     assert "12 of 300" in out and "10.0%" in out  # leakage and later-batch share from training.json
@@ -259,7 +256,7 @@ def test_markdown_cli_and_docs_section_are_generated_from_the_files(tmp_path):
     # the shipped docs page holds the tables of the files in the repository
     shipped = (ROOT / "docs" / "protocols.md").read_text()
     assert markdown.report_markdown() in shipped, ("docs/protocols.md is stale: run "
-                                             "python -m pneumo_core.evaluation.protocol_markdown --write docs/protocols.md")
+                                             "python -m pneumo_core docs")
 
 
 def test_wise_ft_section_applies_the_preregistered_rules_to_the_report_files(tmp_path):

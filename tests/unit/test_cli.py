@@ -368,3 +368,125 @@ def test_manifest_command_records_models_and_detectors_and_catches_tampering(tmp
     model.write_bytes(bytes(data))
     with pytest.raises(ModelLoadError, match="frozen.keras does not match the SHA-256"):
         Predictor(model)
+
+
+# ------------------------------------------------ the package: one entry point, argparse only here, train options
+def test_the_console_script_is_the_same_cli(tmp_path):
+    """``pneumo`` (the console script ``pip install -e .`` makes) prints what ``python -m pneumo_core``
+    prints, byte for byte, and exits the same."""
+    script = Path(sys.executable).parent / "pneumo"
+    if not script.is_file():
+        pytest.skip("no pneumo console script beside this Python (pip install -e . makes it)")
+    film = ROOT / "assets" / "examples" / "ex01.jpeg"  # a bundled teaching film
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    as_module = run_cli("predict", "--json", film)
+    as_script = subprocess.run([str(script), "predict", "--json", str(film)], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=300)
+    assert as_module.returncode == as_script.returncode == 0, (as_module.stderr, as_script.stderr)
+    assert as_script.stdout == as_module.stdout and json.loads(as_script.stdout)[0]["error"] is None
+    for argv in (["predict", "--json"], ["quiz", "new", "--films", "0"]):  # a refusal and a usage error
+        module_res = run_cli(*argv)
+        script_res = subprocess.run([str(script), *argv], cwd=ROOT, env=env, capture_output=True, text=True,
+                                    timeout=300)
+        assert (script_res.returncode, script_res.stdout) == (module_res.returncode, module_res.stdout) == (2, "")
+        assert script_res.stderr.splitlines()[-1] == module_res.stderr.splitlines()[-1]
+
+
+def test_argparse_is_imported_only_in_the_cli_package():
+    """Library functions take plain arguments and return results; only ``pneumo_core/cli/`` parses a command line."""
+    import ast
+
+    found = []
+    for path in sorted((ROOT / "pneumo_core").rglob("*.py")):
+        if path.relative_to(ROOT / "pneumo_core").parts[0] == "cli":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(ROOT)}:{node.lineno}" for name in names if name.split(".")[0] == "argparse"]
+    assert not found, found
+    assert (ROOT / "pneumo_core" / "cli" / "__init__.py").is_file() and not (ROOT / "pneumo_core" / "cli.py").exists()
+
+
+def test_train_options_replace_only_the_defaults_they_name(monkeypatch):
+    """Each of the train options given replaces its TrainConfig field (the augmentation ones after
+    --augment-scale); those not given keep the defaults."""
+    from dataclasses import asdict
+
+    from pneumo_core.cli import main
+    from pneumo_core.training.data import Augment
+    from pneumo_core.training.trainer import TrainConfig
+
+    seen = []
+    monkeypatch.setattr("pneumo_core.training.trainer.train", lambda cfg, command: seen.append((cfg, command)))
+    base = ["train", "--variant", "finetuned", "--data", "d", "--weights", "imagenet"]
+    assert main(base) == 0
+    default = TrainConfig(variant="finetuned", data="d", weights="imagenet")
+    assert seen[-1][0] == default and seen[-1][1].startswith("python -m pneumo_core ")
+    assert main([*base, "--lr", "1e-4", "--lr-schedule", "cosine", "--patience", "3", "--epochs", "5",
+                 "--head-epochs", "7", "--augment-scale", "2", "--crop", "0.3", "--aspect", "0.2"]) == 0
+    cfg = seen[-1][0]
+    assert (cfg.fine_tune_lr, cfg.lr_schedule, cfg.patience, cfg.epochs, cfg.head_epochs) == (1e-4, "cosine", 3, 5, 7)
+    scaled = {k: v * 2 for k, v in asdict(Augment()).items()}
+    assert cfg.augment == {**scaled, "jpeg": min(1.0, scaled["jpeg"]), "crop": 0.3, "aspect": 0.2}
+    assert main([*base, "--jpeg", "0"]) == 0
+    assert seen[-1][0].augment == {**asdict(Augment()), "jpeg": 0.0} and seen[-1][0].epochs == default.epochs
+
+
+# ------------------------------------------------ docs: regenerate the generated documentation, or check it
+def test_docs_check_lists_stale_files_and_docs_rewrites_them(monkeypatch, capsys):
+    """``docs --check``: exit 1 and one ``stale:`` line per stale file, 0 when current; ``docs``
+    prints each file it rewrote (here with a stand-in for the generator)."""
+    from types import SimpleNamespace
+
+    from pneumo_core.cli import main
+    from pneumo_core.cli.docs import GENERATOR
+
+    stale = ["docs/protocols.md", "docs/evaluation.md"]
+
+    def write_all():
+        written = list(stale)
+        stale.clear()
+        return written
+
+    def unreadable():
+        raise FileNotFoundError("docs/protocols.md")
+
+    fake = SimpleNamespace(stale_files=lambda: list(stale), write_all=write_all)
+    monkeypatch.setitem(sys.modules, GENERATOR, fake)
+    assert main(["docs", "--check"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "stale: docs/protocols.md", "stale: docs/evaluation.md",
+        "2 generated file(s) out of date: run python -m pneumo_core docs"]
+    assert main(["docs"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["rewrote docs/protocols.md", "rewrote docs/evaluation.md"]
+    assert main(["docs", "--check"]) == 0 and capsys.readouterr().out == "generated docs are current\n"
+    assert main(["docs"]) == 0 and capsys.readouterr().out == "generated docs are current\n"
+    fake.stale_files = unreadable
+    assert main(["docs", "--check"]) == 2  # a missing file: the one error line
+    assert capsys.readouterr().err.startswith("error: docs/protocols.md")
+
+
+def test_docs_falls_back_to_the_protocols_page_without_the_generator(monkeypatch, tmp_path, capsys):
+    """Without pneumo_core.evaluation.generated_docs, ``docs`` regenerates docs/protocols.md alone, as
+    ``python -m pneumo_core.evaluation.protocol_markdown --write docs/protocols.md`` did."""
+    from pneumo_core.cli import main
+    from pneumo_core.cli.docs import GENERATOR
+    from pneumo_core.evaluation import protocol_markdown as markdown
+
+    monkeypatch.setitem(sys.modules, GENERATOR, None)  # as if the module did not exist
+    monkeypatch.setattr("pneumo_core.config.PROJECT_DIR", tmp_path)
+    doc = tmp_path / "docs" / "protocols.md"
+    doc.parent.mkdir()
+    doc.write_text(f"intro\n{markdown.START}\nold\n{markdown.END}\noutro\n")
+    assert main(["docs", "--check"]) == 1
+    assert capsys.readouterr().out.splitlines()[0] == "stale: docs/protocols.md"
+    assert doc.read_text() == f"intro\n{markdown.START}\nold\n{markdown.END}\noutro\n"  # --check writes nothing
+    assert main(["docs"]) == 0 and capsys.readouterr().out == "rewrote docs/protocols.md\n"
+    assert doc.read_text() == f"intro\n{markdown.START}\n{markdown.report_markdown()}{markdown.END}\noutro\n"
+    assert main(["docs", "--check"]) == 0 and capsys.readouterr().out == "generated docs are current\n"
+
+
+def test_the_shipped_generated_docs_are_current():
+    res = run_cli("docs", "--check")
+    assert res.returncode == 0 and res.stdout == "generated docs are current\n", res.stdout + res.stderr

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from pneumo_core.datasets import listing
 from pneumo_core.training import data as dataset
 
 
@@ -16,11 +17,11 @@ from pneumo_core.training import data as dataset
     ("scan.png", "scan"),
 ])
 def test_patient_id(name, expected):
-    assert dataset.patient_id(name) == expected
+    assert listing.patient_id(name) == expected
 
 
 def test_normal2_and_im_prefix_are_different_patients():
-    assert dataset.patient_id("NORMAL2-IM-0123-0001.jpeg") != dataset.patient_id("IM-0123-0001.jpeg")
+    assert listing.patient_id("NORMAL2-IM-0123-0001.jpeg") != listing.patient_id("IM-0123-0001.jpeg")
 
 
 def test_list_images_ignores_non_images(tmp_path):
@@ -29,7 +30,7 @@ def test_list_images_ignores_non_images(tmp_path):
         Image.new("L", (80, 80), 128).save(tmp_path / cls / f"{cls}-IM-0001-0001.png")
         (tmp_path / cls / ".DS_Store").write_bytes(b"\0\0")
         (tmp_path / cls / "notes.txt").write_text("hello")
-    df = dataset.list_images(tmp_path)
+    df = listing.list_images(tmp_path)
     assert list(df.label) == [0, 1]
     assert all(df.file.str.endswith(".png"))
 
@@ -37,24 +38,24 @@ def test_list_images_ignores_non_images(tmp_path):
 def test_resolve_split_dir(tmp_path):
     for cls in ("NORMAL", "PNEUMONIA"):
         (tmp_path / "test" / cls).mkdir(parents=True)
-    assert dataset.resolve_split_dir(tmp_path) == tmp_path / "test"
-    assert dataset.resolve_split_dir(tmp_path / "test") == tmp_path / "test"
+    assert listing.resolve_split_dir(tmp_path) == tmp_path / "test"
+    assert listing.resolve_split_dir(tmp_path / "test") == tmp_path / "test"
     with pytest.raises(FileNotFoundError, match="neither a split folder"):
-        dataset.resolve_split_dir(tmp_path / "test" / "NORMAL")
+        listing.resolve_split_dir(tmp_path / "test" / "NORMAL")
 
 
 def test_real_train_split_is_grouped_by_patient_and_stratified(data_root):
-    df = dataset.list_images(data_root / "train")
+    df = listing.list_images(data_root / "train")
     assert len(df) == 5216 and df.label.sum() == 3875
-    train, val = dataset.patient_split(df, 0.15, seed=42)
+    train, val = listing.patient_split(df, 0.15, seed=42)
     assert not set(train.patient) & set(val.patient), "a patient is on both sides"
     assert len(train) + len(val) == len(df)
     assert 0.12 < len(val) / len(df) < 0.18
     # stratified: the class balance of validation is close to the whole set's
     assert abs(val.label.mean() - df.label.mean()) < 0.03
     # seeded: the same seed gives the same split, another seed a different one
-    again = dataset.patient_split(df, 0.15, seed=42)[1]
-    other = dataset.patient_split(df, 0.15, seed=7)[1]
+    again = listing.patient_split(df, 0.15, seed=42)[1]
+    other = listing.patient_split(df, 0.15, seed=7)[1]
     assert list(again.file) == list(val.file)
     assert list(other.file) != list(val.file)
     # patients with several films exist, so grouping matters

@@ -1,5 +1,6 @@
 """TFLite export round trip on a small random model: float32 and float16 match Keras, int8 runs
-and follows it; a .tflite path gives a predictor with the usual surface; the CLI writes a file."""
+and follows it; a .tflite path gives a predictor with the usual surface (the same pipeline on the LiteRT
+backend, the same labels as Keras on real films); the CLI writes a file."""
 import json
 
 import numpy as np
@@ -7,9 +8,9 @@ import pytest
 
 from pneumo_core.artifacts import sidecar
 from pneumo_core.inference import gradcam as explain
-from pneumo_core.inference.opening import open_predictor
+from pneumo_core.inference.backends import KerasBackend
+from pneumo_core.inference.litert import LiteRTBackend
 from pneumo_core.inference.predictor import Predictor
-from pneumo_core.inference.tflite import TFLitePredictor
 from pneumo_core.training.export import convert, export_tflite
 from tests.helpers.tiny_models import lively_model, random_inputs
 
@@ -47,7 +48,8 @@ def reference(frozen_tiny):
 @pytest.mark.parametrize("quantize,p_tol,cam_tol", [("none", 2e-4, 1e-3), ("float16", 0.01, 0.02)])
 def test_tflite_matches_keras(exported, reference, quantize, p_tol, cam_tol):
     x, p_ref, cam_ref = reference
-    pred = TFLitePredictor(exported[quantize], warm_up=False)
+    pred = Predictor(exported[quantize], warm_up=False)
+    assert isinstance(pred.backend, LiteRTBackend)
     p, cam, pooled = pred.explain_arrays(x)
     assert p.shape == (4,) and cam.shape == (4, 7, 7) and pooled.shape == (4, 1280)
     np.testing.assert_allclose(p, p_ref, atol=p_tol, rtol=0)
@@ -72,8 +74,8 @@ def test_int8_follows_the_shipped_model_on_real_films(shipped_frozen, data_root,
     the same labels where the float model is clear of its threshold, a similar Grad-CAM. A
     constant output (e.g. 0.5) or a broken calibration fails every bound."""
     from pneumo_core.imaging.decode import load_path
+    from pneumo_core.inference.litert import make_interpreter
     from pneumo_core.inference.preprocess import model_input
-    from pneumo_core.inference.tflite import make_interpreter
     from pneumo_core.training.export import calibration_paths
 
     films = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[:6] + sorted(
@@ -106,13 +108,47 @@ def test_int8_follows_the_shipped_model_on_real_films(shipped_frozen, data_root,
 
 
 def test_tflite_path_gives_a_predictor_with_the_same_surface(exported, test_pneumonia):
-    pred = open_predictor(str(exported["none"]))
-    assert isinstance(pred, TFLitePredictor) and pred.name == "tiny.none"
+    pred = Predictor(str(exported["none"]))
+    assert isinstance(pred.backend, LiteRTBackend) and pred.name == "tiny.none" and pred.model is None
     one = pred.predict(test_pneumonia, explain=True)
     assert one.error is None and one.label in ("NORMAL", "PNEUMONIA")
     assert one.heatmap is not None and one.heatmap.shape == one.image.shape[:2]
     many = pred.predict_files([test_pneumonia, test_pneumonia], batch_size=2)
     assert [r.p_pneumonia for r in many] == pytest.approx([one.p_pneumonia] * 2, abs=1e-5)
+
+
+@pytest.fixture(scope="module")
+def frozen_export(shipped_frozen, tmp_path_factory):
+    """The shipped frozen model exported as float32; its threshold and OOD detector travel with it."""
+    out = tmp_path_factory.mktemp("shipped") / "frozen.tflite"
+    export_tflite(shipped_frozen.path, out=out, quantize="none")
+    return out
+
+
+def test_keras_and_litert_backends_behind_one_predictor_agree_on_real_films(shipped_frozen, frozen_export, data_root):
+    """One pipeline, two backends: the shipped frozen model as .keras and as its float32 .tflite give the
+    same labels, OOD verdicts, notes and display copies on real test films, in the single and batch paths."""
+    litert = Predictor(frozen_export)
+    assert type(litert.backend) is LiteRTBackend and type(shipped_frozen.backend) is KerasBackend
+    assert litert.threshold == pytest.approx(shipped_frozen.threshold) and litert.ood is not None
+    films = sorted((data_root / "test" / "NORMAL").glob("*.jpeg"))[:6] + sorted(
+        (data_root / "test" / "PNEUMONIA").glob("*.jpeg"))[:6]
+    labels = []
+    for film in films:
+        data = film.read_bytes()
+        a = shipped_frozen.predict(data, name=film.name, explain=True, display_size=160)
+        b = litert.predict(data, name=film.name, explain=True, display_size=160)
+        assert a.error is None and b.error is None, (a.error, b.error)
+        assert (b.label, b.is_chest_xray, b.notes, b.file) == (a.label, a.is_chest_xray, a.notes, a.file)
+        assert b.p_pneumonia == pytest.approx(a.p_pneumonia, abs=1e-3)
+        assert b.ood_distance == pytest.approx(a.ood_distance, abs=0.05)
+        assert max(b.film.pixels.shape[:2]) == 160 and np.array_equal(b.film.pixels, a.film.pixels)
+        assert b.heatmap.shape == a.heatmap.shape == b.film.pixels.shape[:2]
+        assert np.abs(b.heatmap.astype(np.float32) - a.heatmap.astype(np.float32)).max() < 0.02
+        labels.append(a.label)
+    assert set(labels) == {"NORMAL", "PNEUMONIA"}, "both classes must be among the films compared"
+    batch = [r.label for r in litert.predict_files(films, batch_size=5)]
+    assert batch == labels == [r.label for r in shipped_frozen.predict_files(films, batch_size=5)]
 
 
 def test_predictor_without_cam_output_says_so(frozen_tiny, tmp_path, test_normal):
@@ -128,7 +164,7 @@ def test_predictor_without_cam_output_says_so(frozen_tiny, tmp_path, test_normal
     conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen_fn])
     path = tmp_path / "plain.tflite"
     path.write_bytes(conv.convert())
-    pred = open_predictor(path)
+    pred = Predictor(path)
     r = pred.predict(test_normal, explain=True)
     assert r.error is None and r.label is not None and r.heatmap is None
     assert any("Grad-CAM is not available" in n for n in r.notes)
@@ -147,8 +183,8 @@ def test_falls_back_to_builtin_kernels_when_xnnpack_refuses_the_graph(exported, 
     """XNNPACK refuses some quantised graphs at allocation; the same file then runs on TFLite's
     built-in kernels with the same results."""
     x, p_ref, _ = reference
-    pred = TFLitePredictor(exported["none"], warm_up=False)
-    real = pred._interp
+    pred = Predictor(exported["none"], warm_up=False)
+    real = pred.backend._interp
 
     class Refusing:
         def __getattr__(self, name):
@@ -157,9 +193,9 @@ def test_falls_back_to_builtin_kernels_when_xnnpack_refuses_the_graph(exported, 
         def allocate_tensors(self):
             raise RuntimeError("failed to create XNNPACK runtime")
 
-    pred._interp = Refusing()
+    pred.backend._interp = Refusing()
     p, _ = pred.predict_arrays(x)
-    assert pred.delegate == "builtin"
+    assert pred.backend.delegate == "builtin"
     np.testing.assert_allclose(p, p_ref, atol=2e-4, rtol=0)
 
 
@@ -187,7 +223,7 @@ def test_ensemble_exports_and_matches_keras(tmp_path, shared):
     assert p_ref.std() > 1e-3, "test ensemble is degenerate"
     cam_ref = explain.gradcam(ens, x)
     export_tflite(ens, out=tmp_path / "ens.tflite", quantize="none")
-    p, cam, pooled = TFLitePredictor(tmp_path / "ens.tflite", warm_up=False).explain_arrays(x)
+    p, cam, pooled = Predictor(tmp_path / "ens.tflite", warm_up=False).explain_arrays(x)
     assert pooled.shape == (3, 2560)
     np.testing.assert_allclose(p, p_ref, atol=2e-4, rtol=0)
     assert np.abs(cam - cam_ref).max() <= 1e-3 * cam_ref.max()
@@ -234,7 +270,7 @@ def test_export_records_its_detector_and_threshold(moved_export):
 
 def test_moved_export_keeps_threshold_and_ood_guard(moved_export, test_normal):
     path, _, detector, keras_pred = moved_export
-    pred = open_predictor(path, warm_up=False)
+    pred = Predictor(path, warm_up=False)
     assert not (path.parent / "reports").exists()  # nothing but the three files to read from
     assert pred.threshold == 0.37 and pred.threshold_source == "validation"
     assert pred.ood is not None and pred.ood.threshold == pytest.approx(detector.threshold)
@@ -258,13 +294,13 @@ def test_a_changed_or_missing_detector_is_refused(moved_export, tmp_path):
     MahalanobisOOD(detector.mean, detector.precision, detector.threshold * 10, detector.target_frr).save(
         tmp_path / "tiny.ood.npz")
     with pytest.raises(ModelLoadError, match="tiny.ood.npz does not match the SHA-256"):
-        open_predictor(copy, warm_up=False)
+        Predictor(copy, warm_up=False)
     (tmp_path / "tiny.ood.npz").write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(ModelLoadError, match="OOD detector was changed or damaged"):
-        open_predictor(copy, warm_up=False)
+        Predictor(copy, warm_up=False)
     (tmp_path / "tiny.ood.npz").unlink()
     with pytest.raises(ModelLoadError, match="tiny.ood.npz .* is missing"):
-        open_predictor(copy, warm_up=False)
+        Predictor(copy, warm_up=False)
 
 
 def test_a_changed_tflite_file_is_refused(moved_export, tmp_path):
@@ -279,28 +315,35 @@ def test_a_changed_tflite_file_is_refused(moved_export, tmp_path):
     blob[-10] ^= 0xFF
     (tmp_path / "tiny.tflite").write_bytes(bytes(blob))
     with pytest.raises(ModelLoadError, match="does not match the SHA-256 in tiny.tflite.json"):
-        open_predictor(tmp_path / "tiny.tflite", warm_up=False)
+        Predictor(tmp_path / "tiny.tflite", warm_up=False)
 
 
-def test_factory_picks_the_predictor_by_suffix(exported):
+def test_factory_picks_the_backend_by_suffix(exported):
     from pneumo_core.errors import ModelLoadError
-    from pneumo_core.inference.predictor import Predictor
+    from pneumo_core.inference.backends import ModelBackend, open_backend
 
     keras_file = exported["none"].with_name("tiny.keras")
-    pred = open_predictor(keras_file, warm_up=False)
-    assert type(pred) is Predictor and pred.name == "tiny"
-    assert type(open_predictor(exported["none"], warm_up=False)) is TFLitePredictor
+    pred = Predictor(keras_file, warm_up=False)
+    assert type(pred) is Predictor and type(pred.backend) is KerasBackend and pred.name == "tiny"
+    tflite = Predictor(exported["none"], warm_up=False)
+    assert type(tflite) is Predictor and type(tflite.backend) is LiteRTBackend  # one pipeline, no subclass
+    assert all(isinstance(p.backend, ModelBackend) for p in (pred, tflite))
     with pytest.raises(ModelLoadError, match="is a TFLite file"):
-        Predictor(exported["none"])  # no silent switch of class
+        KerasBackend(exported["none"])  # no silent switch of format
+    with pytest.raises(ModelLoadError, match="is a TFLite file"):
+        Predictor(exported["none"], kind="keras")
+    assert type(open_backend(exported["none"], warm_up=False)) is LiteRTBackend
+    with pytest.raises(ValueError, match="unknown backend kind"):
+        open_backend(keras_file, kind="onnx")
 
 
 def test_interpreter_failure_with_an_empty_message_is_one_clear_line(exported, monkeypatch):
     from pneumo_core.errors import ModelLoadError
-    from pneumo_core.inference import tflite
+    from pneumo_core.inference import litert
 
     def refuse(*args, **kwargs):
         raise RuntimeError("")
 
-    monkeypatch.setattr(tflite, "make_interpreter", refuse)
+    monkeypatch.setattr(litert, "make_interpreter", refuse)
     with pytest.raises(ModelLoadError, match=r"could not load TFLite model tiny.none.tflite: RuntimeError$"):
-        TFLitePredictor(exported["none"], warm_up=False)
+        Predictor(exported["none"], warm_up=False)

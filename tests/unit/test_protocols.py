@@ -1,4 +1,4 @@
-"""The three evaluation protocols (pneumo_core.training.protocols): who is on which side, seeded, and
+"""The three evaluation protocols (pneumo_core.datasets.protocols): who is on which side, seeded, and
 ``evaluate --protocol`` reading exactly the protocol's test part."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pneumo_core.training import protocols
-from pneumo_core.training.data import list_images, patient_split
+from pneumo_core.datasets import protocols
+from pneumo_core.datasets.listing import list_images, patient_split
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -527,6 +527,14 @@ def test_cli_new_results_and_refusals(monkeypatch, tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"quiz {quiz['code']} closed"
     with pytest.raises(QuizClosed):
         QuizStore(url).join(quiz["code"], "too late")
+    # no key given: one error line before any database work; the key from $PNEUMO_TEACHER_KEY
+    monkeypatch.delenv("PNEUMO_TEACHER_KEY", raising=False)
+    assert cli.main(["quiz", "results", quiz["code"], "--json"]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == "error: give the teacher key (--teacher-key KEY or $PNEUMO_TEACHER_KEY)\n"
+    monkeypatch.setenv("PNEUMO_TEACHER_KEY", quiz["teacher_key"])
+    assert cli.main(["quiz", "results", quiz["code"], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["closed"] is True
     assert cli.main(["quiz", "new", "--films", "41"]) == 2
     assert "at most 40" in capsys.readouterr().err
     monkeypatch.setenv("PNEUMO_DB_URL", f"sqlite:///{tmp_path / 'no such folder' / 'x' / 'q.sqlite3'}")

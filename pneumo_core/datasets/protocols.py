@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from pneumo_core.training import data as dataset
+from pneumo_core.config import CLASS_NAMES
+from pneumo_core.datasets import listing
 
 PROTOCOLS = ("official", "patient-resplit", "image-resplit")
 OFFICIAL_VAL_FRACTION = 0.15  # of train/
@@ -84,7 +85,7 @@ def leakage(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> dict:
 def _pool(root: Path) -> pd.DataFrame:
     parts = []
     for origin in ("train", "test"):
-        df = dataset.list_images(root / origin)
+        df = listing.list_images(root / origin)
         parts.append(df.assign(origin=origin, patient=origin + "/" + df.patient))
     return pd.concat(parts, ignore_index=True)
 
@@ -124,12 +125,12 @@ def split(root: str | Path, protocol: str = "official", seed: int = 42, limit: i
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     root = Path(root)
     if protocol == "official":
-        films = dataset.list_images(dataset.resolve_split_dir(root, "train"))
+        films = listing.list_images(listing.resolve_split_dir(root, "train"))
         pool = _limited(films.assign(origin="train"), limit, seed)
-        train, val = dataset.patient_split(pool.drop(columns="origin"), val_fraction, seed)
+        train, val = listing.patient_split(pool.drop(columns="origin"), val_fraction, seed)
         train, val = train.assign(origin="train"), val.assign(origin="train")
         test_dir = root / "test"
-        test = dataset.list_images(test_dir).assign(origin="test") if (test_dir / dataset.CLASS_NAMES[0]).is_dir() \
+        test = listing.list_images(test_dir).assign(origin="test") if (test_dir / CLASS_NAMES[0]).is_dir() \
             else train.iloc[:0]
         return ProtocolSplit(protocol, seed, train, val, test)
     if not all((root / s).is_dir() for s in ("train", "test")):

@@ -1,10 +1,9 @@
-"""Running an exported ``.tflite`` classifier with the same surface as :class:`infer.Predictor`.
+"""The LiteRT backend: an exported ``.tflite`` classifier behind the same pipeline as a Keras one.
 
-``predictors.open_predictor("models/finetuned.int8.tflite")`` returns a :class:`TFLitePredictor`
-(the CLI's ``--model PATH.tflite`` too): ``predict``, ``predict_files``, ``predict_arrays``,
-``explain_arrays``, threshold, OOD check. Grad-CAM works when the file carries the ``cam``
-output, as every file written by :mod:`export` does; for a ``.tflite`` without it,
-``predict(explain=True)`` returns the label with no heatmap and says so in ``notes``.
+``Predictor("models/finetuned.int8.tflite")`` (and the CLI's ``--model PATH.tflite``) runs on a
+:class:`LiteRTBackend`. Grad-CAM works when the file carries the ``cam`` output, as every file written by
+:mod:`pneumo_core.training.export` does; for a ``.tflite`` without it, ``predict(explain=True)`` returns the
+label with no heatmap and says so in ``notes``.
 
 The decision threshold and the OOD detector are the source model's, read from beside the file:
 the threshold from the ``<file>.json`` sidecar and the detector from ``<name>.ood.npz``, whose
@@ -30,11 +29,8 @@ import numpy as np
 from pneumo_core.artifacts import reports_dir, sha256_file, sidecar
 from pneumo_core.config import IMAGE_SIZE, model_path
 from pneumo_core.errors import ModelLoadError, first_line
-from pneumo_core.inference.model_files import verify_against_manifest
+from pneumo_core.inference.model_files import report_ood, verify_against_manifest
 from pneumo_core.inference.ood import MahalanobisOOD
-from pneumo_core.inference.predictor import Predictor
-
-GRADCAM_UNAVAILABLE = "Grad-CAM is not available for this TFLite model (it has no cam output); label only"
 
 
 def _cpu_count() -> int:
@@ -60,16 +56,16 @@ def make_interpreter(path: str | Path, num_threads: int | None = None, xnnpack: 
         return Interpreter(model_path=str(path), num_threads=num_threads, **kw)
 
 
-class TFLitePredictor(Predictor):
-    """A ``.tflite`` classifier; see the module docstring."""
+class LiteRTBackend:
+    """A ``.tflite`` classifier; see the module docstring. ``verify`` checks the file against the
+    manifest beside it and against its sidecar's SHA-256."""
 
-    def __init__(self, model: str | Path | None = None, threshold: float | None = None, verify: bool = True,
-                 keras_model=None, ood=None, warm_up: bool = True, num_threads: int | None = None,
-                 xnnpack: bool = True):
-        if keras_model is not None:
-            raise TypeError("TFLitePredictor runs a .tflite file; pass its path")
-        self._verify = verify
-        self.path = Path(model)
+    kind = "litert"
+
+    def __init__(self, path: str | Path, *, verify: bool = True, warm_up: bool = True,
+                 num_threads: int | None = None, xnnpack: bool = True):
+        self.verify = verify
+        self.path = Path(path)
         if not self.path.is_file():
             raise ModelLoadError(f"model file not found: {self.path}")
         self.sha256 = sha256_file(self.path)
@@ -84,11 +80,8 @@ class TFLitePredictor(Predictor):
         if verify and self.meta.get("sha256") not in (None, self.sha256):
             raise ModelLoadError(f"{self.path.name} does not match the SHA-256 in {meta_path.name}: the file was "
                                  "changed or truncated. Export it again (python -m pneumo_core export).")
-        self.model = None  # no Keras model behind this predictor
         self.name = self.path.name[: -len(".tflite")]
-        self.info = self._training_info()
-        self._set_threshold(threshold, exported=self.meta.get("threshold"))
-        self.ood = ood if ood is not None else self._load_ood()
+        self.exported_threshold = self.meta.get("threshold")
         self._threads = num_threads
         self.delegate = "xnnpack" if xnnpack else "builtin"
         try:
@@ -105,7 +98,10 @@ class TFLitePredictor(Predictor):
                                  "python -m pneumo_core export")
         self._batch = None
         if warm_up:
-            self.predict_arrays(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
+            self.warm_up()
+
+    def __repr__(self) -> str:
+        return f"LiteRTBackend({self.name!r}, delegate={self.delegate!r})"
 
     @property
     def report_dir(self) -> Path | None:
@@ -123,17 +119,17 @@ class TFLitePredictor(Predictor):
                 return other
         return local
 
-    def _load_ood(self) -> MahalanobisOOD | None:
+    def load_ood(self) -> MahalanobisOOD | None:
         """The detector exported beside this file (its SHA-256 checked against the sidecar), else the
         source model's under its reports (exports written before detectors travelled with them)."""
         entry = self.meta.get("ood_detector")
         if not entry:
-            return super()._load_ood()
+            return report_ood(self.report_dir, self.verify)
         path = self.path.parent / entry["file"]
         if not path.is_file():
             raise ModelLoadError(f"{path.name} (the OOD detector exported with {self.path.name}) is missing: "
                                  "keep the .tflite, its .json sidecar and its .ood.npz together, or export again")
-        if self._verify and sha256_file(path) != entry.get("sha256"):
+        if self.verify and sha256_file(path) != entry.get("sha256"):
             raise ModelLoadError(f"{path.name} does not match the SHA-256 in {sidecar(self.path).name}: the OOD "
                                  "detector was changed or damaged. Export the model again (python -m pneumo_core "
                                  "export).")
@@ -179,34 +175,17 @@ class TFLitePredictor(Predictor):
             self._interp.allocate_tensors()
         self._batch = shape[0]
 
-    def predict_arrays(self, x: np.ndarray):
-        """Model inputs (B,224,224,3) -> (p_pneumonia (B,), pooled features or None)."""
+    def scores(self, x: np.ndarray):
+        """Model inputs (B,224,224,3) -> (p_pneumonia (B,), pooled features, or None without that output)."""
         p, _, pooled = self._run(x)
         return p, pooled
 
-    def explain_arrays(self, x: np.ndarray):
-        """Model inputs -> (p_pneumonia, raw 7x7 Grad-CAM maps, pooled features)."""
+    def explain(self, x: np.ndarray):
+        """Model inputs -> (p_pneumonia, raw 7x7 Grad-CAM maps, pooled features or None)."""
         if not self.has_gradcam:
-            raise NotImplementedError(GRADCAM_UNAVAILABLE)
+            raise NotImplementedError(f"{self.path.name} has no cam output: Grad-CAM is not available")
         return self._run(x)
 
-    def _finish(self, pred, p, pooled, reject_ood=True, dist=None):
-        if pooled is None:  # a foreign .tflite without features: no OOD check possible
-            pred.p_pneumonia, pred.label = float(p), self.label_for(p)
-            return pred
-        return super()._finish(pred, p, pooled, reject_ood, dist)
-
-    def _run_batch(self, results, idx, xs, reject_ood):
-        if self._out_pooled is not None:
-            return super()._run_batch(results, idx, xs, reject_ood)
-        p, _ = self.predict_arrays(xs if isinstance(xs, np.ndarray) else np.stack(xs))
-        for k, i in enumerate(idx):
-            self._finish(results[i], p[k], None, reject_ood)
-
-    def predict(self, source, name=None, explain=False, keep_image=False):
-        """One image, as :meth:`infer.Predictor.predict`; without a cam output, label only and a note."""
-        if explain and not self.has_gradcam:
-            pred = super().predict(source, name, explain=False, keep_image=True)
-            pred.notes.append(GRADCAM_UNAVAILABLE)
-            return pred
-        return super().predict(source, name, explain, keep_image)
+    def warm_up(self) -> None:
+        """Plan the interpreter for one image now."""
+        self.scores(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
