@@ -1,28 +1,43 @@
 # Two commands for a newcomer (Python 3.11):
-#   make run    set up .venv and launch the dashboard on the bundled models
-#   make test   set up .venv (with test tools, and the Debian packages the tests drive) and run the whole test suite
+#   make run    set up .venv (the runtime only: no TensorFlow) and launch the dashboard on the bundled models
+#   make test   set up .venv (runtime, TensorFlow for training, test tools, and the Debian packages the tests
+#               drive) and run the whole test suite
+# make litert-models re-exports the shipped LiteRT models (models/*.tflite) from the .keras files.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast setup setup-dev test-packages benchmarks
+.PHONY: run test test-fast setup setup-train setup-dev test-packages benchmarks litert-models
 
 $(BIN)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@echo "Installing requirements.txt into $(VENV) (about 2.4 GB the first time; a few minutes)..."
+	@echo "Installing requirements.txt into $(VENV) (the runtime, no TensorFlow: about 1.1 GB the first time; a few minutes)..."
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
 	@echo "Installing the project itself (editable: the pneumo command)..."
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
-$(BIN)/.dev: $(BIN)/.runtime requirements-dev.txt
+# TensorFlow and Keras: training, export, ensembles, the Keras backend (and the tests of all of them).
+$(BIN)/.train: $(BIN)/.runtime requirements-train.txt
+	@echo "Installing requirements-train.txt (TensorFlow and Keras: about 1.4 GB more)..."
+	$(BIN)/python -m pip install -q -r requirements-train.txt
+	touch $@
+
+$(BIN)/.dev: $(BIN)/.train requirements-dev.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
 
 setup: $(BIN)/.runtime
+setup-train: $(BIN)/.train
 setup-dev: $(BIN)/.dev test-packages
+
+# The shipped LiteRT models (float32, the runtime's default backend) from the shipped .keras files: each export
+# writes models/<variant>.tflite, its .tflite.json sidecar and its .ood.npz detector, and records the .tflite
+# and the detector in models/MANIFEST.json.
+litert-models: setup-train
+	for v in finetuned frozen; do $(BIN)/python -m pneumo_core export --model $$v || exit 1; done
 
 # Real components the tests drive, from Debian: Chromium (browser tests; Playwright cannot download
 # its own browsers offline), DCMTK and GDCM (compressed DICOMs), Orthanc with its DICOMweb plugin (the
@@ -44,7 +59,7 @@ test: setup-dev
 
 # The fast loop while working (no browser, PACS, DICOM-tool or database tests, none marked slow): a few minutes.
 test-fast: setup-dev
-	$(BIN)/python -m pytest -m "(unit or pages) and not slow" -q
+	$(BIN)/python -m pytest -m "(unit or pages) and not slow and not browser" -q
 
 benchmarks: setup-dev
 	for f in benchmarks/[a-z]*.py; do $(BIN)/python -m benchmarks.$$(basename $$f .py) || exit 1; done

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from pneumo_core.inference.predictor import Predictor
     from pneumo_core.inference.preprocess import model_input
 
-    pred = Predictor(args.model)
+    pred = Predictor(args.model, kind="keras")  # the Keras model itself is measured here
     model = pred.model
     backbone, head = split_model(model)
     sig = [tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)]

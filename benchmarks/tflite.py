@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     from pneumo_core.inference.preprocess import model_input
     from pneumo_core.training.export import export_tflite
 
-    keras_pred = Predictor(args.model)
+    keras_pred = Predictor(args.model, kind="keras")
     threshold = keras_pred.threshold
     tmp = tempfile.TemporaryDirectory() if not args.keep else None
     folder = Path(args.keep or tmp.name)

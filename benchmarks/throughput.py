@@ -49,7 +49,7 @@ def main(argv=None) -> int:
 
     files = bench.test_files(args.data)
     n = len(files)
-    pred = Predictor(args.model)
+    pred = Predictor(args.model, kind="keras")  # the Keras model itself is measured here
     model = pred.model
 
     @tf.function(input_signature=[tf.TensorSpec([None, IMAGE_SIZE, IMAGE_SIZE, 3], tf.float32)])

@@ -33,9 +33,46 @@ def label_at(p: float, threshold: float) -> str:
     return CLASS_NAMES[int(float(p) >= float(threshold))]
 
 
-def model_path(variant: str, models_dir: str | Path | None = None) -> Path:
-    """The file of model ``variant`` in ``models_dir`` (default :data:`MODELS_DIR`): ``<dir>/<variant>.keras``."""
-    return Path(models_dir if models_dir is not None else MODELS_DIR) / f"{variant}.keras"
+def model_path(variant: str, models_dir: str | Path | None = None, suffix: str = ".keras") -> Path:
+    """The file of model ``variant`` in ``models_dir`` (default :data:`MODELS_DIR`): ``<dir>/<variant>.keras``,
+    or its shipped LiteRT export with ``suffix=".tflite"``."""
+    return Path(models_dir if models_dir is not None else MODELS_DIR) / f"{variant}{suffix}"
+
+
+#: The backends that run a model: LiteRT (``.tflite``; the runtime's default) and Keras (``.keras``; TensorFlow).
+BACKENDS = ("litert", "keras")
+
+
+def backend_setting() -> str | None:
+    """The backend asked for in ``PNEUMO_BACKEND`` (``litert`` or ``keras``), or None when it is not set
+    (then LiteRT where ``ai_edge_litert`` is installed, else Keras). Read on every call."""
+    value = os.environ.get("PNEUMO_BACKEND", "").strip().lower()
+    if value and value not in BACKENDS:
+        raise ValueError(f"PNEUMO_BACKEND must be {' or '.join(BACKENDS)}, got {value!r}")
+    return value or None
+
+
+def _positive_int_setting(name: str) -> int | None:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
+def litert_layout(use: str = "batch", cores: int = 1) -> tuple[int, int]:
+    """(interpreters, threads per interpreter) of a LiteRT model on ``cores`` cores (docs/design.md, "LiteRT
+    threads and interpreters"): ``"batch"`` (the CLI: one job using every core) is one interpreter with ``cores``
+    threads; ``"serve"`` (the dashboard: several sessions at once) is one interpreter per core (at most 4), each
+    with twice its share of the cores (at most all of them), so that a lone session still uses several cores and
+    sessions at once run side by side, oversubscribing the CPU at most twice. ``PNEUMO_LITERT_INTERPRETERS`` and
+    ``PNEUMO_LITERT_THREADS`` override either number."""
+    cores = max(1, cores)
+    pool = 1 if use == "batch" else min(cores, 4)
+    pool = _positive_int_setting("PNEUMO_LITERT_INTERPRETERS") or pool
+    threads = cores if pool == 1 else max(1, min(cores, 2 * cores // pool))
+    return pool, _positive_int_setting("PNEUMO_LITERT_THREADS") or threads
 
 
 def data_dir() -> Path:

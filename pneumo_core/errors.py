@@ -15,6 +15,10 @@ class ImageError(ValueError):
 class ModelLoadError(RuntimeError):
     """A model file is missing, tampered with, truncated or not a model."""
 
+class MissingDependency(ModelLoadError):
+    """What was asked for needs a package that is not installed (TensorFlow for training and the Keras backend,
+    ai-edge-litert for LiteRT); ``str(err)`` is one line saying what to install."""
+
 
 # ---------------------------------------------------------------- PACS
 class PacsError(ValueError):

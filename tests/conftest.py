@@ -52,10 +52,19 @@ def local_weights() -> str:
 
 @pytest.fixture(scope="session")
 def shipped_predictor():
-    """The shipped fine-tuned model, loaded once for the whole session."""
+    """The shipped fine-tuned model on the default backend (LiteRT: models/finetuned.tflite), loaded once for the
+    whole session."""
     from pneumo_core.inference.predictor import Predictor
 
     return Predictor("finetuned")
+
+
+@pytest.fixture(scope="session")
+def shipped_keras_predictor():
+    """The shipped fine-tuned model on the Keras backend (models/finetuned.keras: ``.model`` is the Keras model)."""
+    from pneumo_core.inference.predictor import Predictor
+
+    return Predictor("finetuned", kind="keras")
 
 
 @pytest.fixture(scope="session")

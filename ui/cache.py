@@ -65,29 +65,42 @@ def file_sha256(path: Path) -> str:
 
 
 def model_file(variant: str) -> Path:
-    """The shipped model file of ``variant`` in the models folder the pages read."""
-    return model_path(variant, MODELS_DIR)
+    """The shipped model file of ``variant`` that the pages run, in the models folder they read: its LiteRT export
+    (``<variant>.tflite``) or its ``.keras`` file, as ``PNEUMO_BACKEND`` (else what is installed) says."""
+    from pneumo_core.inference.backends import choose_kind
+
+    return model_path(variant, MODELS_DIR, ".tflite" if choose_kind(variant) == "litert" else ".keras")
 
 
 @st.cache_resource(show_spinner=False, max_entries=2)
-def load_predictor(variant: str, mtime_ns: int):
-    """The shipped model ``variant`` as loaded once per server process and file version (``mtime_ns``);
-    every page (Analyse, the quiz review) shares this one copy. Raises when the file cannot be loaded."""
+def load_predictor(variant: str, mtime_ns: int, path: str | None = None):
+    """The shipped model ``variant`` (its file ``path``, default :func:`model_file`) as loaded once per server
+    process and file version (``mtime_ns``); every page (Analyse, the quiz review) shares this one copy, and
+    several sessions use it at once (LiteRT: a pool of interpreters, docs/design.md). Raises when the file cannot
+    be loaded."""
     from pneumo_core.inference.predictor import Predictor
 
-    return Predictor(variant)
+    return Predictor(path or model_file(variant), use="serve")
 
 
 def get_predictor(variant: str):
-    """The shipped model ``variant``, loaded once per server process: (predictor, None) or (None, message)."""
-    path = model_file(variant)
-    if not path.is_file():
+    """The shipped model ``variant``, loaded once per server process: (predictor, None) or (None, the one line
+    that says what is wrong and how to fix it)."""
+    from pneumo_core.errors import ModelLoadError
+
+    if not model_path(variant, MODELS_DIR).is_file() and not model_path(variant, MODELS_DIR, ".tflite").is_file():
         return None, reports.load_report(variant, MODELS_DIR).status_message()
+    name = variant
     try:
+        path = model_file(variant)
+        name = path.name
+        mtime = path.stat().st_mtime_ns if path.is_file() else 0  # a missing file is explained by the load
         with st.spinner(f"Loading the {reports.display_name(variant)} (once per server)..."):
-            return load_predictor(variant, path.stat().st_mtime_ns), None
+            return load_predictor(variant, mtime, str(path)), None
+    except ModelLoadError as exc:  # says which file and the fix
+        return None, f"Could not load {name}: {first_line(exc, limit=400)}"
     except Exception as exc:  # a bad model file must not crash the page
-        return None, f"Could not load {path.name}: {type(exc).__name__}: {first_line(exc)}"
+        return None, f"Could not load {name}: {type(exc).__name__}: {first_line(exc)}"
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -53,7 +53,7 @@ def gradcam_view(variant: str, path: str, mtime_ns: int) -> dict:
     if not model_file.is_file():
         return {"error": f"the model file {model_file.name} is not on this server, so no Grad-CAM can be drawn"}
     try:
-        predictor = cache.load_predictor(variant, model_file.stat().st_mtime_ns)
+        predictor = cache.load_predictor(variant, model_file.stat().st_mtime_ns, str(model_file))
         pred = predictor.predict(path, explain=True, display_size=DISPLAY_SIDE)
     except Exception as exc:  # a damaged model file must not crash the review
         return {"error": f"could not run {model_file.name} ({type(exc).__name__})"}

@@ -11,6 +11,11 @@ ours; it only throws the kernels away. :func:`keep_kernels_between_reruns` there
 one step with a no-op and keeps every other cleanup Streamlit does there (today: closing
 matplotlib figures). A worker process for inference was the alternative; it would add IPC and a
 copy of every image for no gain, as nothing else in the app needs isolating from TensorFlow.
+
+This matters only on the Keras backend (``PNEUMO_BACKEND=keras``). The default LiteRT backend never imports
+Keras, and the runtime (requirements.txt) has no Keras to import: then Streamlit's cleanup finds no ``keras``
+module and this module changes nothing (:func:`keep_kernels_between_reruns` is a no-op); it never imports
+Keras or TensorFlow itself.
 """
 from __future__ import annotations
 
@@ -19,6 +24,8 @@ import types
 from collections.abc import Iterator, Mapping
 
 from streamlit.runtime.scriptrunner import script_runner
+
+from pneumo_core.inference.litert import installed
 
 CLEANUP_NAME = "_clean_problem_modules"  # Streamlit 1.67's post-run cleanup in script_runner
 HIDDEN_MODULE = "keras"  # the one module whose cleanup is skipped
@@ -59,7 +66,9 @@ def keep_kernels_between_reruns() -> bool:
     """Stop Streamlit from clearing Keras/TensorFlow state after each script run (idempotent).
 
     Returns True when the cleanup is (now or already) without its Keras step, False when this
-    Streamlit has no such cleanup to change (then nothing is changed)."""
+    Streamlit has no such cleanup to change or Keras is not installed (then nothing is changed)."""
+    if not installed(HIDDEN_MODULE):  # the runtime without TensorFlow: nothing to keep
+        return False
     cleanup = getattr(script_runner, CLEANUP_NAME, None)
     if cleanup is None or not isinstance(cleanup, types.FunctionType):
         return False

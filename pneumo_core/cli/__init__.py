@@ -33,10 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     """Run the CLI on ``argv``; returns the exit status (2 and one line on stderr for the user's errors)."""
     args = build_parser().parse_args(argv)
-    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.errors import MissingDependency, ModelLoadError
 
     try:
         return args.func(args)
+    except MissingDependency as exc:  # what to install, in one line: there is no traceback to see
+        return error_line(str(exc))
     except (ModelLoadError, OSError, ValueError) as exc:  # ImageError is a ValueError
         # Bad paths, folders, models and data are the user's to fix: one line, no traceback.
         # The same types can come from deep inside TensorFlow, so the line says how to see more.

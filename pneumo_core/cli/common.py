@@ -4,6 +4,7 @@ the model options of ``predict`` and ``evaluate``."""
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import shlex
@@ -28,6 +29,28 @@ def error_line(message: str) -> int:
     """One ``error:`` line on stderr; returns the exit status of a user's error."""
     print(f"error: {message}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def require_tensorflow(what: str) -> None:
+    """Stop ``what`` (a command, in words) with one ``error:`` line and exit status 2 when TensorFlow is not
+    installed (the runtime, requirements.txt, has none): raises :class:`MissingDependency`, which
+    :func:`pneumo_core.cli.main` prints as it is."""
+    from pneumo_core.errors import MissingDependency
+    from pneumo_core.inference.backends import TRAIN_INSTALL, tensorflow_available
+
+    if not tensorflow_available():
+        raise MissingDependency(f"{what} needs TensorFlow: {TRAIN_INSTALL}")
+
+
+def needs_tensorflow(command):
+    """A command function that runs only where TensorFlow is installed (train, export, ...):
+    :func:`require_tensorflow` first, before anything is read or written."""
+    @functools.wraps(command)
+    def run(args) -> int:
+        require_tensorflow(f"python -m pneumo_core {args.command}")
+        return command(args)
+
+    return run
 
 
 def command_line() -> str:
@@ -72,9 +95,13 @@ def positive_minutes(text: str) -> float:
 
 # ---------------------------------------------------------------- models (predict, evaluate)
 def add_model_args(sp) -> None:
-    """``--model``, ``--threshold``, ``--batch-size`` and ``--json`` of ``predict`` and ``evaluate``."""
+    """``--model``, ``--backend``, ``--threshold``, ``--batch-size`` and ``--json`` of ``predict`` and ``evaluate``."""
     sp.add_argument("--model", default="finetuned",
                     help="'finetuned' (default), 'frozen', or a path to a .keras or exported .tflite model")
+    sp.add_argument("--backend", choices=["litert", "keras"],
+                    help="what runs a shipped model: litert (its models/<name>.tflite; the default where "
+                         "ai-edge-litert is installed) or keras (its .keras file; needs requirements-train.txt); "
+                         "default: $PNEUMO_BACKEND, else litert. A path runs on the backend its suffix names")
     sp.add_argument("--threshold", type=probability,
                     help="decision threshold from 0 to 1 (default: the model's validation-chosen one)")
     sp.add_argument("--batch-size", type=int_at_least(1), default=32, help="films per forward pass (default 32)")
@@ -92,10 +119,15 @@ def threshold_source(predictor) -> str:
 
 
 def load_predictor(args):
-    """The model of ``--model`` at ``--threshold``; a warning when it runs at 0.5 for want of its reports."""
+    """The model of ``--model`` on ``--backend`` at ``--threshold`` (one job using every core); a warning when it
+    runs at 0.5 for want of its reports."""
+    from pneumo_core.inference.backends import choose_kind
     from pneumo_core.inference.predictor import Predictor
 
-    predictor = Predictor(args.model, threshold=args.threshold)
+    kind = choose_kind(args.model, args.backend)
+    if kind == "keras":
+        require_tensorflow(f"python -m pneumo_core {args.command} on the Keras backend")
+    predictor = Predictor(args.model, threshold=args.threshold, kind=kind)
     if predictor.threshold_source == "default":
         warn(f"threshold {threshold_source(predictor)}")
     return predictor

@@ -1,9 +1,10 @@
-"""``rethreshold``, ``calibrate-ood``, ``manifest`` and ``export``: model maintenance."""
+"""``rethreshold``, ``calibrate-ood``, ``manifest`` and ``export``: model maintenance (``calibrate-ood`` and
+``export`` need TensorFlow: requirements-train.txt; ``rethreshold`` and ``manifest`` read files only)."""
 from __future__ import annotations
 
 import sys
 
-from pneumo_core.cli.common import EXIT_OK, int_at_least, print_json
+from pneumo_core.cli.common import EXIT_OK, int_at_least, needs_tensorflow, print_json
 
 
 def cmd_rethreshold(args) -> int:
@@ -21,6 +22,7 @@ def cmd_rethreshold(args) -> int:
     return EXIT_OK
 
 
+@needs_tensorflow
 def cmd_calibrate_ood(args) -> int:
     from pneumo_core.errors import ModelLoadError
     from pneumo_core.inference.model_files import resolve_model_path
@@ -41,6 +43,7 @@ def cmd_manifest(args) -> int:
     return EXIT_OK
 
 
+@needs_tensorflow
 def cmd_export(args) -> int:
     from pneumo_core.training.export import export_tflite
 
@@ -64,7 +67,8 @@ def register(sub) -> None:
                         "spelling, kept for existing scripts")
     c.set_defaults(func=cmd_calibrate_ood)
 
-    m = sub.add_parser("manifest", help="record the SHA-256 of the models in models/MANIFEST.json")
+    m = sub.add_parser("manifest", help="record the SHA-256 of the models (.keras, the shipped .tflite exports) "
+                       "and their OOD detectors in models/MANIFEST.json")
     m.add_argument("--dir", default=None)
     m.set_defaults(func=cmd_manifest)
 

@@ -1,7 +1,7 @@
-"""``train``, ``soup``, ``ensemble`` and ``wise-ft``: build models."""
+"""``train``, ``soup``, ``ensemble`` and ``wise-ft``: build models (TensorFlow: requirements-train.txt)."""
 from __future__ import annotations
 
-from pneumo_core.cli.common import EXIT_OK, command_line, int_at_least, probability
+from pneumo_core.cli.common import EXIT_OK, command_line, int_at_least, needs_tensorflow, probability
 
 #: ``train`` options that replace a TrainConfig default when given: option -> field.
 TRAIN_FIELDS = {"lr": "fine_tune_lr", "lr_schedule": "lr_schedule", "patience": "patience", "epochs": "epochs",
@@ -15,6 +15,7 @@ def given(args, names) -> dict:
     return {target: getattr(args, name) for name, target in names.items() if getattr(args, name) is not None}
 
 
+@needs_tensorflow
 def cmd_train(args) -> int:
     from pneumo_core.config import backbone_weights
     from pneumo_core.training.trainer import TrainConfig, train
@@ -38,6 +39,7 @@ def cmd_train(args) -> int:
     return EXIT_OK
 
 
+@needs_tensorflow
 def cmd_combine(args) -> int:
     """``soup`` (average weights) and ``ensemble`` (average logits) of several runs; ``wise-ft`` of one."""
     from pneumo_core.training.combine import ensemble, soup, wise_ft

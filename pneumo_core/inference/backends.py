@@ -10,9 +10,12 @@ images a page shows, is the pipeline's (:class:`predictor.Predictor`), the same 
   for scores with Grad-CAM: no ``model.predict`` per image (its per-call overhead is several times the
   model's own compute on a small CPU). Grad-CAM reuses the forward pass and adds one backward pass.
 * :class:`litert.LiteRTBackend`: an exported ``.tflite`` file (see :mod:`litert`).
-* :func:`open_backend`: one of them for a file, by its suffix (or an explicit ``kind``).
+* :func:`open_backend`: one of them for a file, by its suffix (or an explicit ``kind``); a shipped variant
+  name runs on :func:`choose_kind`'s backend: LiteRT where ``ai_edge_litert`` is installed, else Keras,
+  unless ``PNEUMO_BACKEND`` or ``kind`` says.
 
-TensorFlow is imported when a backend is built, never by importing this module.
+TensorFlow is imported when a Keras backend is built, never by importing this module; the runtime
+(requirements.txt) has none, and asking it for the Keras backend is one :class:`MissingDependency` line.
 """
 from __future__ import annotations
 
@@ -22,13 +25,38 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from pneumo_core.artifacts import reports_dir, sha256_file
-from pneumo_core.config import IMAGE_SIZE
-from pneumo_core.errors import ModelLoadError
+from pneumo_core.config import IMAGE_SIZE, SHIPPED_VARIANTS, backend_setting
+from pneumo_core.errors import MissingDependency, ModelLoadError
 from pneumo_core.inference.gradcam import make_explain_fn
+from pneumo_core.inference.litert import LiteRTBackend, installed, litert_available
 from pneumo_core.inference.model_files import BASE_NAME, load_model, report_ood, resolve_model_path, split_model
 from pneumo_core.inference.ood import MahalanobisOOD
 
 KINDS = ("keras", "litert")
+#: What a user runs to get TensorFlow (training, export, the Keras backend).
+TRAIN_INSTALL = "pip install -r requirements-train.txt"
+
+
+def tensorflow_available() -> bool:
+    """True when TensorFlow and Keras are installed (requirements-train.txt), without importing them."""
+    return installed("tensorflow") and installed("keras")
+
+
+def choose_kind(model: str | Path | None = None, kind: str | None = None) -> str:
+    """The backend that runs ``model``: ``kind`` when given; for a path, its suffix (``.tflite``: LiteRT, else
+    Keras); for a shipped variant name (or None), ``PNEUMO_BACKEND``, else LiteRT where ``ai_edge_litert`` is
+    installed, else Keras (never Keras when LiteRT was asked for)."""
+    if kind is not None:
+        if kind not in KINDS:
+            raise ValueError(f"unknown backend kind {kind!r}; expected one of {', '.join(KINDS)}")
+        return kind
+    name = str(model) if model is not None else None
+    if name is not None and name not in SHIPPED_VARIANTS:
+        return "litert" if Path(name).suffix.lower() == ".tflite" else "keras"
+    setting = backend_setting()
+    if setting is not None:
+        return setting
+    return "litert" if litert_available() or not tensorflow_available() else "keras"
 #: The note on a result asked for with Grad-CAM from a backend that has none (a foreign ``.tflite``).
 GRADCAM_UNAVAILABLE = "Grad-CAM is not available for this TFLite model (it has no cam output); label only"
 
@@ -77,6 +105,9 @@ class KerasBackend:
 
     def __init__(self, model: str | Path | None = None, *, verify: bool = True, keras_model=None,
                  warm_up: bool = True):
+        if keras_model is None and not tensorflow_available():
+            raise MissingDependency(f"the Keras backend ({resolve_model_path(model).name}) needs TensorFlow: "
+                                    f"{TRAIN_INSTALL}; or run the LiteRT export (--backend litert)")
         import tensorflow as tf
 
         self.verify = verify
@@ -137,21 +168,26 @@ class KerasBackend:
 
 
 def open_backend(model: str | Path | None = None, kind: str | None = None, **options) -> ModelBackend:
-    """The backend for ``model``: a shipped variant name (``finetuned``, ``frozen``; None for the default),
-    a ``.keras`` path or a ``.tflite`` path, picked by suffix unless ``kind`` ("keras" or "litert") says.
-    ``options`` go to the backend: ``verify`` and ``warm_up`` for both, ``keras_model`` (an in-memory
-    model instead of a file) for Keras, ``num_threads`` and ``xnnpack`` for LiteRT."""
+    """The backend for ``model``: a shipped variant name (``finetuned``, ``frozen``; None for the default) on
+    :func:`choose_kind`'s backend (its ``.tflite`` or its ``.keras`` file), or a ``.keras`` or ``.tflite`` path,
+    picked by suffix unless ``kind`` ("keras" or "litert") says. ``options`` go to the backend: ``verify`` and
+    ``warm_up`` for both, ``keras_model`` (an in-memory model instead of a file) for Keras, ``num_threads``,
+    ``interpreters``, ``use`` and ``xnnpack`` for LiteRT (the Keras backend ignores these)."""
     if options.get("keras_model") is not None:
         if kind not in (None, "keras"):
             raise TypeError("an in-memory Keras model runs on the Keras backend; pass a .tflite path for LiteRT")
-        return KerasBackend(**options)
+        return KerasBackend(**_keras_options(options))
     options.pop("keras_model", None)
-    path = resolve_model_path(model)
-    kind = kind or ("litert" if path.suffix.lower() == ".tflite" else "keras")
+    kind = choose_kind(model, kind)
+    path = resolve_model_path(model, kind)
     if kind == "litert":
-        from pneumo_core.inference.litert import LiteRTBackend
-
+        if path.suffix.lower() == ".keras":
+            raise ModelLoadError(f"{path.name} is a Keras file; the LiteRT backend runs its export: python -m "
+                                 f"pneumo_core export --model {path} writes {path.with_suffix('.tflite').name}")
         return LiteRTBackend(path, **options)
-    if kind == "keras":
-        return KerasBackend(path, **options)
-    raise ValueError(f"unknown backend kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return KerasBackend(path, **_keras_options(options))
+
+
+def _keras_options(options: dict) -> dict:
+    """``options`` without the LiteRT-only ones (thread and pool settings mean nothing to Keras)."""
+    return {k: v for k, v in options.items() if k not in ("num_threads", "interpreters", "use", "xnnpack")}

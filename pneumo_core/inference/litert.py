@@ -1,9 +1,10 @@
 """The LiteRT backend: an exported ``.tflite`` classifier behind the same pipeline as a Keras one.
 
-``Predictor("models/finetuned.int8.tflite")`` (and the CLI's ``--model PATH.tflite``) runs on a
-:class:`LiteRTBackend`. Grad-CAM works when the file carries the ``cam`` output, as every file written by
-:mod:`pneumo_core.training.export` does; for a ``.tflite`` without it, ``predict(explain=True)`` returns the
-label with no heatmap and says so in ``notes``.
+``Predictor("finetuned")`` runs the shipped float32 export ``models/finetuned.tflite`` on a
+:class:`LiteRTBackend` wherever ``ai_edge_litert`` is installed (the runtime, requirements.txt), and so do
+``Predictor("models/finetuned.int8.tflite")`` and the CLI's ``--model PATH.tflite``. Grad-CAM works when the
+file carries the ``cam`` output, as every file written by :mod:`pneumo_core.training.export` does; for a
+``.tflite`` without it, ``predict(explain=True)`` returns the label with no heatmap and says so in ``notes``.
 
 The decision threshold and the OOD detector are the source model's, read from beside the file:
 the threshold from the ``<file>.json`` sidecar and the detector from ``<name>.ood.npz``, whose
@@ -11,15 +12,22 @@ SHA-256 the sidecar records (a changed or damaged detector is refused), so a set
 keeps both. The source's own reports (``reports/<source stem>/``) are used when present (a
 threshold chosen again after the export) and for exports written before detectors travelled.
 For int8 files both are approximations: the features the detector sees are quantised.
+A shipped export (``<models dir>/<variant>.tflite``) and its detector must be listed in the manifest
+beside them (``MANIFEST.json``) with the SHA-256 they have; any other file passes when it is not listed.
 
 The interpreter is LiteRT's (``ai_edge_litert``) when that package is installed, else
 ``tf.lite.Interpreter`` (still shipped in TF 2.21, with a deprecation warning that is silenced
-here). Calls are serialised with a lock: a TFLite interpreter is not thread-safe.
+here). An interpreter is not thread-safe, so a backend holds a small pool of them, each used by one
+call at a time; how many, and how many threads each, depends on the use (docs/design.md,
+:func:`pneumo_core.config.litert_layout`): the CLI's batch path runs one interpreter on every core, the
+dashboard one interpreter per core (up to 4) so that concurrent sessions run in parallel.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import queue
 import threading
 import warnings
 from pathlib import Path
@@ -27,10 +35,32 @@ from pathlib import Path
 import numpy as np
 
 from pneumo_core.artifacts import reports_dir, sha256_file, sidecar
-from pneumo_core.config import IMAGE_SIZE, model_path
-from pneumo_core.errors import ModelLoadError, first_line
-from pneumo_core.inference.model_files import report_ood, verify_against_manifest
+from pneumo_core.config import IMAGE_SIZE, litert_layout, model_path
+from pneumo_core.errors import MissingDependency, ModelLoadError, first_line
+from pneumo_core.inference.model_files import (
+    expected_hash,
+    report_ood,
+    shipped_litert_variant,
+    shown_path,
+    verify_against_manifest,
+)
 from pneumo_core.inference.ood import MahalanobisOOD
+
+#: What a user runs to get the LiteRT interpreter.
+LITERT_INSTALL = "pip install -r requirements.txt (ai-edge-litert)"
+
+
+def installed(module: str) -> bool:
+    """True when ``module`` can be imported (found, and not blocked in ``sys.modules``), without importing it."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: blocked (None in sys.modules)
+        return False
+
+
+def litert_available() -> bool:
+    """True when LiteRT's own interpreter (``ai_edge_litert``) is installed."""
+    return installed("ai_edge_litert")
 
 
 def _cpu_count() -> int:
@@ -47,8 +77,10 @@ def make_interpreter(path: str | Path, num_threads: int | None = None, xnnpack: 
     try:
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
     except ImportError:
-        import tensorflow as tf
-
+        try:
+            import tensorflow as tf
+        except ImportError:
+            raise MissingDependency(f"the LiteRT backend needs ai-edge-litert: {LITERT_INSTALL}") from None
         Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
     kw = {} if xnnpack else {"experimental_op_resolver_type": OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES}
     with warnings.catch_warnings():
@@ -56,21 +88,41 @@ def make_interpreter(path: str | Path, num_threads: int | None = None, xnnpack: 
         return Interpreter(model_path=str(path), num_threads=num_threads, **kw)
 
 
+class _Slot:
+    """One interpreter of a backend's pool and the batch size it is planned for (used by one call at a time)."""
+
+    def __init__(self, interp, xnnpack: bool):
+        self.interp, self.xnnpack, self.batch = interp, xnnpack, None
+
+
 class LiteRTBackend:
     """A ``.tflite`` classifier; see the module docstring. ``verify`` checks the file against the
-    manifest beside it and against its sidecar's SHA-256."""
+    manifest beside it and against its sidecar's SHA-256. ``use`` ("batch": the CLI; "serve": the
+    dashboard) picks how many interpreters run side by side and with how many threads each; ``interpreters``
+    and ``num_threads`` (or ``PNEUMO_LITERT_INTERPRETERS`` / ``PNEUMO_LITERT_THREADS``) override it."""
 
     kind = "litert"
 
     def __init__(self, path: str | Path, *, verify: bool = True, warm_up: bool = True,
-                 num_threads: int | None = None, xnnpack: bool = True):
+                 num_threads: int | None = None, xnnpack: bool = True, interpreters: int | None = None,
+                 use: str = "batch"):
         self.verify = verify
         self.path = Path(path)
+        variant = shipped_litert_variant(self.path)
+        shown = shown_path(self.path) if variant else self.path.name
+        if variant:
+            fix = (f"Export it again (python -m pneumo_core export --model {variant}, with requirements-train.txt) "
+                   "or restore it (git checkout models/)")
+        else:
+            fix = "Export it again (python -m pneumo_core export --model MODEL.keras --out FILE.tflite)"
+        self._fix = fix
         if not self.path.is_file():
-            raise ModelLoadError(f"model file not found: {self.path}")
+            hint = "; or run the Keras model (--backend keras, PNEUMO_BACKEND=keras)" if variant else ""
+            raise ModelLoadError(f"model file not found: {shown if variant else self.path}. {fix}{hint}.")
         self.sha256 = sha256_file(self.path)
         if verify:
-            verify_against_manifest(self.path, sha256=self.sha256)
+            verify_against_manifest(self.path, sha256=self.sha256, required=variant is not None, name=shown,
+                                    remedy=f"{fix}.")
         meta_path = sidecar(self.path)
         try:
             self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -80,28 +132,48 @@ class LiteRTBackend:
         if verify and self.meta.get("sha256") not in (None, self.sha256):
             raise ModelLoadError(f"{self.path.name} does not match the SHA-256 in {meta_path.name}: the file was "
                                  "changed or truncated. Export it again (python -m pneumo_core export).")
+        source_sha = expected_hash(self.path.with_suffix(".keras")) if verify and variant else None
+        if source_sha is not None and self.meta.get("source_sha256") != source_sha:  # retrained since the export
+            raise ModelLoadError(f"{shown} was exported from another {variant}.keras than the one in MANIFEST.json "
+                                 f"(retrained since?). {fix}.")
         self.name = self.path.name[: -len(".tflite")]
         self.exported_threshold = self.meta.get("threshold")
-        self._threads = num_threads
+        pool, threads = litert_layout(use, _cpu_count())
+        self.pool_size, self.num_threads = interpreters or pool, num_threads or threads
         self.delegate = "xnnpack" if xnnpack else "builtin"
+        first = self._new_slot()
+        self._idle: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
+        self._idle.put(first)
+        self._created, self._grow = 1, threading.Lock()
         try:
-            self._interp = make_interpreter(self.path, num_threads, xnnpack)
+            self._input = first.interp.get_input_details()[0]
+            # Outputs are told apart by rank: p (B,), pooled (B, 1280 per member), cam (B, 7, 7).
+            by_rank = {len(d["shape_signature"]): d["index"] for d in first.interp.get_output_details()}
+            self._out_p, self._out_pooled, self._out_cam = by_rank.get(1), by_rank.get(2), by_rank.get(3)
+            if self._out_p is None:
+                raise ModelLoadError(f"{self.path.name} has no (B,) probability output; export it with "
+                                     "python -m pneumo_core export")
+            if warm_up:
+                self.warm_up()
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # a graph the interpreter reads but cannot plan or run
+            raise ModelLoadError(f"could not load TFLite model {self.path.name}: {first_line(exc)}. "
+                                 f"{self._fix}.") from exc
+
+    def _new_slot(self) -> _Slot:
+        try:
+            xnnpack = self.delegate == "xnnpack"
+            return _Slot(make_interpreter(self.path, self.num_threads, xnnpack), xnnpack)
+        except MissingDependency:
+            raise
         except Exception as exc:
-            raise ModelLoadError(f"could not load TFLite model {self.path.name}: {first_line(exc)}") from exc
-        self._lock = threading.Lock()
-        self._input = self._interp.get_input_details()[0]
-        # Outputs are told apart by rank: p (B,), pooled (B, 1280 per member), cam (B, 7, 7).
-        by_rank = {len(d["shape_signature"]): d["index"] for d in self._interp.get_output_details()}
-        self._out_p, self._out_pooled, self._out_cam = by_rank.get(1), by_rank.get(2), by_rank.get(3)
-        if self._out_p is None:
-            raise ModelLoadError(f"{self.path.name} has no (B,) probability output; export it with "
-                                 "python -m pneumo_core export")
-        self._batch = None
-        if warm_up:
-            self.warm_up()
+            raise ModelLoadError(f"could not load TFLite model {self.path.name}: {first_line(exc)}. "
+                                 f"{self._fix}.") from exc
 
     def __repr__(self) -> str:
-        return f"LiteRTBackend({self.name!r}, delegate={self.delegate!r})"
+        return (f"LiteRTBackend({self.name!r}, delegate={self.delegate!r}, interpreters={self.pool_size}, "
+                f"num_threads={self.num_threads})")
 
     @property
     def report_dir(self) -> Path | None:
@@ -129,6 +201,8 @@ class LiteRTBackend:
         if not path.is_file():
             raise ModelLoadError(f"{path.name} (the OOD detector exported with {self.path.name}) is missing: "
                                  "keep the .tflite, its .json sidecar and its .ood.npz together, or export again")
+        if self.verify and shipped_litert_variant(self.path):
+            verify_against_manifest(path, required=True, name=shown_path(path), remedy=f"{self._fix}.")
         if self.verify and sha256_file(path) != entry.get("sha256"):
             raise ModelLoadError(f"{path.name} does not match the SHA-256 in {sidecar(self.path).name}: the OOD "
                                  "detector was changed or damaged. Export the model again (python -m pneumo_core "
@@ -144,36 +218,59 @@ class LiteRTBackend:
         """True when the file has the Grad-CAM (``cam``) output."""
         return self._out_cam is not None
 
+    def _acquire(self) -> _Slot:
+        """An idle interpreter; a new one while the pool is not full; else wait for one to be free."""
+        try:
+            return self._idle.get_nowait()
+        except queue.Empty:
+            pass
+        with self._grow:
+            grow = self._created < self.pool_size
+            self._created += grow
+        if grow:
+            try:
+                return self._new_slot()
+            except Exception:
+                with self._grow:
+                    self._created -= 1
+                raise
+        return self._idle.get()
+
     def _run(self, x: np.ndarray):
         x = np.ascontiguousarray(x, dtype=np.float32)
         if x.ndim != 4 or x.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3):
             raise ValueError(f"expected (B, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) model inputs, got {x.shape}")
-        with self._lock:
-            if self._batch != x.shape[0]:
-                self._resize(x.shape)
-            self._interp.set_tensor(self._input["index"], x)
-            self._interp.invoke()
-            get = self._interp.get_tensor
+        slot = self._acquire()
+        try:
+            if slot.batch != x.shape[0]:
+                self._resize(slot, x.shape)
+            interp = slot.interp
+            interp.set_tensor(self._input["index"], x)
+            interp.invoke()  # releases the GIL: the pool's interpreters run in parallel
+            get = interp.get_tensor
             p = get(self._out_p).copy()
             pooled = get(self._out_pooled).copy() if self._out_pooled is not None else None
             cam = get(self._out_cam).copy() if self._out_cam is not None else None
+        finally:
+            self._idle.put(slot)
         return p, cam, pooled
 
-    def _resize(self, shape):
-        """Plan the interpreter for batch ``shape[0]`` (under the lock). XNNPACK refuses a few
-        quantised graphs (degenerate quantisation ranges, seen on random test models):
-        TFLite's built-in kernels then run the same file, slower."""
+    def _resize(self, slot: _Slot, shape):
+        """Plan ``slot``'s interpreter for batch ``shape[0]``. XNNPACK refuses a few quantised graphs
+        (degenerate quantisation ranges, seen on random test models): TFLite's built-in kernels then
+        run the same file, slower, in this interpreter and every later one."""
+        slot.batch = None
         try:
-            self._interp.resize_tensor_input(self._input["index"], list(shape))
-            self._interp.allocate_tensors()
+            slot.interp.resize_tensor_input(self._input["index"], list(shape))
+            slot.interp.allocate_tensors()
         except RuntimeError:
-            if self.delegate != "xnnpack":
+            if not slot.xnnpack:
                 raise
-            self._interp = make_interpreter(self.path, self._threads, xnnpack=False)
             self.delegate = "builtin"
-            self._interp.resize_tensor_input(self._input["index"], list(shape))
-            self._interp.allocate_tensors()
-        self._batch = shape[0]
+            slot.interp, slot.xnnpack = make_interpreter(self.path, self.num_threads, xnnpack=False), False
+            slot.interp.resize_tensor_input(self._input["index"], list(shape))
+            slot.interp.allocate_tensors()
+        slot.batch = shape[0]
 
     def scores(self, x: np.ndarray):
         """Model inputs (B,224,224,3) -> (p_pneumonia (B,), pooled features, or None without that output)."""
@@ -187,5 +284,10 @@ class LiteRTBackend:
         return self._run(x)
 
     def warm_up(self) -> None:
-        """Plan the interpreter for one image now."""
-        self.scores(np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32))
+        """Create every interpreter of the pool and plan each for one image now, not on a user's upload."""
+        zeros = np.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), np.float32)
+        held = [self._acquire() for _ in range(self.pool_size)]  # all of them at once, so each is planned
+        for slot in held:
+            self._idle.put(slot)
+        for _ in held:
+            self.scores(zeros)

@@ -54,12 +54,27 @@ def split_model(model):
 
 
 # ---------------------------------------------------------------- shipped models
-def resolve_model_path(model: str | Path | None) -> Path:
-    """``None`` / ``"finetuned"`` / ``"frozen"`` -> the shipped file; anything else is a path."""
+def resolve_model_path(model: str | Path | None, kind: str | None = None) -> Path:
+    """``None`` / ``"finetuned"`` / ``"frozen"`` -> the shipped file (``.tflite`` for ``kind="litert"``, else
+    ``.keras``); anything else is a path."""
     name = str(model) if model is not None else DEFAULT_VARIANT
     if name in SHIPPED_VARIANTS:
-        return model_path(name)
+        return model_path(name, suffix=".tflite" if kind == "litert" else ".keras")
     return Path(name)
+
+
+def shipped_litert_variant(path: str | Path) -> str | None:
+    """The variant whose shipped LiteRT export ``path`` is (``<models dir>/<variant>.tflite`` in a folder with a
+    manifest: listing it there is required), else None."""
+    path = Path(path)
+    variant = path.name[: -len(".tflite")] if path.name.endswith(".tflite") else None
+    return variant if variant in SHIPPED_VARIANTS and (path.parent / MANIFEST).is_file() else None
+
+
+def shown_path(path: str | Path) -> str:
+    """``models/finetuned.tflite``: a file named with its folder, never a path of this machine."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def expected_hash(path: str | Path, models_dir: str | Path | None = None) -> str | None:
@@ -80,12 +95,17 @@ def expected_hash(path: str | Path, models_dir: str | Path | None = None) -> str
 
 
 def verify_against_manifest(path: str | Path, models_dir: str | Path | None = None, sha256: str | None = None,
-                            remedy: str = "Restore it (git checkout models/) or retrain.") -> None:
+                            remedy: str = "Restore it (git checkout models/) or retrain.", required: bool = False,
+                            name: str | None = None) -> None:
     """Refuse a file whose SHA-256 differs from the one its manifest records (``sha256``: the
-    file's digest if the caller already has it). Files the manifest does not list pass."""
+    file's digest if the caller already has it). Files the manifest does not list pass, unless ``required``
+    (a shipped LiteRT export and its detector). ``name``: how the file is named in the message."""
     want = expected_hash(path, models_dir)
+    name = name or Path(path).name
+    if want is None and required:
+        raise ModelLoadError(f"{name} is not listed in {MANIFEST}, so it cannot be checked. {remedy}")
     if want is not None and (sha256 or sha256_file(path)) != want:
-        raise ModelLoadError(f"{Path(path).name} does not match the SHA-256 in {MANIFEST}: the file was changed "
+        raise ModelLoadError(f"{name} does not match the SHA-256 in {MANIFEST}: the file was changed "
                              f"or truncated. {remedy}")
 
 
@@ -101,16 +121,45 @@ def report_ood(report_dir: Path | None, verify: bool = True) -> MahalanobisOOD |
     return MahalanobisOOD.load(path)
 
 
+def _shipped_exports(models_dir: Path) -> list[Path]:
+    """The shipped LiteRT exports present in ``models_dir`` (``<variant>.tflite``; other exports are not shipped)."""
+    return [p for p in (models_dir / f"{v}.tflite" for v in SHIPPED_VARIANTS) if p.is_file()]
+
+
 def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:
-    """Record the SHA-256 of every shipped ``*.keras`` and ``reports/*/ood.npz`` in ``MANIFEST.json``."""
+    """Record the SHA-256 of every shipped ``*.keras``, ``<variant>.tflite`` (LiteRT export), ``reports/*/ood.npz``
+    and ``<variant>.ood.npz`` (the export's detector) in ``MANIFEST.json``."""
     models_dir = Path(models_dir)
     entries = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-               for p in sorted(models_dir.glob("*.keras"))}
+               for p in [*sorted(models_dir.glob("*.keras")), *_shipped_exports(models_dir)]}
     ood = {str(p.relative_to(models_dir)): {"sha256": sha256_file(p)}
            for p in sorted(models_dir.glob("reports/*/ood.npz"))}
+    for export in _shipped_exports(models_dir):
+        detector = export.with_name(export.name[: -len(".tflite")] + ".ood.npz")
+        if detector.is_file():
+            ood[detector.name] = {"sha256": sha256_file(detector)}
     manifest = {"models": entries, "ood_detectors": ood}
     (models_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def record_export(path: str | Path, detector: str | Path | None) -> bool:
+    """Record a shipped LiteRT export (``<models dir>/<variant>.tflite``) and its detector in the manifest beside
+    it, as ``python -m pneumo_core export`` writes them; other files and folders without a manifest are left
+    alone. Returns True when the manifest was updated."""
+    path = Path(path)
+    if shipped_litert_variant(path) is None:
+        return False
+    manifest_path = path.parent / MANIFEST
+    manifest = json.loads(manifest_path.read_text())
+    manifest.setdefault("models", {})[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    ood = manifest.setdefault("ood_detectors", {})
+    stale = path.name[: -len(".tflite")] + ".ood.npz"
+    ood.pop(stale, None)
+    if detector is not None and Path(detector).is_file():
+        ood[Path(detector).name] = {"sha256": sha256_file(detector)}
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return True
 
 
 def record_ood_detector(models_dir: str | Path, detector: str | Path) -> None:

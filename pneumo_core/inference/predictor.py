@@ -1,6 +1,6 @@
 """The inference pipeline: decode -> model input -> backend -> heatmap -> OOD check and label.
 
-:class:`Predictor` composes a model backend (:mod:`backends`: Keras or LiteRT, picked by file suffix)
+:class:`Predictor` composes a model backend (:mod:`backends`: LiteRT or Keras, see :func:`backends.choose_kind`)
 with the model's decision threshold and its out-of-distribution detector, and runs every image through
 the same steps, each once:
 
@@ -71,12 +71,14 @@ def _threshold(given: float | None, info: dict, exported: float | None) -> tuple
 class Predictor:
     """A classifier ready to score films: a backend, its threshold and its OOD detector.
 
-    ``model``: a shipped variant name (``"finetuned"``, ``"frozen"``; None for the default), a ``.keras``
-    path or a ``.tflite`` path (LiteRT backend); ``kind`` forces a backend ("keras" or "litert").
+    ``model``: a shipped variant name (``"finetuned"``, ``"frozen"``; None for the default), run on LiteRT
+    (``models/<name>.tflite``) where ``ai_edge_litert`` is installed, else on Keras (``models/<name>.keras``),
+    unless ``PNEUMO_BACKEND`` or ``kind`` ("keras" or "litert") says; or a ``.keras`` or ``.tflite`` path.
     ``threshold``: overrides the validation-chosen one. ``verify``: check the files against their
     manifest and sidecar. ``backend``: an already opened :class:`backends.ModelBackend` instead of a file;
     ``keras_model``: an in-memory Keras classifier (training, tests). ``ood``: a detector instead of the
-    model's own. Other options go to the backend (``num_threads``, ``xnnpack`` for LiteRT)."""
+    model's own. Other options go to the backend (``num_threads``, ``interpreters``, ``use``, ``xnnpack`` for
+    LiteRT: :class:`litert.LiteRTBackend`)."""
 
     def __init__(self, model: str | Path | None = None, threshold: float | None = None, verify: bool = True, *,
                  kind: str | None = None, backend: ModelBackend | None = None, keras_model=None,

@@ -112,10 +112,22 @@ def models_overview(reps: dict, sha256_of: Callable[[Path], str]) -> pd.DataFram
             sha = sha256_of(rep.model_path)
             evaluated = rep.metrics.get("model_sha256")
             row["sha256"] = sha
-            row["matches evaluated model"] = ("yes" if sha == evaluated else "NO: reports are stale") \
-                if evaluated else "no report"
+            same = evaluated == sha or evaluated in export_hashes(rep.model_path, sha, sha256_of)
+            row["matches evaluated model"] = ("yes" if same else "NO: reports are stale") if evaluated else "no report"
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def export_hashes(model_path: Path, model_sha256: str, sha256_of: Callable[[Path], str]) -> set[str]:
+    """The SHA-256 of the LiteRT export beside ``model_path`` (``<name>.tflite``) when its sidecar says it was
+    exported from that very file, else none: a report written by ``evaluate`` on the default LiteRT backend
+    records the export's hash, and it evaluated the same model."""
+    from pneumo_core.artifacts import read_json, sidecar
+
+    export = Path(model_path).with_suffix(".tflite")
+    if export.is_file() and read_json(sidecar(export)).get("source_sha256") == model_sha256:
+        return {sha256_of(export)}
+    return set()
 
 
 def shift_summary(reps: dict, variant: str = DEFAULT_VARIANT) -> str:

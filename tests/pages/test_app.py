@@ -336,6 +336,7 @@ def test_every_page_without_a_dataset(tmp_path, monkeypatch):
     assert float(shown["p"]) == pytest.approx(row["p_finetuned"], abs=6e-4)  # its saved test score
 
 
+@pytest.mark.slow
 def test_analyse_frozen_model_choice(test_pneumonia):
     both_models_required()
     from pneumo_core.inference.predictor import Predictor
@@ -351,10 +352,13 @@ def test_analyse_frozen_model_choice(test_pneumonia):
 
 # ---------------------------------------------------------------------------- missing models
 def _models_subset(tmp_path: Path, variants) -> Path:
+    """A models folder with the shipped files of ``variants`` only: .keras, LiteRT export, reports, manifest."""
     d = tmp_path / "models"
     (d / "reports").mkdir(parents=True)
+    (d / "MANIFEST.json").symlink_to(MODELS / "MANIFEST.json")
     for v in variants:
-        (d / f"{v}.keras").symlink_to(MODELS / f"{v}.keras")
+        for name in (f"{v}.keras", f"{v}.tflite", f"{v}.tflite.json", f"{v}.ood.npz"):
+            (d / name).symlink_to(MODELS / name)
         (d / "reports" / v).symlink_to(MODELS / "reports" / v, target_is_directory=True)
     return d
 

@@ -294,6 +294,8 @@ def test_wise_ft_section_applies_the_preregistered_rules_to_the_report_files(tmp
 
 
 # ---------------------------------------------------------------------------- real browser
+@pytest.mark.slow
+@pytest.mark.browser  # Chromium, though the page's other tests are AppTest
 def test_protocols_page_in_a_real_browser():
     from tests.helpers.browser import app_in_browser, require_browser, shots
 

@@ -244,6 +244,7 @@ def test_a_second_different_answer_is_refused_and_the_first_kept(db_url):
     assert len(stored_answers(db_url, code, key)) == 1
 
 
+@pytest.mark.slow
 def test_an_answer_after_the_time_limit_is_refused(db_url):
     store = QuizStore(db_url)
     made = store.new_quiz(2, seed=3, time_limit_minutes=4 / 60)  # four seconds
@@ -272,6 +273,7 @@ def test_a_read_only_database_gets_a_message(db_url, tmp_path, monkeypatch):
     assert QuizStore(db_url).results(made.code, made.teacher_key).readers.empty
 
 
+@pytest.mark.slow
 def test_a_locked_database_gets_a_message_and_the_answer_goes_in_afterwards(db_url, tmp_path):
     code, key = create_on_page(2, seed=6)
     at = join(code, "patient")

@@ -28,6 +28,7 @@ def predict_output(tmp_path_factory, test_normal, test_pneumonia):
     return files, res
 
 
+@pytest.mark.slow
 def test_predict_json_contract(predict_output):
     files, res = predict_output
     assert res.returncode == 0, res.stderr
@@ -60,6 +61,7 @@ def test_predict_matches_library(predict_output, shipped_predictor, test_pneumon
     assert cli["p_pneumonia"] == pytest.approx(lib.p_pneumonia, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_predict_expands_folders(tmp_path, test_normal):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "a.jpeg").write_bytes(test_normal.read_bytes())
@@ -70,6 +72,7 @@ def test_predict_expands_folders(tmp_path, test_normal):
     assert out[0]["model"] == "frozen"
 
 
+@pytest.mark.slow
 def test_evaluate_json_on_a_small_split(tmp_path, data_root):
     import numpy as np
 
@@ -111,6 +114,7 @@ def test_evaluate_refuses_a_folder_without_classes(tmp_path):
     _one_line_error(run_cli("evaluate", "--data", tmp_path / "nope", "--json"), "neither a split folder")
 
 
+@pytest.mark.slow
 def test_evaluate_on_a_dataset_root_without_bootstrap(tmp_path, data_root):
     """A dataset root means its test/ split; --bootstrap 0 gives metrics without CIs, as valid JSON."""
     for cls in ("NORMAL", "PNEUMONIA"):
@@ -124,6 +128,7 @@ def test_evaluate_on_a_dataset_root_without_bootstrap(tmp_path, data_root):
     assert out["ci95"] is None and 0.0 <= out["auc"] <= 1.0
 
 
+@pytest.mark.slow
 def test_evaluate_refuses_a_one_class_split(tmp_path, test_normal):
     (tmp_path / "NORMAL").mkdir()
     (tmp_path / "PNEUMONIA").mkdir()
@@ -144,6 +149,7 @@ def test_out_of_range_options_are_refused_before_any_work(args, words, test_norm
         assert word in res.stderr
 
 
+@pytest.mark.slow
 def test_a_keras_file_that_is_not_a_classifier_is_refused(tmp_path, test_normal):
     import keras
 
@@ -154,6 +160,7 @@ def test_a_keras_file_that_is_not_a_classifier_is_refused(tmp_path, test_normal)
     _one_line_error(run_cli("predict", "--model", tmp_path / "garbage.keras", test_normal), "not a Keras model file")
 
 
+@pytest.mark.slow
 def test_a_model_without_its_reports_says_it_uses_0_5(tmp_path, test_normal, test_pneumonia):
     """A model copied without reports/ has no validation threshold: the CLI says so instead of
     presenting 0.5 as the validation rule."""
@@ -266,6 +273,7 @@ def test_evaluate_write_report_end_to_end(tmp_path, data_root, capsys):
     assert len(rep.test_predictions) == 12 and rep.metrics == metrics
 
 
+@pytest.mark.slow
 def test_a_given_threshold_is_applied_and_recorded_as_given(tmp_path, data_root, test_normal, capsys):
     """``--threshold`` decides the label (a cut just above or just below a film's p flips it)
     and reports say the threshold was given, not chosen on validation."""
@@ -294,6 +302,7 @@ def test_a_given_threshold_is_applied_and_recorded_as_given(tmp_path, data_root,
     assert (preds.predicted == (preds.p_pneumonia >= 0.3).astype(int)).all()
 
 
+@pytest.mark.slow
 def test_calibrate_ood_fits_and_records_a_detector(tmp_path, data_root, capsys):
     """``calibrate-ood`` on a small training folder: a new ood.npz, its SHA-256 in the manifest
     (the next load accepts it), its settings in training.json, and a detector that passes the
@@ -335,6 +344,7 @@ def test_calibrate_ood_fits_and_records_a_detector(tmp_path, data_root, capsys):
     assert pred.predict(photo.getvalue(), name="astronaut.png").is_chest_xray is False
 
 
+@pytest.mark.slow
 def test_manifest_command_records_models_and_detectors_and_catches_tampering(tmp_path, capsys):
     """``manifest --dir`` writes the SHA-256 of each model and detector; a changed model or a
     changed detector is then refused on load, each with its own message."""
@@ -371,6 +381,7 @@ def test_manifest_command_records_models_and_detectors_and_catches_tampering(tmp
 
 
 # ------------------------------------------------ the package: one entry point, argparse only here, train options
+@pytest.mark.slow
 def test_the_console_script_is_the_same_cli(tmp_path):
     """``pneumo`` (the console script ``pip install -e .`` makes) prints what ``python -m pneumo_core``
     prints, byte for byte, and exits the same."""

@@ -45,6 +45,7 @@ def test_threshold_rules():
 
 
 @pytest.mark.parametrize("target", [0.9, 0.95, 0.98])
+@pytest.mark.slow
 def test_threshold_rules_are_exact_inside_runs_of_one_class(target):
     """The rules must find the extreme threshold even when it lies between two ROC corners
     (a run of positives, or of negatives, with no film of the other class among them): the
@@ -77,6 +78,7 @@ def test_shipped_threshold_is_the_rule_applied_to_its_saved_validation_scores(va
     assert metrics["at_threshold"]["threshold"] == pytest.approx(info["threshold"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_patient_bootstrap_keeps_a_patients_films_together():
     """Five films per patient with the same label and nearly the same score are one piece of
     evidence, not five: resampling patients must give intervals about sqrt(5) times wider than

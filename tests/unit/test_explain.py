@@ -24,10 +24,10 @@ def test_heatmap_is_image_sized_finite_in_range_and_not_constant(shipped_predict
     assert h.max() == pytest.approx(1.0, abs=0.05)
 
 
-def test_compiled_gradcam_equals_reference(shipped_predictor, xray):
+def test_compiled_gradcam_equals_reference(shipped_keras_predictor, xray):
     _, x = xray
-    _, cam_fast, _ = shipped_predictor.explain_arrays(x)
-    cam_ref = explain.gradcam(shipped_predictor.model, x)
+    _, cam_fast, _ = shipped_keras_predictor.explain_arrays(x)
+    cam_ref = explain.gradcam(shipped_keras_predictor.model, x)
     assert np.allclose(cam_fast, cam_ref, rtol=1e-3, atol=1e-5 * max(1.0, float(cam_ref.max())))
 
 
@@ -45,7 +45,8 @@ def _mean_corr(a, b):
     return float(np.mean([np.corrcoef(u.ravel(), v.ravel())[0, 1] for u, v in zip(a, b)]))
 
 
-def test_heatmap_changes_when_weights_are_randomised(shipped_predictor, several):
+@pytest.mark.slow
+def test_heatmap_changes_when_weights_are_randomised(shipped_keras_predictor, several):
     """Model-parameter randomisation test (Adebayo et al. 2018): an explanation that survives
     randomising the weights explains the image, not the model. Cascading: re-initialise the
     layers training changed (top 30 of the base and the head) and the map must decorrelate;
@@ -55,14 +56,14 @@ def test_heatmap_changes_when_weights_are_randomised(shipped_predictor, several)
     from pneumo_core.inference.model_files import BASE_NAME, ensemble_parts, load_model
     from tests.helpers.tiny_models import lively_model
 
-    trained = explain.gradcam(shipped_predictor.model, several)
+    trained = explain.gradcam(shipped_keras_predictor.model, several)
     fresh = lively_model("finetuned", seed=123)
     full_random = explain.gradcam(fresh, several)
     for maps in (trained, full_random):
         assert (maps.max(axis=(1, 2)) > 1e-3 * trained.max()).all(), "a map is (nearly) all zero"
 
     # a second copy of the shipped model; in an ensemble every member's trained layers are reset
-    cascade = load_model(shipped_predictor.path)
+    cascade = load_model(shipped_keras_predictor.path)
     trained_layers = {layer.name: layer for layer in fresh.get_layer(BASE_NAME).layers[-FINE_TUNE_LAYERS:]}
     reset = 0
     for part in ensemble_parts(cascade) or [cascade.get_layer(BASE_NAME)]:

@@ -22,7 +22,7 @@ def frozen_tiny():
 
 @pytest.fixture(scope="module")
 def shipped_frozen():
-    return Predictor("frozen")
+    return Predictor("frozen", kind="keras")
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,7 @@ def reference(frozen_tiny):
 
 
 @pytest.mark.parametrize("quantize,p_tol,cam_tol", [("none", 2e-4, 1e-3), ("float16", 0.01, 0.02)])
+@pytest.mark.slow
 def test_tflite_matches_keras(exported, reference, quantize, p_tol, cam_tol):
     x, p_ref, cam_ref = reference
     pred = Predictor(exported[quantize], warm_up=False)
@@ -68,6 +69,7 @@ def test_sidecar_records_the_export(exported):
     assert exported["float16"].stat().st_size < 0.6 * exported["none"].stat().st_size
 
 
+@pytest.mark.slow
 def test_int8_follows_the_shipped_model_on_real_films(shipped_frozen, data_root, tmp_path):
     """int8 on the shipped frozen model (a random model's activations do not quantise like a
     trained one's), calibrated on training films, scored on 12 test films: close probabilities,
@@ -183,8 +185,9 @@ def test_falls_back_to_builtin_kernels_when_xnnpack_refuses_the_graph(exported, 
     """XNNPACK refuses some quantised graphs at allocation; the same file then runs on TFLite's
     built-in kernels with the same results."""
     x, p_ref, _ = reference
-    pred = Predictor(exported["none"], warm_up=False)
-    real = pred.backend._interp
+    pred = Predictor(exported["none"], warm_up=False, interpreters=1)
+    slot = pred.backend._acquire()  # the one interpreter of the pool
+    real = slot.interp
 
     class Refusing:
         def __getattr__(self, name):
@@ -193,13 +196,15 @@ def test_falls_back_to_builtin_kernels_when_xnnpack_refuses_the_graph(exported, 
         def allocate_tensors(self):
             raise RuntimeError("failed to create XNNPACK runtime")
 
-    pred.backend._interp = Refusing()
+    slot.interp = Refusing()
+    pred.backend._idle.put(slot)
     p, _ = pred.predict_arrays(x)
-    assert pred.backend.delegate == "builtin"
+    assert pred.backend.delegate == "builtin" and not slot.xnnpack
     np.testing.assert_allclose(p, p_ref, atol=2e-4, rtol=0)
 
 
 @pytest.mark.parametrize("shared", [False, True], ids=["separate-backbones", "shared-trunk"])
+@pytest.mark.slow
 def test_ensemble_exports_and_matches_keras(tmp_path, shared):
     """An output ensemble converts with builtin ops only (its head is one Dense over all members'
     pooled maps) and the export gives the Keras probabilities and Grad-CAM maps, both for runs
@@ -257,6 +262,7 @@ def moved_export(frozen_tiny, tmp_path_factory):
     return dest / "tiny.tflite", meta, detector, Predictor(keras_model=frozen_tiny, ood=detector, warm_up=False)
 
 
+@pytest.mark.slow
 def test_export_records_its_detector_and_threshold(moved_export):
     path, meta, detector, _ = moved_export
     assert meta["threshold"] == 0.37
@@ -345,5 +351,6 @@ def test_interpreter_failure_with_an_empty_message_is_one_clear_line(exported, m
         raise RuntimeError("")
 
     monkeypatch.setattr(litert, "make_interpreter", refuse)
-    with pytest.raises(ModelLoadError, match=r"could not load TFLite model tiny.none.tflite: RuntimeError$"):
+    with pytest.raises(ModelLoadError, match=r"could not load TFLite model tiny.none.tflite: RuntimeError\. Export it "
+                       r"again \(python -m pneumo_core export"):
         Predictor(exported["none"], warm_up=False)

@@ -100,11 +100,14 @@ def test_shipped_models_match_manifest():
     from pneumo_core.config import MODELS_DIR
 
     manifest = json.loads((MODELS_DIR / pneumo_model.MANIFEST).read_text())
-    assert set(manifest["models"]) == {"finetuned.keras", "frozen.keras"}
-    for name, entry in manifest["models"].items():
+    assert set(manifest["models"]) == {"finetuned.keras", "frozen.keras", "finetuned.tflite", "frozen.tflite"}
+    assert set(manifest["ood_detectors"]) == {"reports/finetuned/ood.npz", "reports/frozen/ood.npz",
+                                              "finetuned.ood.npz", "frozen.ood.npz"}
+    for name, entry in [*manifest["models"].items(), *manifest["ood_detectors"].items()]:
         assert pneumo_model.sha256_file(MODELS_DIR / name) == entry["sha256"], name
 
 
+@pytest.mark.slow
 def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, test_normal):
     """Two different lively classifiers (O(1) features on a real film): the ensemble's p is the
     sigmoid of the mean of their logits, it survives a safe-mode round trip, and its Grad-CAM is
@@ -160,6 +163,7 @@ def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, tes
     ("block_14_expand", "block_13_project_BN"),  # what fine-tuning the top 30 layers changes
     ("block_15_expand", "block_14_add"),  # mid-network: the cut must be after the residual add
 ])
+@pytest.mark.slow
 def test_ensemble_computes_the_layers_its_runs_share_once(first_changed, trunk_end):
     """Runs that differ only above some layer: the ensemble runs the identical layers once (a
     ``shared_trunk`` ending at the last tensor every later layer flows through) and a top per

@@ -228,6 +228,7 @@ def test_not_a_model_and_missing_model(tmp_path):
         load_model(tmp_path / "missing.keras")
 
 
+@pytest.mark.slow
 def test_recalibrated_detector_is_recorded_and_accepted(model_copy, tmp_path, data_root):
     """calibrate-ood on a model with a manifest: the new detector is recorded, so the next load
     accepts it (it used to be refused as tampered), and training.json carries its settings."""

@@ -25,6 +25,7 @@ def test_training_seed_does_not_move_the_validation_split(data_root):
 
 
 @pytest.mark.parametrize("variant", ["frozen", "finetuned"])
+@pytest.mark.slow
 def test_train_writes_model_history_and_provenance(tmp_path, data_root, variant):
     cfg = TrainConfig(variant=variant, data=str(data_root), weights=None, out=str(tmp_path), limit=40,
                       head_epochs=2, epochs=1, batch_size=8)
@@ -86,6 +87,7 @@ def test_greedy_soup_keeps_only_members_that_lower_the_validation_loss():
         greedy_soup([[np.zeros(2)], [np.zeros(3)]], [0.0, 0.0], loss, "uniform")
 
 
+@pytest.mark.slow
 def test_soup_cli_averages_members_and_writes_a_loadable_model(tmp_path, data_root):
     """Two members (one a perturbed copy of the other) averaged on real validation films."""
     import keras
@@ -120,6 +122,7 @@ def test_soup_cli_averages_members_and_writes_a_loadable_model(tmp_path, data_ro
                  "--out", str(tmp_path / "x")]) == 2
 
 
+@pytest.mark.slow
 def test_wise_ft_cli_lands_halfway_between_a_run_and_its_head_only_start(tmp_path, data_root, capsys):
     """A tiny fine-tuned run, then ``wise-ft --alpha 0.5``: every weight is the midpoint of the
     run's saved start and its end, and the result is validated on the run's own films."""
@@ -177,6 +180,7 @@ def test_soup_refuses_a_member_validated_on_other_films(tmp_path, data_root, cap
     assert not (tmp_path / "out" / "finetuned.keras").exists()
 
 
+@pytest.mark.slow
 def test_ensemble_cli_writes_a_model_whose_p_is_the_mean_logit(tmp_path, data_root):
     """``ensemble`` on two members with clearly different logits: the result is the sigmoid of the
     mean logit (not the mean probability, not member 0), members are ordered by validation loss,
