@@ -8,7 +8,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast setup setup-train setup-dev test-packages benchmarks litert-models
+.PHONY: run test test-fast setup setup-train setup-dev lean-venv test-packages benchmarks litert-models
 
 $(BIN)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ $(BIN)/.train: $(BIN)/.runtime requirements-train.txt
 $(BIN)/.dev: $(BIN)/.train requirements-dev.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	touch $@
+
+# A second venv from requirements.txt alone (no TensorFlow, no test tools): tests/browser/test_lean_runtime.py
+# runs the CLI and the dashboard from it, so a runtime import of TensorFlow cannot hide behind the test venv.
+LEAN := .venv-lean
+$(LEAN)/bin/.runtime: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(LEAN)
+	$(LEAN)/bin/python -m pip install -q --upgrade pip
+	$(LEAN)/bin/python -m pip install -q -r requirements.txt
+	$(LEAN)/bin/python -m pip install -q --no-deps -e .
+	touch $@
+
+lean-venv: $(LEAN)/bin/.runtime
 
 setup: $(BIN)/.runtime
 setup-train: $(BIN)/.train
@@ -53,9 +65,9 @@ test-packages:
 run: setup
 	$(BIN)/streamlit run app.py
 
-test: setup-dev
+test: setup-dev lean-venv
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	PNEUMO_LEAN_PYTHON=$(CURDIR)/$(LEAN)/bin/python $(BIN)/python -m pytest
 
 # The fast loop while working (no browser, PACS, DICOM-tool or database tests, none marked slow): a few minutes.
 test-fast: setup-dev

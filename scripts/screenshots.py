@@ -34,7 +34,8 @@ def free_port() -> int:
 class Server:
     """``streamlit run app.py`` on a free port; stderr captured to a file for inspection."""
 
-    def __init__(self, log_dir: Path, port: int | None = None):
+    def __init__(self, log_dir: Path, port: int | None = None, python: str | None = None):
+        self.python = python or sys.executable  # another venv's interpreter (the lean runtime test)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,7 @@ class Server:
 
     def __enter__(self) -> "Server":
         env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        cmd = [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        cmd = [self.python, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
                "--server.port", str(self.port), "--server.address", "127.0.0.1",
                "--browser.gatherUsageStats", "false"]
         self._err = open(self.stderr_path, "w")

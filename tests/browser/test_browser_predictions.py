@@ -66,7 +66,9 @@ def test_shown_p_matches_saved_predictions_and_downloads_carry_provenance(browse
 
     film, saved_p = film_and_saved_p
     training = json.loads((REPORTS / "training.json").read_text())
-    sha = json.loads((ROOT / "models" / "MANIFEST.json").read_text())["models"]["finetuned.keras"]["sha256"]
+    from ui.cache import model_file  # the file the page runs: the LiteRT export by default
+
+    sha = json.loads((ROOT / "models" / "MANIFEST.json").read_text())["models"][model_file("finetuned").name]["sha256"]
     photo = _photo(tmp_path)
     with app_in_browser(ARTIFACTS, accept_downloads=True) as (server, page, errors):
         page.set_default_timeout(240_000)  # the first model load on a busy machine

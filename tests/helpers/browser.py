@@ -12,7 +12,6 @@ from tests.helpers.support import require
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 def require_browser() -> None:
     """Chromium and Playwright's Python package are here, or the test skips (fails under CI)."""
     require(Path(shots.CHROMIUM).is_file(), f"Chromium not found at {shots.CHROMIUM} (apt-get install chromium)")
@@ -23,14 +22,14 @@ def require_browser() -> None:
 
 
 @contextmanager
-def app_in_browser(artifacts: Path, **page_options):
-    """``streamlit run app.py`` on a free loopback port and one Chromium page (1366x900; ``page_options``
-    go to ``new_page``). Yields ``(server, page, errors)``, ``errors`` collecting the page's JavaScript
+def app_in_browser(artifacts: Path, python: str | None = None, **page_options):
+    """``streamlit run app.py`` (by ``python``: another venv's interpreter, default this one) on a free
+    loopback port and one Chromium page (1366x900; ``page_options`` go to ``new_page``). Yields ``(server, page, errors)``, ``errors`` collecting the page's JavaScript
     errors. On leaving: the browser is closed, the server stopped, and its stderr must hold no traceback."""
     from playwright.sync_api import sync_playwright
 
     artifacts.mkdir(parents=True, exist_ok=True)
-    with shots.Server(artifacts) as server:
+    with shots.Server(artifacts, python=python) as server:
         with sync_playwright() as pw:
             browser = shots.launch_browser(pw)
             try:

@@ -243,7 +243,7 @@ def package_entries(package: Path) -> set[str]:
 
 
 def _python_files() -> list[Path]:
-    skip = {".venv", ".git", "runs", "test-artifacts", "node_modules"}
+    skip = {".venv", ".venv-lean", ".git", "runs", "test-artifacts", "node_modules"}
     return sorted(p for p in ROOT.rglob("*.py") if not skip & set(p.relative_to(ROOT).parts))
 
 
