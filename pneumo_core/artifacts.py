@@ -9,8 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas loads with the first CSV read, not when the CLI starts
+    import pandas as pd
 
 
 def sha256_file(path: str | Path) -> str:
@@ -45,6 +47,8 @@ def read_json(path: Path) -> dict:
 
 def read_csv(path: Path) -> pd.DataFrame | None:
     """The table in ``path``, or None when it is missing or unreadable."""
+    import pandas as pd
+
     try:
         return pd.read_csv(path)
     except (OSError, ValueError, pd.errors.ParserError):

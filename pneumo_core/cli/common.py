@@ -104,7 +104,8 @@ def add_model_args(sp) -> None:
                          "default: $PNEUMO_BACKEND, else litert. A path runs on the backend its suffix names")
     sp.add_argument("--threshold", type=probability,
                     help="decision threshold from 0 to 1 (default: the model's validation-chosen one)")
-    sp.add_argument("--batch-size", type=int_at_least(1), default=32, help="films per forward pass (default 32)")
+    sp.add_argument("--batch-size", type=int_at_least(1), default=None,
+                    help="films per forward pass (default: the backend's fastest, 16 on LiteRT, 32 on Keras)")
     sp.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pneumo_core.config import CLASS_NAMES
+
+if TYPE_CHECKING:  # pandas loads with the first listing, not when the CLI starts
+    import pandas as pd
 
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp"}  # what the tf.data training pipeline decodes
 # File-name prefixes that identify a patient in the Kermany set. NORMAL2-IM-0123 and
@@ -42,6 +44,8 @@ def list_images(split_dir: str | Path, suffixes=IMAGE_SUFFIXES) -> pd.DataFrame:
     passes ``images.READABLE_SUFFIXES``, DICOM included); hidden files (``.DS_Store``) and notes
     are ignored. Sorted, so the order is reproducible.
     """
+    import pandas as pd
+
     split_dir = Path(split_dir)
     rows = []
     for label, cls in enumerate(CLASS_NAMES):

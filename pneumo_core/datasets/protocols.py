@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from pneumo_core.config import CLASS_NAMES
 from pneumo_core.datasets import listing
+
+if TYPE_CHECKING:  # pandas loads when a split is made, not when the CLI starts (0.3 s of every command)
+    import pandas as pd
 
 PROTOCOLS = ("official", "patient-resplit", "image-resplit")
 OFFICIAL_VAL_FRACTION = 0.15  # of train/
@@ -83,6 +85,8 @@ def leakage(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> dict:
 
 
 def _pool(root: Path) -> pd.DataFrame:
+    import pandas as pd
+
     parts = []
     for origin in ("train", "test"):
         df = listing.list_images(root / origin)
@@ -108,6 +112,8 @@ def _by_image(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFram
 
 def _limited(df: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """At most ``limit`` films, half of each class (smoke runs)."""
+    import pandas as pd
+
     if not limit:
         return df
     return pd.concat([g.sample(min(len(g), limit // 2), random_state=seed) for _, g in df.groupby("label")]) \

@@ -12,6 +12,12 @@ from pneumo_core.errors import ImageError
 
 MAX_PIXELS = 40_000_000  # about 6300 x 6300: far above any chest film scanner's output
 MIN_SIDE = 64
+#: DICOM: Number of Frames over this is refused (only the first frame is decoded; a file is at most 64 MB).
+MAX_FRAMES = 1000
+#: DICOM: what decoding the first frame may produce, Rows x Columns x Samples per Pixel x bytes a sample
+#: (the larger of Bits Allocated and the codestream's precision). A 40-megapixel film is 80 MB at 16 bits
+#: and 120 MB as 8-bit RGB.
+MAX_DECODED_BYTES = 4 * MAX_PIXELS
 
 # IJG's standard luminance quantisation table (quality 50); its sum calibrates the quality estimate.
 _IJG_LUMA_SUM = 3688

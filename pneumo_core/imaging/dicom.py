@@ -23,6 +23,7 @@ import zlib
 import numpy as np
 
 from pneumo_core.errors import ImageError, first_line
+from pneumo_core.imaging.codestream import EXPORT_ADVICE, check_pixel_data
 from pneumo_core.imaging.core import LoadedImage, check_size, deblock, jpeg_quality, to_uint8
 from pneumo_core.imaging.windowing import VOI_FUNCTIONS, apply_window, keep_raw
 
@@ -31,7 +32,6 @@ RLE_TS = "1.2.840.10008.1.2.5"
 #: A deflated data set is inflated here at most to this size (a 40-megapixel 16-bit film is 80 MB):
 #: 64 MB of deflate can hold 60 GB of zeros.
 MAX_INFLATED_BYTES = 128 * 1024 * 1024
-EXPORT_ADVICE = "Export it from the viewer or PACS as uncompressed DICOM or as PNG"
 _EXPECTED = "PNG, JPEG, BMP, TIFF, WebP or DICOM expected"
 
 #: Every transfer syntax read here and what decodes it (pydicom 3 plugins; tested in tests/integration/test_dicom.py).
@@ -356,7 +356,8 @@ def _to_display(ds, arr: np.ndarray, photometric: str, bits: int, notes: list):
 
 def load_dicom(data: bytes) -> LoadedImage:
     """Decode one DICOM file (Part 10, or a bare data set) into a :class:`LoadedImage`; raises
-    :class:`ImageError` with a one-line reason. Rows/Columns are checked before any pixel is decoded."""
+    :class:`ImageError` with a one-line reason. Rows/Columns, and the first frame's own size, component
+    count and decoded bytes (:func:`codestream.check_pixel_data`), are checked before any pixel is decoded."""
     import pydicom
 
     notes = []
@@ -389,6 +390,8 @@ def load_dicom(data: bytes) -> LoadedImage:
         if getattr(ds, "file_meta", None) is None or "TransferSyntaxUID" not in ds.file_meta:
             ds.file_meta = getattr(ds, "file_meta", None) or pydicom.dataset.FileMetaDataset()
             ds.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian  # the DICOM default
+        # what the decoder will allocate, from the compressed frame's own header (codestream.py)
+        notes += check_pixel_data(ds, rows, cols, n_frames)
         _header_notes(ds, notes)
         arr = _decode_first_frame(ds, n_frames, notes)
         photometric = _code(ds.get("PhotometricInterpretation"), 32) or "MONOCHROME2"

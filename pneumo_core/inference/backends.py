@@ -66,6 +66,7 @@ class ModelBackend(Protocol):
     """What :class:`predictor.Predictor` needs from a model, whatever runs it."""
 
     kind: str  # one of KINDS
+    batch_size: int  # films per forward pass in the batch path when the caller names none (measured fastest)
     name: str  # shown in results and reports: the file name without its suffix
     path: Path | None  # None for a model held only in memory
     sha256: str | None  # of the file, hashed once
@@ -100,6 +101,7 @@ class KerasBackend:
     an in-memory ``keras_model`` (training and tests)."""
 
     kind = "keras"
+    batch_size = 32  # TensorFlow's CPU kernels: 32 as fast as any (docs/benchmarks.md)
     exported_threshold = None
     has_gradcam = True
 

@@ -181,10 +181,13 @@ class Predictor:
                           heatmap=heatmap, **self._verdict(p[0], pooled[:1] if pooled is not None else None))
 
     # ------------------------------------------------------------ many files
-    def predict_files(self, paths, batch_size: int = 32, workers: int = 4, reject_ood: bool = True) -> list[Prediction]:
+    def predict_files(self, paths, batch_size: int | None = None, workers: int = 4,
+                      reject_ood: bool = True) -> list[Prediction]:
         """Many files: parallel decode (threads; Pillow and OpenCV release the GIL) overlapped with
         batched inference. A bad file gets its own error and never stops the others; no image is kept.
-        ``reject_ood=False`` scores every readable image (evaluation) and only flags OOD ones."""
+        ``reject_ood=False`` scores every readable image (evaluation) and only flags OOD ones. ``batch_size``:
+        films per forward pass (None: the backend's fastest)."""
+        batch_size = batch_size or self.backend.batch_size
         paths = [str(p) for p in paths]
         outcomes: list[dict] = [{} for _ in paths]
 

@@ -35,8 +35,8 @@ def run_lean(python: str, *args: str, timeout: int = 900) -> subprocess.Complete
 
 def test_the_lean_venv_has_no_tensorflow(lean_python):
     for module in ("tensorflow", "keras"):
-        probe = run_lean(lean_python, "-c", f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) "
-                                            "is not None)")
+        probe = run_lean(lean_python, "-c", "import importlib.util, sys; "
+                                            f"sys.exit(importlib.util.find_spec({module!r}) is not None)")
         assert probe.returncode == 0, f"{module} is importable in the lean venv"
     training = run_lean(lean_python, "-m", "pneumo_core", "train", "--variant", "frozen", "--data", "nowhere")
     assert training.returncode == 2 and training.stderr.strip().splitlines()[-1].startswith("error: "), training.stderr

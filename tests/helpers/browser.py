@@ -24,8 +24,9 @@ def require_browser() -> None:
 @contextmanager
 def app_in_browser(artifacts: Path, python: str | None = None, **page_options):
     """``streamlit run app.py`` (by ``python``: another venv's interpreter, default this one) on a free
-    loopback port and one Chromium page (1366x900; ``page_options`` go to ``new_page``). Yields ``(server, page, errors)``, ``errors`` collecting the page's JavaScript
-    errors. On leaving: the browser is closed, the server stopped, and its stderr must hold no traceback."""
+    loopback port and one Chromium page (1366x900; ``page_options`` go to ``new_page``). Yields ``(server, page,
+    errors)``, ``errors`` collecting the page's JavaScript errors. On leaving: the browser is closed, the server
+    stopped, and its stderr must hold no traceback."""
     from playwright.sync_api import sync_playwright
 
     artifacts.mkdir(parents=True, exist_ok=True)

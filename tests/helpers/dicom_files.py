@@ -27,6 +27,11 @@ TOOLS = {
     "jpeg2000-lossless": (["gdcmconv", "--j2k"], "1.2.840.10008.1.2.4.90", True),
     "deflate": (["dcmconv", "+td"], "1.2.840.10008.1.2.1.99", True),
 }
+#: More encoders, for tests/integration/test_dicom_bombs.py: name -> as in ``TOOLS`` (8-bit input for Baseline).
+MORE_TOOLS = {
+    "jpeg-baseline-8bit": (["dcmcjpeg", "--encode-baseline"], "1.2.840.10008.1.2.4.50", False),
+    "jpeg2000-lossy": (["gdcmconv", "--j2k", "--lossy", "-r", "10"], "1.2.840.10008.1.2.4.91", False),
+}
 
 
 def grey(path) -> np.ndarray:
@@ -42,8 +47,8 @@ def missing_tools() -> list[str]:
 
 
 def compress(src: Path, tool: str, out: Path) -> Path:
-    """``src`` re-encoded by ``TOOLS[tool]`` into ``out``."""
-    cmd = TOOLS[tool][0]
+    """``src`` re-encoded by ``TOOLS[tool]`` (or ``MORE_TOOLS[tool]``) into ``out``."""
+    cmd = {**TOOLS, **MORE_TOOLS}[tool][0]
     done = subprocess.run([*cmd, str(src), str(out)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and out.is_file(), f"{' '.join(cmd)} failed: {done.stderr[-500:]}"
     return out
@@ -118,3 +123,68 @@ def dx_film(grey: np.ndarray, photometric: str = "MONOCHROME2", **attributes) ->
     header = {"ViewPosition": "PA", "PixelSpacing": [0.139, 0.139], "AccessionNumber": "ACC-4242-SECRET",
               "ReferringPhysicianName": "DR^WHO^REFERRER", **attributes}
     return make_dicom(stored, photometric=photometric, bits_stored=12, window=(2048.0, 4096.0), **header)
+
+
+# ---------------------------------------------------------------- hostile files (decompression bombs)
+
+
+def frame_header_offset(frame: bytes) -> int:
+    """Offset of the SOFn (or JPEG-LS SOF55) marker of a JPEG codestream (markers before the first scan)."""
+    import struct
+
+    pos = 2  # after SOI
+    while pos + 4 <= len(frame):
+        marker = frame[pos + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC) or marker == 0xF7:
+            return pos
+        pos += 2 + struct.unpack_from(">H", frame, pos + 2)[0]
+    raise AssertionError("no SOF marker before the first scan")
+
+
+def first_frame(data: bytes) -> bytes:
+    """The first frame's compressed bytes of an encapsulated DICOM."""
+    import pydicom
+    from pydicom.encaps import get_frame
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    return get_frame(ds.PixelData, 0, number_of_frames=int(ds.get("NumberOfFrames", 1) or 1))
+
+
+def with_frame(data: bytes, frame: bytes, **attributes) -> bytes:
+    """An encapsulated DICOM with its (single) frame replaced by ``frame`` and header elements set
+    by keyword; everything else as it was."""
+    import pydicom
+    from pydicom.encaps import encapsulate
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.PixelData = encapsulate([frame + b"\0" * (len(frame) % 2)])
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def with_frame_size(data: bytes, width: int, height: int) -> bytes:
+    """A compressed DICOM whose frame's codestream claims ``width`` x ``height`` (JPEG SOF, JPEG-LS
+    SOF55 or JPEG 2000 SIZ, as one tile, patched in place); the DICOM header unchanged."""
+    import struct
+
+    frame = bytearray(first_frame(data))
+    if frame[:4] == b"\xff\x4f\xff\x51":  # Xsiz Ysiz XOsiz YOsiz XTsiz YTsiz XTOsiz YTOsiz
+        struct.pack_into(">8I", frame, 8, width, height, 0, 0, width, height, 0, 0)
+    else:
+        struct.pack_into(">HH", frame, frame_header_offset(frame) + 5, height, width)
+    return with_frame(data, bytes(frame))
+
+
+def with_header(data: bytes, **attributes) -> bytes:
+    """``data`` with DICOM header elements changed (by keyword), the pixel data left as it is."""
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()

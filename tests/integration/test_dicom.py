@@ -155,7 +155,8 @@ def sample_files() -> list[Path]:
 
 # The decoder's own reason, the size rules, or what the file is: anything but a generic fallback.
 SPECIFIC = ("the decoder reports", "declares", "megapixel", "px a side", "no pixel data", "no image size",
-            "unreadable image size", "plain text", "gzip", "not a recognised image format")
+            "unreadable image size", "plain text", "gzip", "not a recognised image format",
+            "refused before decoding")
 
 
 def test_every_pydicom_sample_file_decodes_or_gets_a_specific_reason():
