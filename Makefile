@@ -12,7 +12,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(BIN)/.runtime: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@echo "Installing requirements.txt into $(VENV) (the runtime, no TensorFlow: about 1.1 GB the first time; a few minutes)..."
+	@echo "Installing requirements.txt into $(VENV) (the runtime, no TensorFlow: about 1.0 GB the first time; a few minutes)..."
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
 	@echo "Installing the project itself (editable: the pneumo command)..."
