@@ -18,6 +18,7 @@ import streamlit as st
 
 from pneumo_core.evaluation import reports
 from pneumo_core.review import decisions as review
+from pneumo_core.review.csv_export import safe_csv
 from ui.uploads import Film
 from ui.viewer import DISPLAY_SIDE, encode_jpeg, show_film
 
@@ -188,7 +189,7 @@ def render_review_table(preds: list, threshold: float, op_name: str, predictor) 
                                 "error": st.column_config.TextColumn("Why not scored", width="large"),
                                 "confidence": st.column_config.TextColumn("Confidence", width=95)})
     st.caption("A file that was not scored has no label or P(pneumonia); hover a cell to read a long message.")
-    st.download_button("Review table (CSV)", data=lambda: df.to_csv(index=False).encode(),
+    st.download_button("Review table (CSV)", data=lambda: safe_csv(df).encode(),
                        file_name="review_table.csv", mime="text/csv", key="dl_review_csv", on_click="ignore",
                        icon=":material/table:", help="With the model's SHA-256, the threshold and the operating point")
 

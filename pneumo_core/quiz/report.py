@@ -20,6 +20,7 @@ from pneumo_core.quiz.reader_study import (
     reader_table,
 )
 from pneumo_core.quiz.rules import NewQuiz, QuizResults
+from pneumo_core.review.csv_export import safe_csv
 
 
 def _plain(value):
@@ -64,8 +65,8 @@ def results_json(results, variant: str = DEFAULT_VARIANT) -> dict:
 
 
 def results_csv(results: QuizResults, variant: str = DEFAULT_VARIANT) -> str:
-    """The CSV export (:func:`reader_study.export_rows`): one row per answer."""
-    return export_rows(results.films, results.answers, results.thresholds.get(variant), variant).to_csv(index=False)
+    """The CSV export (:func:`reader_study.export_rows`): one row per answer, cells a spreadsheet cannot run."""
+    return safe_csv(export_rows(results.films, results.answers, results.thresholds.get(variant), variant))
 
 
 def _num(value) -> str:
