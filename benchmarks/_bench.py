@@ -128,6 +128,17 @@ def dump(path: str | None, payload: dict) -> None:
         print(f"wrote {path}")
 
 
+LEAN_PYTHON = str(ROOT / ".venv-lean" / "bin" / "python")  # the venv from requirements.txt alone (make lean-venv)
+
+
+def missing_lean_venv(python: str) -> bool:
+    """True (with the one line that says so on stderr) when ``python`` is not there: run ``make lean-venv``."""
+    if Path(python).is_file():
+        return False
+    print(f"error: no lean venv at {python}: run make lean-venv", file=sys.stderr)
+    return True
+
+
 def test_files(data=None) -> list[str]:
     """The 624 images of the official test split, sorted."""
     from pneumo_core.config import data_dir

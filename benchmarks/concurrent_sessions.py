@@ -95,11 +95,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=10)
     ap.add_argument("--films", type=int, default=6)
-    ap.add_argument("--lean-python", default=str(bench.ROOT / ".venv-lean" / "bin" / "python"))
+    ap.add_argument("--lean-python", default=bench.LEAN_PYTHON)
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
-    if not Path(args.lean_python).is_file():
-        print(f"error: no lean venv at {args.lean_python}: run make lean-venv", file=sys.stderr)
+    if bench.missing_lean_venv(args.lean_python):
         return 2
     bench.warn_if_busy()
     files = bench.test_files()[:: 7][: args.sessions * args.films + 1]

@@ -57,13 +57,12 @@ def cli_pass(python: str, folder: str, n: int, extra: list[str], env: dict) -> f
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--lean-python", default=str(bench.ROOT / ".venv-lean" / "bin" / "python"))
+    ap.add_argument("--lean-python", default=bench.LEAN_PYTHON)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--data", default=None)
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
-    if not Path(args.lean_python).is_file():
-        print(f"error: no lean venv at {args.lean_python}: run make lean-venv", file=sys.stderr)
+    if bench.missing_lean_venv(args.lean_python):
         return 2
 
     bench.warn_if_busy()
