@@ -8,34 +8,38 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test test-fast setup setup-train setup-dev lean-venv test-packages benchmarks litert-models
+.PHONY: run test test-fast setup setup-train setup-dev lean-venv test-packages benchmarks litert-models lock
 
-$(BIN)/.runtime: requirements.txt pyproject.toml
+# Installs come from the hash-locked files (every package, transitive ones included, pinned with its SHA-256):
+# requirements.lock (runtime), requirements-train.lock (+ TensorFlow), requirements-dev.lock (+ test tools).
+# The *.txt files name the direct dependencies; `make lock` compiles the locks from them (docs/security.md).
+# pip's own upgrade is skipped on purpose: it would be the one unpinned download.
+LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header -q
+
+$(BIN)/.runtime: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	@echo "Installing requirements.txt into $(VENV) (the runtime, no TensorFlow: about 1.0 GB the first time; a few minutes)..."
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -r requirements.txt
+	@echo "Installing requirements.lock into $(VENV) (the runtime, no TensorFlow, every file hash-checked: a few minutes the first time)..."
+	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
 	@echo "Installing the project itself (editable: the pneumo command)..."
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
 
 # TensorFlow and Keras: training, export, ensembles, the Keras backend (and the tests of all of them).
-$(BIN)/.train: $(BIN)/.runtime requirements-train.txt
-	@echo "Installing requirements-train.txt (TensorFlow and Keras: about 1.4 GB more)..."
-	$(BIN)/python -m pip install -q -r requirements-train.txt
+$(BIN)/.train: $(BIN)/.runtime requirements-train.lock
+	@echo "Installing requirements-train.lock (TensorFlow and Keras: about 1.4 GB more)..."
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-train.lock
 	touch $@
 
-$(BIN)/.dev: $(BIN)/.train requirements-dev.txt
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
+$(BIN)/.dev: $(BIN)/.train requirements-dev.lock
+	$(BIN)/python -m pip install -q --require-hashes -r requirements-dev.lock
 	touch $@
 
 # A second venv from requirements.txt alone (no TensorFlow, no test tools): tests/browser/test_lean_runtime.py
 # runs the CLI and the dashboard from it, so a runtime import of TensorFlow cannot hide behind the test venv.
 LEAN := .venv-lean
-$(LEAN)/bin/.runtime: requirements.txt pyproject.toml
+$(LEAN)/bin/.runtime: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(LEAN)
-	$(LEAN)/bin/python -m pip install -q --upgrade pip
-	$(LEAN)/bin/python -m pip install -q -r requirements.txt
+	$(LEAN)/bin/python -m pip install -q --require-hashes -r requirements.lock
 	$(LEAN)/bin/python -m pip install -q --no-deps -e .
 	touch $@
 
@@ -75,3 +79,11 @@ test-fast: setup-dev
 
 benchmarks: setup-dev
 	for f in benchmarks/[a-z]*.py; do $(BIN)/python -m benchmarks.$$(basename $$f .py) || exit 1; done
+
+# Re-lock after editing a requirements*.txt file (needs uv, from requirements-dev.txt): each lock is constrained
+# by the one below it, so the runtime's versions are the same in all three.
+lock: $(BIN)/.dev
+	$(BIN)/uv pip compile requirements.txt $(LOCK_FLAGS) -o requirements.lock
+	$(BIN)/uv pip compile requirements.txt requirements-train.txt -c requirements.lock $(LOCK_FLAGS) -o requirements-train.lock
+	$(BIN)/uv pip compile requirements.txt requirements-train.txt requirements-dev.txt -c requirements-train.lock \
+	  $(LOCK_FLAGS) -o requirements-dev.lock
