@@ -11,7 +11,8 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 .PHONY: run test test-fast setup setup-train setup-dev lean-venv test-packages benchmarks litert-models lock
 
 # Installs come from the hash-locked files (every package, transitive ones included, pinned with its SHA-256):
-# requirements.lock (runtime), requirements-train.lock (+ TensorFlow), requirements-dev.lock (+ test tools).
+# requirements.lock (runtime), requirements-train.lock (+ TensorFlow), requirements-scale.lock (+ Ray, for `score
+# --engine ray` workers), requirements-dev.lock (all of them + test tools).
 # The *.txt files name the direct dependencies; `make lock` compiles the locks from them (docs/security.md).
 # pip's own upgrade is skipped on purpose: it would be the one unpinned download.
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header -q
@@ -85,5 +86,6 @@ benchmarks: setup-dev
 lock: $(BIN)/.dev
 	$(BIN)/uv pip compile requirements.txt $(LOCK_FLAGS) -o requirements.lock
 	$(BIN)/uv pip compile requirements.txt requirements-train.txt -c requirements.lock $(LOCK_FLAGS) -o requirements-train.lock
-	$(BIN)/uv pip compile requirements.txt requirements-train.txt requirements-dev.txt -c requirements-train.lock \
-	  $(LOCK_FLAGS) -o requirements-dev.lock
+	$(BIN)/uv pip compile requirements.txt requirements-scale.txt -c requirements.lock $(LOCK_FLAGS) -o requirements-scale.lock
+	$(BIN)/uv pip compile requirements.txt requirements-train.txt requirements-scale.txt requirements-dev.txt \
+	  -c requirements-train.lock -c requirements-scale.lock $(LOCK_FLAGS) -o requirements-dev.lock

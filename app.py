@@ -7,6 +7,7 @@ and teaching only; not a diagnostic device.
 """
 import streamlit as st
 
+from ui.access import sign_in_control
 from ui.chrome import APP_TITLE, disclaimer
 from ui.navigation import streamlit_pages
 from ui.runtime import keep_kernels_between_reruns
@@ -15,4 +16,5 @@ keep_kernels_between_reruns()  # Keras backend only (a no-op without Keras): mod
 page = st.navigation(streamlit_pages())
 st.set_page_config(page_title=f"{page.title} | {APP_TITLE}", page_icon=page.icon, layout="wide")
 disclaimer()
+sign_in_control()  # only when sign-in is configured ([auth] in secrets.toml)
 page.run()

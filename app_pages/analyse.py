@@ -4,12 +4,24 @@ from dataclasses import replace
 import streamlit as st
 
 from pneumo_core.review import decisions as review
+from ui.access import show_audit_trail
 from ui.cache import get_predictor, get_reports
 from ui.controls import model_picker, operating_point_picker
 from ui.examples import example_picker
 from ui.pacs_source import film_names, hide_uids, pacs_source
 from ui.study import STUDIES_PER_PAGE, is_scored, render_review_table, render_study, score_film, scored_film, shown_page
-from ui.uploads import UPLOAD_TYPES, UPLOADER_KEY, current_study, forget_uploads, remember_uploads, upload_label
+from ui.uploads import (
+    HIDE_NAMES_KEY,
+    UPLOAD_TYPES,
+    UPLOADER_KEY,
+    current_study,
+    forget_uploads,
+    hide_names_by_default,
+    pseudonym,
+    remember_uploads,
+    upload_label,
+    within_limits,
+)
 
 st.title("Analyse X-rays")
 st.caption("Each image is scored by the chosen model; the label depends on the operating point in the sidebar. "
@@ -32,6 +44,11 @@ with upload_tab:
     uploaded = st.file_uploader(upload_label(), type=UPLOAD_TYPES, accept_multiple_files=True,
                                 key=UPLOADER_KEY, on_change=remember_uploads)
     films, n_kept = current_study(uploaded)
+    films = within_limits(films)
+    if st.toggle("Hide file names: show each file as \"film\" and a short hash of its content", key=HIDE_NAMES_KEY,
+                 value=hide_names_by_default(), help="On the page, in the review table (CSV) and the report (PNG). "
+                 "File names often hold a patient's name or birth date."):
+        films = [pseudonym(film) for film in films]
     if not films:
         st.info("Upload one or more frontal chest X-rays to score them. Several files give a review table.",
                 icon=":material/upload:")
@@ -77,3 +94,4 @@ with pacs_tab:
                            error=item.prediction.error and hide_uids(item.prediction.error))
             shown[(name, id(item))] = scored_film(pred)
         render_study(shown[(name, id(item))], threshold, op_name, alpha, predictor, key=f"pacs_{i}", title=name)
+    show_audit_trail()  # radiologists and the local user only

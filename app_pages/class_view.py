@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import streamlit as st
 
+from pneumo_core.access.policy import Action
 from pneumo_core.errors import QuizError
+from ui.access import require
 from ui.quiz_results import show_class_view
 from ui.quiz_widgets import get_store, show_error
 
@@ -16,6 +18,7 @@ TEACHER_KEY = "quiz_teacher"  # (code, teacher key) of the quiz shown, this sess
 
 st.title("Class view")
 st.markdown("For the teacher of a quiz: the readers' results against the model. Readers see only their own.")
+require(Action.CLASS_VIEW)  # with sign-in configured: the teacher role (the quiz's key is still asked below)
 store = get_store()
 if store is None:
     st.stop()

@@ -40,4 +40,6 @@ for name in linked_pages():
     page_link(name)
 st.subheader("Privacy")
 st.markdown("Uploaded images are processed in memory for your browser session only: they are not written to "
-            "disk, logged, or sent anywhere. Closing the tab discards them.")
+            "disk, logged, or sent anywhere. Closing the tab discards them. File names can be hidden (each film "
+            "shown as \"film\" and a short hash of its content, in the review table and the report too); films from "
+            "a PACS show the study year at most.")

@@ -14,7 +14,14 @@ import streamlit as st
 from pneumo_core.config import CLASS_NAMES, data_dir
 from pneumo_core.errors import QuizError
 from pneumo_core.quiz.database import NICKNAME_MAX
-from pneumo_core.quiz.rules import DEFAULT_QUIZ_FILMS, MAX_TIME_LIMIT_MINUTES, QuizStore, ReaderState
+from pneumo_core.quiz.rules import (
+    DEFAULT_QUIZ_FILMS,
+    DEFAULT_REVEAL,
+    MAX_TIME_LIMIT_MINUTES,
+    REVEAL_POLICIES,
+    QuizStore,
+    ReaderState,
+)
 from pneumo_core.review.examples import bundled_table, sources
 from ui.quiz_results import show_reader_results
 from ui.quiz_widgets import (
@@ -32,6 +39,8 @@ CONFIDENCE_LABELS = {1: "1 guess", 2: "2", 3: "3", 4: "4", 5: "5 sure"}
 CREATED_KEY = "quiz_created"  # the new quiz (code and teacher key) until the teacher dismisses it
 SEED_LIMIT = 2 ** 31  # the store keeps the seed as a 32-bit integer column
 ROLES = ("I am a reader", "I am a teacher: create a quiz")
+REVEAL_LABELS = {"on_close": "When I close the quiz (readers cannot pass the key on)",
+                 "at_end": "As soon as each reader has finished"}
 
 
 # ---------------------------------------------------------------------------- reader
@@ -90,8 +99,8 @@ def answer_view(store: QuizStore, state: ReaderState) -> None:
                  format_func=CONFIDENCE_LABELS.get, key=f"quiz_conf_{position}")
         st.form_submit_button("Submit answer", type="primary", icon=":material/send:", on_click=submit_answer,
                               args=(store, state.token, position))
-    st.caption("An answer cannot be changed once submitted. The truth and the model's reading are shown when you "
-               "have finished.")
+    when = "the teacher closes the quiz" if state.reveal == "on_close" else "you have finished"
+    st.caption(f"An answer cannot be changed once submitted. The truth and the model's reading are shown when {when}.")
 
 
 def reader_view(store: QuizStore) -> None:
@@ -117,12 +126,28 @@ def reader_view(store: QuizStore) -> None:
         why = "the quiz was closed" if state.closed else "time is up"
         st.info(f"{why.capitalize()}: {len(state.answered)} of {state.n_films} films answered; your result counts "
                 "those.", icon=":material/timer_off:")
+    if not state.truth_shown:
+        answers_waiting(store, state)
+        return
     try:
         results = store.review(state.token)
     except QuizError as exc:
         show_error(exc)
         return
     show_reader_results(results)
+
+
+def answers_waiting(store: QuizStore, state: ReaderState) -> None:
+    """A finished reader of a quiz that reveals on close: their own answers, no truth, no figures."""
+    st.info(f"Done: your {len(state.answered)} answers are saved. The truth, the model's reading and your "
+               "figures are shown here when the teacher closes the quiz.", icon=":material/hourglass_top:")
+    try:
+        mine = store.my_answers(state.token)
+    except QuizError as exc:
+        show_error(exc)
+        return
+    st.dataframe(mine, hide_index=True, key="quiz_my_answers")
+    st.button("Check whether the quiz is closed", icon=":material/refresh:", key="quiz_check_closed")
 
 
 # ---------------------------------------------------------------------------- teacher
@@ -140,6 +165,8 @@ def create_form(store: QuizStore) -> None:
         seed = st.text_input("Seed of the film order (blank: a random one, recorded)", key="quiz_new_seed")
         limit = st.number_input("Time limit per reader in minutes (0: none)", min_value=0.0,
                                 max_value=float(MAX_TIME_LIMIT_MINUTES), value=0.0, step=5.0, key="quiz_new_limit")
+        reveal = st.radio("Readers see the truth per film", REVEAL_POLICIES, format_func=REVEAL_LABELS.get,
+                          index=REVEAL_POLICIES.index(DEFAULT_REVEAL), key="quiz_new_reveal")
         made = st.form_submit_button("Create the quiz", type="primary", icon=":material/add_circle:")
     if made:
         seed_text = seed.strip()
@@ -149,7 +176,7 @@ def create_form(store: QuizStore) -> None:
             return
         try:
             new = store.new_quiz(int(n_films), int(seed_text) if seed_text else None, offered[pick][1],
-                                 float(limit) if limit > 0 else None)
+                                 float(limit) if limit > 0 else None, reveal)
         except QuizError as exc:
             show_error(exc, "Could not create the quiz: ")
             return
@@ -158,7 +185,10 @@ def create_form(store: QuizStore) -> None:
     if not new:
         return
     limit_text = f"{new['time_limit_minutes']:g} minutes a reader" if new["time_limit_minutes"] else "no time limit"
-    st.success(f"Quiz created: {new['films']} films, seed {new['seed']}, {limit_text}.", icon=":material/check:")
+    reveal_text = ("readers see the truth when you close it" if new["reveal"] == "on_close"
+                   else "each reader sees the truth on finishing")
+    st.success(f"Quiz created: {new['films']} films, seed {new['seed']}, {limit_text}, {reveal_text}.",
+               icon=":material/check:")
     st.markdown("**Join code** (give it to the readers):")
     st.code(new["code"], language=None)
     st.markdown("**Teacher key** (for the class view and to close the quiz):")

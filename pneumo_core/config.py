@@ -75,6 +75,36 @@ def litert_layout(use: str = "batch", cores: int = 1) -> tuple[int, int]:
     return pool, _positive_int_setting("PNEUMO_LITERT_THREADS") or threads
 
 
+#: What one dashboard session may ask of the server, and what the server does at once (docs/security.md,
+#: "Limits"); each overridable by its environment variable (a whole number of at least 1).
+DASHBOARD_LIMITS = {
+    "PNEUMO_MAX_UPLOADS": 40,  # files scored per browser session
+    "PNEUMO_MAX_UPLOAD_MB": 200,  # their total size, MB
+    "PNEUMO_MAX_PACS_STUDIES": 50,  # studies listed per PACS search
+    "PNEUMO_MAX_PACS_FILMS": 40,  # films retrieved and scored per PACS retrieval
+    "PNEUMO_MAX_SCORING": 4,  # films scored at once across all sessions (one LiteRT interpreter each)
+    "PNEUMO_SCORING_WAIT_S": 60,  # how long a session waits for a free scoring slot before saying "busy"
+}
+
+
+def dashboard_limit(name: str) -> int:
+    """The limit ``name`` of :data:`DASHBOARD_LIMITS`, from its environment variable when set. Read on every call."""
+    return _positive_int_setting(name) or DASHBOARD_LIMITS[name]
+
+
+def hide_file_names_setting() -> bool | None:
+    """``PNEUMO_HIDE_FILE_NAMES``: 1 shows uploaded files as ``film <short hash>`` on pages, in the review CSV and
+    the report PNG, 0 shows their names; None when unset (the dashboard then decides by where it listens)."""
+    value = os.environ.get("PNEUMO_HIDE_FILE_NAMES", "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    if value:
+        raise ValueError(f"PNEUMO_HIDE_FILE_NAMES must be 1 or 0, got {value!r}")
+    return None
+
+
 def data_dir() -> Path:
     """Kermany-layout dataset root (``DIR/{train,test}/{NORMAL,PNEUMONIA}``)."""
     return Path(os.environ.get("PNEUMO_DATA_DIR", PROJECT_DIR.parent / "shared" / "data" / "chest_xray"))

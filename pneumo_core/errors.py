@@ -28,12 +28,18 @@ class DeflatedOnTheWire(PacsError):
     """An instance came as deflated DICOM (which pydicom would inflate without a size cap)."""
 
 
+# ---------------------------------------------------------------- sign-in and roles
+class AccessError(ValueError):
+    """The sign-in or role settings are unusable; ``str(err)`` is one line naming the setting to fix."""
+
+
 # ---------------------------------------------------------------- quiz
 class QuizError(Exception):
     """A quiz problem to tell the user: ``str(error)`` is one line."""
 
 class StorageError(QuizError):
-    """The database cannot be used: read-only, locked, unreachable, or not a quiz database of this version."""
+    """The project's database (quiz, audit trail) cannot be used: read-only, locked, unreachable, not made by
+    this workbench, or made by a newer release. A QuizError too, as the quiz pages catch it that way."""
 
 class UnknownQuiz(QuizError):
     """No quiz has this join code."""
@@ -64,6 +70,27 @@ class TimeUp(QuizError):
 
 class NotFinished(QuizError):
     """The truth is asked for before the reader has finished."""
+
+class KeyWithheld(QuizError):
+    """The truth is asked for before the teacher closed a quiz that reveals it only then."""
+
+
+# ---------------------------------------------------------------- audit trail
+class AuditError(ValueError):
+    """An audit event is refused: unknown action or outcome, a bad count, or a study reference not made by
+    ``study_reference`` (so no identifier is ever stored)."""
+
+
+# ---------------------------------------------------------------- a site's reads and thresholds
+class SiteReadError(ValueError):
+    """A read or a threshold adoption is refused: an unknown class or source, a reader name that is not one
+    printable line, a film without a score, or nothing to revert."""
+
+
+# ---------------------------------------------------------------- site check and validation
+class SiteDataError(ValueError):
+    """A site's films or reads cannot give the figure asked for (one class only, too few reads for a threshold,
+    too few films for the shift check); ``str(err)`` says so in one line."""
 
 
 # ---------------------------------------------------------------- messages

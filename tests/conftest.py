@@ -6,6 +6,7 @@ failure."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,18 @@ from tests.helpers.support import require
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 KINDS = ("unit", "pages", "browser", "integration")  # the folders under tests/, each a marker of its tests
+
+
+def pytest_configure(config):
+    """No test reaches the user's own project database (quiz, audit trail, reads): every process the suite starts,
+    servers included, defaults to a throwaway SQLite file; tests that need their own set ``PNEUMO_DB_URL``."""
+    os.environ["PNEUMO_DB_URL"] = f"sqlite:///{Path(tempfile.mkdtemp(prefix='pneumo-tests-')) / 'project.sqlite3'}"
+
+
+@pytest.fixture(autouse=True)
+def private_database(tmp_path_factory, monkeypatch):
+    """Each test its own empty project database (audit rows, reads and quizzes of one test never meet another's)."""
+    monkeypatch.setenv("PNEUMO_DB_URL", f"sqlite:///{tmp_path_factory.mktemp('db') / 'project.sqlite3'}")
 
 
 def pytest_collection_modifyitems(config, items):

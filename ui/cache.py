@@ -1,17 +1,19 @@
-"""Cached loaders the pages share: report files, model files and their hashes, predictors, the
-saved-score curves, example films.
+"""Cached loaders the pages share: report files, model files and their hashes, predictors and the bound on
+scoring at once across sessions, the saved-score curves, example films.
 
 Report-derived values are keyed by the report files' signature (names, sizes, mtimes), so a
 retrained or re-evaluated model shows up on the next rerun; models load once per server process.
 """
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from pneumo_core.config import MODELS_DIR, model_path
+from pneumo_core.config import MODELS_DIR, dashboard_limit, model_path
 from pneumo_core.errors import first_line
 from pneumo_core.evaluation import reports
 from pneumo_core.review import examples
@@ -101,6 +103,55 @@ def get_predictor(variant: str):
         return None, f"Could not load {name}: {first_line(exc, limit=400)}"
     except Exception as exc:  # a bad model file must not crash the page
         return None, f"Could not load {name}: {type(exc).__name__}: {first_line(exc)}"
+
+
+@st.cache_resource(show_spinner=False)
+def _scoring_slots(limit: int) -> threading.BoundedSemaphore:
+    return threading.BoundedSemaphore(limit)
+
+
+#: A film's ``error`` when every scoring slot stayed taken: not kept, so the next rerun tries again.
+BUSY = "not scored yet: the server is busy scoring films for other sessions. It is scored when you next use the page"
+
+
+@contextmanager
+def scoring_slot():
+    """One of the server's ``PNEUMO_MAX_SCORING`` slots for scoring one film, shared by every session; yields
+    False when none came free within ``PNEUMO_SCORING_WAIT_S`` (the caller says the film was not scored). A
+    session that has to wait says so on the page while it waits."""
+    limit = dashboard_limit("PNEUMO_MAX_SCORING")
+    slots = _scoring_slots(limit)
+    got = slots.acquire(blocking=False)
+    if not got:
+        note = st.empty()
+        note.info(f"Waiting for a free slot: this server scores at most {limit} films at once, for all sessions.",
+                  icon=":material/hourglass_empty:")
+        got = slots.acquire(timeout=dashboard_limit("PNEUMO_SCORING_WAIT_S"))
+        note.empty()
+    try:
+        yield got
+    finally:
+        if got:
+            slots.release()
+
+
+class BoundedPredictor:
+    """A predictor whose ``predict`` takes a :func:`scoring_slot` (a film left unscored says :data:`BUSY`);
+    everything else is the predictor's own."""
+
+    def __init__(self, predictor):
+        self._predictor = predictor
+
+    def __getattr__(self, name):
+        return getattr(self._predictor, name)
+
+    def predict(self, source, name: str | None = None, **options):
+        from pneumo_core.inference.prediction import Prediction
+
+        with scoring_slot() as free:
+            if free:
+                return self._predictor.predict(source, name=name, **options)
+        return Prediction(file=name or "upload", threshold=self.threshold, model=self.name, error=BUSY)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

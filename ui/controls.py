@@ -11,6 +11,7 @@ import streamlit as st
 from pneumo_core.config import DEFAULT_VARIANT, SHIPPED_VARIANTS
 from pneumo_core.evaluation import reports
 from pneumo_core.review import decisions as review
+from ui.site_threshold import SITE_PRESET, active_threshold, follow_adoption
 
 CUSTOM = "custom (slider)"
 PRESET_NAMES = {"0.5": "fixed 0.5 (no validation rule)"}  # how a preset key from training.json is shown
@@ -50,7 +51,7 @@ def _rates_caption(rep: reports.VariantReport, threshold: float, preset: dict | 
         rates = review.rates_at(val["label"], val["p_pneumonia"], threshold)
         lines.append(f"validation (chose it): sensitivity {rates['sensitivity']:.1%}, "
                      f"specificity {rates['specificity']:.1%}")
-    elif preset is not None:
+    elif preset is not None and "val_sensitivity" in preset:  # not the site preset: no validation figures
         lines.append(f"validation (chose it): sensitivity {preset['val_sensitivity']:.1%}, "
                      f"specificity {preset['val_specificity']:.1%}")
     test = rep.test_predictions
@@ -72,8 +73,12 @@ def operating_point_picker(rep: reports.VariantReport, container=None, show_titl
     presets = rep.operating_points
     preset_key, threshold_key = f"op_{rep.variant}", f"thr_{rep.variant}"
     default = next((n for n, o in presets.items() if abs(o["threshold"] - rep.threshold) < 1e-9), CUSTOM)
-    seed_state(preset_key, default)
-    seed_state(threshold_key, float(rep.threshold))
+    site = active_threshold(rep.variant, float(rep.threshold))
+    if site.adoption is not None:  # an adopted site threshold joins the presets and becomes the default
+        presets = {**presets, SITE_PRESET: {"threshold": site.threshold}}
+    seed_state(preset_key, SITE_PRESET if site.adoption is not None else default)
+    seed_state(threshold_key, float(site.threshold))
+    follow_adoption(rep.variant, site, preset_key, threshold_key, default)
 
     def on_preset():
         name = st.session_state[preset_key]
@@ -100,4 +105,5 @@ def operating_point_picker(rep: reports.VariantReport, container=None, show_titl
     caption = _rates_caption(rep, threshold, presets.get(name))
     if caption:
         container.caption(caption)
+    container.caption(site.note)
     return float(threshold), ("custom" if name == CUSTOM else PRESET_NAMES.get(name, name))

@@ -12,6 +12,7 @@ import streamlit as st
 from pneumo_core.config import data_dir
 from pneumo_core.review import examples
 from ui.cache import example_films, example_sources
+from ui.text import literal
 from ui.uploads import Film, film_of
 
 
@@ -55,7 +56,7 @@ def example_picker(key: str = "example") -> Example | None:
     try:
         data = Path(active).read_bytes()
     except OSError as exc:
-        st.error(f"Cannot read {row['example']}: {exc.strerror}")
+        st.error(f"Cannot read {literal(row['example'])}: {literal(exc.strerror)}")
         return None
     truth_source = "examples.csv of the teaching set" if examples.is_bundled(source) else "dataset folder"
     return Example(row["example"], film_of(row["file"], data), row["truth"], truth_source)

@@ -9,13 +9,15 @@ hash of the Study Instance UID stands for it, and UIDs in messages are replaced 
 """
 from __future__ import annotations
 
-import hashlib
 import re
 
 import streamlit as st
 
+from pneumo_core.access.policy import Action
+from pneumo_core.config import dashboard_limit
 from pneumo_core.errors import PacsError
 from pneumo_core.pacs.dicomweb import InstanceRef, Pacs, ScoredInstance, score_instances, store_results
+from pneumo_core.pacs.secondary_capture import short_id
 from pneumo_core.pacs.settings import (
     DEFAULT_MODALITIES,
     ENV_CA_BUNDLE,
@@ -28,6 +30,9 @@ from pneumo_core.pacs.settings import (
     load_settings,
     pacs_configured,
 )
+from ui.access import audit, pacs_gate, still_allowed
+from ui.cache import BoundedPredictor
+from ui.text import literal
 from ui.viewer import DISPLAY_SIDE
 
 SETTINGS_HELP = f"""
@@ -44,11 +49,6 @@ then restart the dashboard. See docs/pacs.md.
 """
 # DICOM UIDs in messages (five or more dot-separated numbers: never an IPv4 address)
 _UID_IN_TEXT = re.compile(r"\b\d+(?:\.\d+){4,}\b")
-
-
-def short_id(uid: str) -> str:
-    """A short, stable stand-in for a DICOM UID on the page (the UID itself is never shown)."""
-    return "#" + hashlib.sha256(str(uid).encode()).hexdigest()[:8]
 
 
 def hide_uids(text: str) -> str:
@@ -70,13 +70,13 @@ def _settings() -> PacsSettings | None:
             return None
         settings = load_settings(secrets=secrets)
     except PacsError as exc:
-        st.error(f"PACS settings: {exc}")
+        st.error(f"PACS settings: {literal(exc)}")
         return None
-    st.caption(f"PACS: {settings.location} · sign-in: {settings.auth_kind} · timeout {settings.timeout:g} s per call"
-               " · set by the operator, not from this page")
+    st.caption(f"PACS: {literal(settings.location)} · sign-in: {settings.auth_kind} · timeout "
+               f"{settings.timeout:g} s per call · set by the operator, not from this page")
     if settings.cleartext_credentials:
-        st.warning(f"Credentials go unencrypted (http://) to {settings.location}: use https:// outside a trusted "
-                   "network.")
+        st.warning(f"Credentials go unencrypted (http://) to {literal(settings.location)}: use https:// outside a "
+                   "trusted network.")
     return settings
 
 
@@ -89,27 +89,37 @@ def _search(pacs: Pacs, key: str) -> None:
         date_to = cols[2].date_input("To", value=None, key=f"{key}-to")
         modalities = cols[3].multiselect("Modality", list(DEFAULT_MODALITIES), default=list(DEFAULT_MODALITIES),
                                          key=f"{key}-modality")
-        limit = cols[4].number_input("Limit", 1, 1000, 20, key=f"{key}-limit")
+        max_studies = dashboard_limit("PNEUMO_MAX_PACS_STUDIES")
+        limit = cols[4].number_input("Limit", 1, max_studies, min(20, max_studies), key=f"{key}-limit",
+                                     help=f"Studies listed per search; this server lists at most {max_studies}.")
         submitted = st.form_submit_button("Search studies")
     if not submitted:
         return
     st.session_state.pop(f"{key}-studies", None)
+    st.session_state.pop(f"{key}-cut", None)
     if not modalities:
         st.error("Pick at least one modality (CR or DX).")
         return
     try:
         with st.spinner("Searching the PACS..."):
+            # one more than the limit: whether the list was cut
             found = pacs.search_studies(patient_id=patient or None, date_from=date_from, date_to=date_to,
-                                        modalities=tuple(modalities), limit=int(limit))
+                                        modalities=tuple(modalities), limit=int(limit) + 1)
     except PacsError as exc:
-        st.error(hide_uids(exc))
+        audit(Action.PACS_SEARCH, 0, outcome="error")
+        st.error(literal(hide_uids(exc)))
         return
+    if len(found) > int(limit):
+        found = found[: int(limit)]
+        st.session_state[f"{key}-cut"] = int(limit)
+    audit(Action.PACS_SEARCH, len(found), [study.study_uid for study in found])
     st.session_state[f"{key}-studies"] = (found, tuple(modalities))
 
 
 def _study_label(study) -> str:
-    parts = [short_id(study.study_uid), study.date or "no date", "/".join(study.modalities) or "?",
-             study.description or "no description",
+    # the year at most, and no Study Description (free text that can name the patient)
+    parts = [short_id(study.study_uid), study.date[:4] if study.date else "no date",
+             "/".join(study.modalities) or "?",
              f"{study.instances} instances" if study.instances is not None else "instances: ?"]
     return " · ".join(parts)
 
@@ -122,6 +132,11 @@ def _pick(key: str):
     if not found:
         st.info(f"No {'/'.join(modalities)} study matches this search.")
         return None
+    cut = st.session_state.get(f"{key}-cut")
+    if cut:
+        st.info(f"More studies match than the limit of {cut}: the first {cut} are listed. Narrow the search "
+                f"(dates, patient ID) or raise the limit (this server lists at most "
+                f"{dashboard_limit('PNEUMO_MAX_PACS_STUDIES')}).", icon=":material/filter_list:")
     by_label = {_study_label(s): s for s in found}
     chosen = st.multiselect(f"Studies found ({len(found)}): pick the ones to score", list(by_label),
                             default=list(by_label), key=f"{key}-chosen",
@@ -132,6 +147,7 @@ def _pick(key: str):
 def _retrieve_and_score(pacs: Pacs, predictor, studies, modalities, key: str) -> None:
     """List, retrieve and score every CR/DX film of ``studies``; one study's failure never stops the others."""
     refs, problems = [], []
+    max_films = dashboard_limit("PNEUMO_MAX_PACS_FILMS")
     for study in studies:
         try:
             found = pacs.list_instances(study.study_uid, modalities)
@@ -140,15 +156,21 @@ def _retrieve_and_score(pacs: Pacs, predictor, studies, modalities, key: str) ->
             refs += found
         except PacsError as exc:
             problems.append(hide_uids(exc))
+    if len(refs) > max_films:
+        problems.append(f"{len(refs)} films found: this server scores at most {max_films} per retrieval, so only "
+                        f"the first {max_films} were scored. Pick fewer studies to score the others.")
+        refs = refs[:max_films]
     bar = st.progress(0.0, text="Retrieving and scoring...")
 
     def progress(done: int, total: int, ref) -> None:
         text = f"Retrieving and scoring film {done + 1} of {total}" if ref is not None else f"{total} films done"
         bar.progress(done / max(total, 1), text=text)
 
-    scored = score_instances(pacs, predictor, refs, explain=True, progress=progress, keep_loaded=True,
+    scored = score_instances(pacs, BoundedPredictor(predictor), refs, explain=True, progress=progress, keep_loaded=True,
                              display_size=DISPLAY_SIDE) if refs else []
     bar.progress(1.0, text=f"{len(scored)} film(s) retrieved and scored" if scored else "No film to score")
+    audit(Action.PACS_RETRIEVE, len({ref.study_uid for ref in refs}), [study.study_uid for study in studies],
+          outcome="error" if problems else "ok")
     st.session_state[f"{key}-scored"] = scored
     st.session_state[f"{key}-problems"] = problems
     st.session_state.pop(f"{key}-stored", None)
@@ -177,9 +199,13 @@ def _summary(predictor, scored: list[ScoredInstance]) -> None:
 
 
 def _store(pacs: Pacs, predictor, scored: list[ScoredInstance], key: str) -> None:
+    if not still_allowed(Action.PACS_STORE):  # a callback: runs before this run's gate
+        return
     stored = store_results(pacs, scored, getattr(predictor, "sha256", None))
     failed = [hide_uids(note) for item in scored for note in item.prediction.notes
               if note.startswith("result not stored")]
+    audit(Action.PACS_STORE, len({item.ref.study_uid for item, ref in zip(scored, stored) if ref is not None}),
+          [item.ref.study_uid for item in scored if item.prediction.label], outcome="error" if failed else "ok")
     st.session_state[f"{key}-stored"] = (sum(ref is not None for ref in stored), failed)
 
 
@@ -193,14 +219,17 @@ def pacs_source(predictor, key: str = "pacs") -> list[ScoredInstance]:
     notes, error, and ``film`` and ``heatmap`` at :data:`ui.viewer.DISPLAY_SIDE`; ``prediction.file`` holds
     UIDs: do not show it, and pass ``error`` and ``notes`` through :func:`hide_uids`) and ``loaded`` (the
     same display copy, for :func:`ui.viewer.show_film`; ``None`` when the film failed). Returns ``[]``
-    (after a short explanation) when no PACS is configured."""
+    (after a short explanation) when no PACS is configured, and when this session may not use the PACS
+    (:func:`ui.access.pacs_gate`). Every search, retrieval and store-back goes to the audit trail."""
+    if not pacs_gate():
+        return []
     settings = _settings()
     if settings is None:
         return []
     try:
         pacs = Pacs(settings)
     except PacsError as exc:
-        st.error(f"PACS settings: {exc}")
+        st.error(f"PACS settings: {literal(exc)}")
         return []
     _search(pacs, key)
     picked = _pick(key)
@@ -209,7 +238,7 @@ def pacs_source(predictor, key: str = "pacs") -> list[ScoredInstance]:
         if st.button("Retrieve and score", key=f"{key}-retrieve", disabled=not studies, type="primary"):
             _retrieve_and_score(pacs, predictor, studies, modalities, key)
     for problem in st.session_state.get(f"{key}-problems", []):
-        st.warning(problem)
+        st.warning(literal(problem))
     scored = st.session_state.get(f"{key}-scored", [])
     if not scored:
         return []
@@ -226,5 +255,5 @@ def pacs_source(predictor, key: str = "pacs") -> list[ScoredInstance]:
         if count:
             st.success(f"Stored {count} research-use result(s) on the PACS, in a new series of each study.")
         for message in failed:
-            st.warning(message)
+            st.warning(literal(message))
     return scored

@@ -141,8 +141,10 @@ def show_class_view(results: QuizResults, variant: str = DEFAULT_VARIANT) -> Non
     summary = class_summary(table)
     model = model_on_films(results.films, threshold, variant)
     finished = int(results.readers["finished"].sum()) if len(results.readers) else 0
+    reveal = ("readers see the truth when you close it" if results.reveal == "on_close"
+              else "each reader sees the truth on finishing")
     st.markdown(f"**{len(results.readers)} readers** joined, {finished} finished; quiz "
-                f"{'closed' if results.closed else 'open'}.")
+                f"{'closed' if results.closed else 'open'}; {reveal}.")
     st.plotly_chart(class_figure(model, table, summary, variant, threshold, films_text(results)), width="stretch",
                     theme=None, key="quiz_class_chart")
     st.caption(f"Model: {display_name(variant)} at threshold {_num(threshold)} (validation-chosen), saved test-split "
@@ -150,9 +152,11 @@ def show_class_view(results: QuizResults, variant: str = DEFAULT_VARIANT) -> Non
                "films they answered.")
     shown = table.merge(results.readers[["nickname", "finished"]], on="nickname", how="left")
     shown = shown[["nickname", "answered", "finished", "correct", "sensitivity", "specificity", "auc", "kappa"]]
-    # st.table, not st.dataframe: plain HTML text, so a nickname is shown exactly as typed and can be read back.
+    # st.dataframe, not st.table: st.table renders cells as Markdown, and even escaped punctuation (ui.text.literal)
+    # leaves a bare URL in a nickname a live link (GFM autolinks); a dataframe cell is always plain text.
     st.subheader("Readers")
-    st.table(shown.assign(**{c: shown[c].map(_num) for c in ("sensitivity", "specificity", "auc", "kappa")}))
+    st.dataframe(shown.assign(**{c: shown[c].map(_num) for c in ("sensitivity", "specificity", "auc", "kappa")}),
+                 hide_index=True, width="stretch", key="quiz_readers_table")
     st.subheader("Class mean and spread")
     st.table(pd.DataFrame([{"figure": col, "readers": summary[col]["n"], "mean": _num(summary[col]["mean"]),
                             "SD": _num(summary[col]["sd"]), "min": _num(summary[col]["min"]),

@@ -3,7 +3,8 @@ reader's token (session state and the ``?reader=`` query parameter) and error me
 
 The quiz rules live in :mod:`pneumo_core.quiz.rules`; every refusal there is a :class:`QuizError`
 whose text is one line for the user, shown here with ``st.error``, never as a traceback.
-Nicknames are shown as plain text only (``st.text``, ``st.table`` cells, escaped in Plotly labels).
+Nicknames are shown as plain text only (``st.text``, ``st.dataframe`` cells, escaped in Plotly labels; never
+``st.table``, whose cells are Markdown).
 """
 from __future__ import annotations
 
@@ -104,16 +105,21 @@ def resume_reader(store: QuizStore) -> ReaderState | None:
 def film_jpeg(path: str, mtime_ns: int) -> tuple[bytes, int, int] | None:
     """A film as a display JPEG (longest side at most ``VIEW_SIDE``) with its width and height; None
     when it cannot be read. Read fresh each time the file changes (``mtime_ns``)."""
-    import cv2
+    import numpy as np
+    from PIL import Image
 
-    pixels = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-    if pixels is None:
+    from pneumo_core.imaging.resample import shrink
+
+    try:
+        with Image.open(path) as img:
+            pixels = np.asarray(img.convert("L"))
+    except (OSError, ValueError):
         return None
     height, width = pixels.shape
     scale = min(1.0, VIEW_SIDE / max(height, width))
     if scale < 1.0:
         width, height = max(1, round(width * scale)), max(1, round(height * scale))
-        pixels = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+        pixels = shrink(pixels, (height, width))
     return encode_jpeg(pixels, 92), width, height
 
 

@@ -19,6 +19,9 @@ import streamlit as st
 from pneumo_core.evaluation import reports
 from pneumo_core.review import decisions as review
 from pneumo_core.review.csv_export import safe_csv
+from ui.cache import BUSY, BoundedPredictor
+from ui.reads import read_widget
+from ui.text import literal
 from ui.uploads import Film
 from ui.viewer import DISPLAY_SIDE, encode_jpeg, show_film
 
@@ -41,6 +44,7 @@ class ScoredFilm:
     pred: object  # pneumo_core.inference.prediction.Prediction (immutable)
     image_jpeg: bytes | None = None
     overlays: OrderedDict = field(default_factory=OrderedDict)  # opacity -> overlay JPEG
+    content_sha256: str | None = None  # SHA-256 of the file's bytes (None for a PACS film: ui.reads hashes pixels)
 
 
 def scored_film(pred) -> ScoredFilm:
@@ -51,12 +55,15 @@ def scored_film(pred) -> ScoredFilm:
 
 def colour_scale_png() -> bytes:
     """The heatmap's colour scale as a PNG, made once per process."""
-    import cv2
+    import io
+
+    from PIL import Image
 
     from pneumo_core.inference.gradcam import colour_scale
 
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(colour_scale(256, thickness=14), cv2.COLOR_RGB2BGR))
-    return buf.tobytes()
+    buf = io.BytesIO()
+    Image.fromarray(colour_scale(256, thickness=14)).save(buf, "PNG")
+    return buf.getvalue()
 
 
 def _store_key(predictor, film: Film) -> tuple:
@@ -79,11 +86,14 @@ def score_film(predictor, film: Film) -> ScoredFilm:
         store.move_to_end(key)
         return store[key]
     try:  # one decode, in the predictor: a refused file comes back with its reason in pred.error
-        scored = scored_film(predictor.predict(film.data, name=film.name, explain=True, display_size=DISPLAY_SIDE))
+        pred = BoundedPredictor(predictor).predict(film.data, name=film.name, explain=True, display_size=DISPLAY_SIDE)
     except Exception as exc:  # the core never raises for bad input; this is the last line of defence
         pred = Prediction(file=film.name, model=predictor.name, threshold=predictor.threshold,
                           error=f"could not process this file ({type(exc).__name__})")
-        scored = ScoredFilm(pred)
+    scored = scored_film(pred)
+    scored.content_sha256 = film.sha256
+    if pred.error == BUSY:
+        return scored  # not kept: the next rerun tries again
     store[key] = scored
     while len(store) > CACHE_SIZE:
         store.popitem(last=False)
@@ -116,12 +126,14 @@ def study_report_bytes(pred, threshold: float, op_name: str, alpha: float, predi
 
 def _render_refused(scored: ScoredFilm, name: str) -> None:
     pred = scored.pred
-    if pred.is_chest_xray is False:
-        st.error(f"**{name}** {pred.error}.", icon=":material/error:")
+    if pred.error == BUSY:
+        st.warning(f"**{literal(name)}**: {BUSY}.", icon=":material/hourglass_empty:")
+    elif pred.is_chest_xray is False:
+        st.error(f"**{literal(name)}** {literal(pred.error)}.", icon=":material/error:")
         if scored.image_jpeg is not None:
             st.image(scored.image_jpeg, caption="The image as decoded (not scored)", width=240, output_format="JPEG")
     else:
-        st.error(f"**{name}**: could not use this file: {pred.error}", icon=":material/error:")
+        st.error(f"**{literal(name)}**: could not use this file: {literal(pred.error)}", icon=":material/error:")
 
 
 def render_study(scored: ScoredFilm, threshold: float, op_name: str, alpha: float, predictor, key: str,
@@ -132,7 +144,7 @@ def render_study(scored: ScoredFilm, threshold: float, op_name: str, alpha: floa
     pred = scored.pred
     model_name = reports.display_name(predictor.name)
     with st.container(border=True):
-        st.markdown(f"#### {title or pred.file}")
+        st.markdown(f"#### {literal(title or pred.file)}")
         if pred.error:
             _render_refused(scored, title or pred.file)  # an example's file name would give its class away
             return
@@ -156,16 +168,17 @@ def render_study(scored: ScoredFilm, threshold: float, op_name: str, alpha: floa
             st.markdown(f"Confidence cue: **{conf['level']}**, {conf['text']} (distance from the threshold "
                         f"{conf['distance']:+.3f}).")
             if pred.notes:
-                st.caption("Image handling: " + "; ".join(pred.notes))
+                st.caption("Image handling: " + literal("; ".join(pred.notes)))
             if true_label is not None:
                 matches = "matches" if true_label == d["label"] else "does NOT match"
                 st.info(f"True label ({truth_source or 'dataset folder'}): **{true_label}**; the model's label "
-                        f"{matches}. File: {pred.file}.", icon=":material/school:")
+                        f"{matches}. File: {literal(pred.file)}.", icon=":material/school:")
             st.download_button("Report (PNG)", help="This study's images, label, score, threshold and model in one PNG",
                                data=lambda: study_report_bytes(pred, threshold, op_name, alpha, predictor),
                                file_name=f"{review.safe_file_stem(pred.file)}_report.png", mime="image/png",
                                key=f"dl_{key}", on_click="ignore", icon=":material/download:")
         st.caption(HEATMAP_CAPTION)
+        read_widget(scored, predictor, threshold, key=key)  # the reader's own read, saved for the site's figures
         # drawn only on request: a Plotly viewer per study would put an image encode on every rerun
         if st.toggle("Open in the viewer: zoom and pan, heatmap on/off and opacity"
                      + (", window/level" if pred.film.raw is not None else ""), key=f"viewer_{key}"):

@@ -1,16 +1,20 @@
 """The Analyse page's study: the uploader's files, the files kept from before a visit to another
-page, and the cap on what a browser session keeps.
+page, the caps on what a browser session scores and keeps, and the names files are shown under.
 
 Each uploaded file is read and hashed once (keyed by the uploader's file id), not on every
 rerun. Bytes stay in this browser session's memory only: nothing is written to disk or logged.
+File names (often ``SURNAME_DOB.dcm``) can be replaced by ``film <short content hash>`` on the page, in the
+review CSV and in the report PNG (:func:`pseudonym`; on by default on a server reachable from the network).
 """
 from __future__ import annotations
 
 import hashlib
+from pathlib import PurePath
 from typing import NamedTuple
 
 import streamlit as st
 
+from pneumo_core.config import dashboard_limit, hide_file_names_setting
 from pneumo_core.imaging.decode import MAX_PIXELS, READABLE_SUFFIXES
 
 UPLOAD_TYPES = [suffix.lstrip(".") for suffix in READABLE_SUFFIXES]
@@ -20,6 +24,8 @@ KEPT_KEY = "_study_kept"  # Films kept from before a visit to another page, whic
 TOO_LARGE_KEY = "_study_too_large"
 FILMS_BY_ID_KEY = "_films_by_upload_id"  # uploader file id -> Film: each file read and hashed once
 STUDY_MAX_BYTES = 64 * 2**20  # per browser session; a larger study is shown while the page is open only
+HIDE_NAMES_KEY = "hide_file_names"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 class Film(NamedTuple):
@@ -74,6 +80,39 @@ def forget_uploads() -> None:
     """The Clear button: drop the files kept from before a visit to another page."""
     for key in (KEPT_KEY, UPLOADED_KEY, TOO_LARGE_KEY):
         st.session_state.pop(key, None)
+
+
+def pseudonym(film: Film) -> Film:
+    """``film`` under a name that says nothing of the patient: ``film 1a2b3c4d.dcm`` (the first 8 hex digits of
+    its SHA-256, the same on every rerun and page; the suffix kept when it is one the reader knows)."""
+    suffix = PurePath(film.name).suffix.lower()
+    return film._replace(name=f"film {film.sha256[:8]}{suffix if suffix in READABLE_SUFFIXES else ''}")
+
+
+def hide_names_by_default() -> bool:
+    """``PNEUMO_HIDE_FILE_NAMES`` when set; else True unless the server listens on this machine only (a server
+    others reach may be watched or screen-shared, and its CSV and PNG downloads travel)."""
+    setting = hide_file_names_setting()
+    if setting is not None:
+        return setting
+    return str(st.get_option("server.address") or "") not in LOOPBACK
+
+
+def within_limits(films: list[Film]) -> list[Film]:
+    """The first films that fit this session's limits (count and total size, :func:`config.dashboard_limit`);
+    says on the page, with the numbers, when some are left out."""
+    max_files, max_mb = dashboard_limit("PNEUMO_MAX_UPLOADS"), dashboard_limit("PNEUMO_MAX_UPLOAD_MB")
+    kept, total = [], 0
+    for film in films:
+        if len(kept) == max_files or total + len(film.data) > max_mb * 2**20:
+            break
+        kept.append(film)
+        total += len(film.data)
+    if len(kept) < len(films):
+        st.warning(f"{len(films) - len(kept)} of {len(films)} files are not scored: this server scores at most "
+                   f"{max_files} files and {max_mb} MB per session. Remove some files (or Clear) to score others.",
+                   icon=":material/block:")
+    return kept
 
 
 def current_study(uploaded) -> tuple[list[Film], int]:

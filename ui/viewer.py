@@ -12,11 +12,14 @@ defaults.
 from __future__ import annotations
 
 import base64
+import html
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+
+from ui.text import literal
 
 VIEWER_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset",
                  "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
@@ -51,7 +54,8 @@ def film_figure(jpeg: bytes, width: int, height: int, title: str = "", revision:
     fig = go.Figure(go.Image(source=source, hoverinfo="skip"))
     shown = min(max_height, max(420, height))  # a small film (the 224 px set) still fills a column
     fig.update_layout(
-        title={"text": title, "x": 0.0, "font": {"size": 13}} if title else None,
+        # Plotly reads tags (<b>, <a href>) in titles: a file name's are escaped to show as typed
+        title={"text": html.escape(title), "x": 0.0, "font": {"size": 13}} if title else None,
         dragmode="pan", height=shown, margin={"l": 0, "r": 0, "t": 28 if title else 0, "b": 0},
         uirevision=revision or None, paper_bgcolor="#111", plot_bgcolor="#111",
         xaxis={"visible": False, "range": [0, width], "constrain": "domain"},
@@ -86,19 +90,18 @@ def compose_film(image, heatmap: np.ndarray | None = None, view: FilmView = Film
     A prediction's display copy and heatmap (``Prediction.film``, ``Prediction.heatmap``) already match at
     :data:`DISPLAY_SIDE` and are used as they are; anything larger is shrunk to ``max_side``, and a heatmap
     of another shape is resized to the picture."""
-    import cv2
-
+    from pneumo_core.imaging.core import grey_to_rgb
+    from pneumo_core.imaging.resample import shrink
     from pneumo_core.inference.gradcam import overlay
 
     base = _grey_or_rgb(image, view.window)
     if base.dtype != np.uint8:
         raise ValueError("the viewer shows 8-bit pixels; window 12/16-bit values first")
-    rgb = cv2.cvtColor(np.ascontiguousarray(base), cv2.COLOR_GRAY2RGB) if base.ndim == 2 else base[..., :3]
+    rgb = grey_to_rgb(base) if base.ndim == 2 else base[..., :3]
     height, width = rgb.shape[:2]
     if max(height, width) > max_side:
         scale = max_side / max(height, width)
-        rgb = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
-                         interpolation=cv2.INTER_AREA)
+        rgb = shrink(rgb, (max(1, round(height * scale)), max(1, round(width * scale))))
     if heatmap is not None and view.overlay and view.opacity > 0:
         rgb = overlay(rgb, heatmap, alpha=float(view.opacity))  # resizes the heatmap only when it differs
     return np.ascontiguousarray(rgb)
@@ -106,13 +109,16 @@ def compose_film(image, heatmap: np.ndarray | None = None, view: FilmView = Film
 
 def encode_jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
     """A uint8 RGB or grey image -> JPEG bytes (what travels to the browser); every page encodes here."""
-    import cv2
+    import io
 
-    bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR) if pixels.ndim == 3 else pixels
-    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    if not ok:
-        raise ValueError("the film could not be encoded for display")
-    return buf.tobytes()
+    from PIL import Image
+
+    buf = io.BytesIO()
+    try:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(buf, "JPEG", quality=quality)
+    except (OSError, ValueError, TypeError):
+        raise ValueError("the film could not be encoded for display") from None
+    return buf.getvalue()
 
 
 def _window_label(choice) -> str:
@@ -171,7 +177,9 @@ def show_film(image, heatmap: np.ndarray | None = None, *, key: str, controls: b
     st.plotly_chart(fig, width="stretch", theme=None, key=f"{key}-figure", config=VIEWER_CONFIG)
     notes = []
     if view.window is not None:
-        notes.append(f"Window: {_window_label(view.window)}, {view.window.function}; display only, the score "
+        # a window's name can come from the DICOM header (Window Center & Width Explanation)
+        label = literal(_window_label(view.window))
+        notes.append(f"Window: {label}, {view.window.function}; display only, the score "
                      "is from the film as loaded.")
     if heatmap is not None and view.overlay:
         notes.append(HEATMAP_CAPTION)

@@ -1,7 +1,7 @@
 """python -m pneumo_core COMMAND (the pneumo console script is the same CLI)
 
-Commands: train, soup, ensemble, wise-ft, evaluate, predict, rethreshold, calibrate-ood, manifest,
-export, quiz, docs. A stable, scriptable contract. Exit status: 0 when the command ran (predict: even
+Commands: train, soup, ensemble, wise-ft, evaluate, predict, score, rethreshold, calibrate-ood, manifest,
+export, quiz, audit, site, docs. A stable, scriptable contract. Exit status: 0 when the command ran (predict: even
 if some files could not be read; each gets an "error"), 1 when docs --check finds stale files, 2 for
 a usage or input error, reported on stderr in an "error:" line, after the usage line for a mistyped
 option (PNEUMO_DEBUG=1 shows the traceback).
@@ -11,13 +11,13 @@ from __future__ import annotations
 import argparse
 import os
 
-from pneumo_core.cli import docs, evaluate, maintenance, predict, quiz, training
+from pneumo_core.cli import audit, docs, evaluate, maintenance, predict, quiz, score, site, training
 from pneumo_core.cli.common import error_line
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # fewer of TensorFlow's C++ log lines on stderr
 
 #: The command modules, in the order ``--help`` lists their commands; each has ``register(subparsers)``.
-COMMAND_MODULES = (training, evaluate, predict, maintenance, quiz, docs)
+COMMAND_MODULES = (training, evaluate, predict, score, maintenance, quiz, audit, site, docs)
 
 
 def build_parser() -> argparse.ArgumentParser:

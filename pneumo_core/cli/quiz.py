@@ -1,10 +1,24 @@
 """``quiz new|results|close``: reader quizzes, output built by :mod:`pneumo_core.quiz.report`."""
 from __future__ import annotations
 
+import getpass
 import json
 import os
+import sys
 
 from pneumo_core.cli.common import EXIT_OK, error_line, int_at_least, positive_minutes
+
+
+def teacher_key(given: str | None) -> str | None:
+    """The teacher key: ``given`` (the flag, else $PNEUMO_TEACHER_KEY); ``-`` reads one line from standard input;
+    nothing given on a terminal asks for it without echo. A key on the command line shows in ``ps``: prefer these."""
+    if given == "-":
+        return sys.stdin.readline().strip() or None
+    if given:
+        return given
+    if sys.stdin.isatty():
+        return getpass.getpass("teacher key: ").strip() or None
+    return None
 
 
 def quiz_output(args) -> str:
@@ -13,12 +27,15 @@ def quiz_output(args) -> str:
     from pneumo_core.quiz.report import new_quiz_text, results_csv, results_json, results_text
     from pneumo_core.quiz.rules import QuizStore
 
-    if args.quiz_command != "new" and not args.teacher_key:
-        raise QuizError("give the teacher key (--teacher-key KEY or $PNEUMO_TEACHER_KEY)")
+    if args.quiz_command != "new":
+        args.teacher_key = teacher_key(args.teacher_key)
+        if not args.teacher_key:
+            raise QuizError("give the teacher key ($PNEUMO_TEACHER_KEY, --teacher-key - to read it from standard "
+                            "input, or type it at the prompt)")
     store = QuizStore()
     try:
         if args.quiz_command == "new":
-            made = store.new_quiz(args.films, args.seed, args.data, args.time_limit)
+            made = store.new_quiz(args.films, args.seed, args.data, args.time_limit, args.reveal.replace("-", "_"))
             return json.dumps(made.to_json(), indent=2) if args.json else new_quiz_text(made)
         if args.quiz_command == "close":
             store.close(args.code, args.teacher_key)
@@ -55,13 +72,17 @@ def register(sub) -> None:
     new.add_argument("--data", help="draw from this dataset's test split (default: the bundled teaching set)")
     new.add_argument("--time-limit", type=positive_minutes, metavar="MIN",
                      help="minutes each reader has from joining (default: none)")
+    new.add_argument("--reveal", choices=("on-close", "at-end"), default="on-close",
+                     help="when readers see the truth per film: when you close the quiz (default), or as soon as "
+                          "each has finished (then a reader can pass the key to those still reading)")
     new.add_argument("--json", action="store_true", help="machine-readable output")
     for name, text in (("results", "every reader's answers, sensitivity, specificity, AUC and kappa"),
                        ("close", "close the quiz: no more joins or answers; readers may see their results")):
         sp = qs.add_parser(name, help=text)
         sp.add_argument("code", help="the quiz's join code")
         sp.add_argument("--teacher-key", default=os.environ.get("PNEUMO_TEACHER_KEY"),
-                        help="the key printed by `quiz new` (default: $PNEUMO_TEACHER_KEY)")
+                        help="the key printed by `quiz new`; `-` reads it from standard input (default: "
+                             "$PNEUMO_TEACHER_KEY, else a prompt on a terminal; a key given here shows in `ps`)")
         if name == "results":
             fmt = sp.add_mutually_exclusive_group()
             fmt.add_argument("--json", action="store_true", help="machine-readable output")

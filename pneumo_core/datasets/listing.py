@@ -60,9 +60,22 @@ def list_images(split_dir: str | Path, suffixes=IMAGE_SUFFIXES) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def model_selection(what: str):
+    """scikit-learn's ``model_selection`` (the seeded splitters every recorded split was made with). The runtime
+    (requirements.txt) has no scikit-learn: :class:`MissingDependency` then, one line naming ``what`` needs it."""
+    try:
+        from sklearn import model_selection
+    except ImportError:
+        from pneumo_core.errors import MissingDependency
+        from pneumo_core.inference.backends import TRAIN_INSTALL
+
+        raise MissingDependency(f"{what} needs scikit-learn: {TRAIN_INSTALL}") from None
+    return model_selection
+
+
 def patient_split(df: pd.DataFrame, val_fraction: float = 0.15, seed: int = 42) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Stratified, seeded train/validation split with every patient on one side only."""
-    from sklearn.model_selection import StratifiedGroupKFold
+    StratifiedGroupKFold = model_selection("the patient-grouped validation split").StratifiedGroupKFold
 
     n_splits = max(2, round(1 / val_fraction))
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)

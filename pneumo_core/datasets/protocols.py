@@ -96,16 +96,14 @@ def _pool(root: Path) -> pd.DataFrame:
 
 def _by_group(df: pd.DataFrame, n_splits: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rest, one stratified fold of whole patients), seeded."""
-    from sklearn.model_selection import StratifiedGroupKFold
-
+    StratifiedGroupKFold = listing.model_selection("the patient-resplit protocol").StratifiedGroupKFold
     sgkf = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     rest, fold = next(sgkf.split(df, df["label"], groups=df["patient"]))
     return df.iloc[rest].reset_index(drop=True), df.iloc[fold].reset_index(drop=True)
 
 
 def _by_image(df: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from sklearn.model_selection import train_test_split
-
+    train_test_split = listing.model_selection("the image-resplit protocol").train_test_split
     rest, part = train_test_split(df, test_size=fraction, stratify=df["label"], random_state=seed)
     return rest.reset_index(drop=True), part.reset_index(drop=True)
 
@@ -154,7 +152,11 @@ def split(root: str | Path, protocol: str = "official", seed: int = 42, limit: i
 
 def test_part(root: str | Path, protocol: str, seed: int = 42) -> pd.DataFrame:
     """The films ``protocol`` evaluates on (its test part), sorted by path."""
-    df = split(root, protocol, seed).test
+    if protocol == "official" and (Path(root) / "test" / CLASS_NAMES[0]).is_dir():
+        # test/ as it is: no validation split to draw (nor scikit-learn, which the runtime lacks, to draw it)
+        df = listing.list_images(Path(root) / "test").assign(origin="test")
+    else:
+        df = split(root, protocol, seed).test
     if df.empty:
         raise FileNotFoundError(f"no test part: {root} has no test/ folder")
     return df.sort_values("path").reset_index(drop=True)

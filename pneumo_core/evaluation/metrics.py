@@ -1,4 +1,10 @@
-"""Metrics (scikit-learn), threshold rules, bootstrap confidence intervals, reports."""
+"""Metrics, threshold rules, bootstrap confidence intervals, reports.
+
+The curve and score functions are numpy re-implementations of scikit-learn's binary ``roc_curve``,
+``roc_auc_score``, ``precision_recall_curve``, ``average_precision_score``, ``confusion_matrix`` and
+``cohen_kappa_score`` (1.9: the same sort, tie grouping and float64 operations, so the same numbers;
+tests/unit/test_metrics_numpy.py compares them): the runtime (requirements.txt) has no scikit-learn.
+"""
 from __future__ import annotations
 
 import json
@@ -6,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 from pneumo_core.recorded_paths import record
 
@@ -27,23 +32,101 @@ THRESHOLD_RULE = threshold_rule()
 # train -> test shift, which turns NORMAL films into false positives.
 
 
+def _curve_counts(y_true, p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false positives, true positives, threshold) at each distinct score, highest score first: scores tied
+    with each other fall on one side of a threshold together (scikit-learn's confusion_matrix_at_thresholds)."""
+    y = np.asarray(y_true).ravel() == 1
+    p = np.asarray(p, dtype=float).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"{y.size} labels but {p.size} scores")
+    if not np.all(np.isfinite(p)):
+        raise ValueError("scores must be finite numbers")
+    order = np.argsort(-p, kind="stable")  # == a stable descending sort: ties keep their input order
+    p, y = p[order], y[order]
+    last_of_each = np.r_[np.nonzero(np.diff(p))[0], y.size - 1]
+    tps = np.cumsum(y, dtype=np.float64)[last_of_each]
+    fps = 1 + last_of_each.astype(np.float64) - tps
+    return fps, tps, p[last_of_each]
+
+
+def roc_curve(y_true, p, drop_intermediate: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr, tpr, thresholds) as ``sklearn.metrics.roc_curve``: the first threshold is ``inf``;
+    ``drop_intermediate`` drops points collinear with their neighbours (see :func:`_roc_every_threshold`).
+    A class that is absent gives NaN rates."""
+    fps, tps, thr = _curve_counts(y_true, p)
+    if drop_intermediate and fps.size > 2:
+        keep = np.nonzero(np.r_[True, np.logical_or(np.diff(fps, 2), np.diff(tps, 2)), True])[0]
+        fps, tps, thr = fps[keep], tps[keep], thr[keep]
+    fps, tps, thr = np.r_[0.0, fps], np.r_[0.0, tps], np.r_[np.inf, thr]
+    fpr = fps / fps[-1] if fps[-1] > 0 else np.full(fps.shape, np.nan)
+    tpr = tps / tps[-1] if tps[-1] > 0 else np.full(tps.shape, np.nan)
+    return fpr, tpr, thr
+
+
+def roc_auc(y_true, p) -> float:
+    """Area under the ROC curve (trapezoids, ties counted half), as ``sklearn.metrics.roc_auc_score``;
+    NaN unless both classes are present."""
+    if np.unique(np.asarray(y_true)).size != 2:
+        return float("nan")
+    fpr, tpr, _ = roc_curve(y_true, p)
+    return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2.0))
+
+
+def precision_recall_curve(y_true, p) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(precision, recall, thresholds) as ``sklearn.metrics.precision_recall_curve``: thresholds ascending,
+    precision and recall one longer, ending at (1, 0)."""
+    fps, tps, thr = _curve_counts(y_true, p)
+    called = tps + fps
+    precision = np.divide(tps, called, out=np.zeros_like(tps), where=called != 0)
+    recall = tps / tps[-1] if tps[-1] != 0 else np.ones_like(tps)
+    return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], thr[::-1]
+
+
+def average_precision(y_true, p) -> float:
+    """Average precision (the step integral of the PR curve), as ``sklearn.metrics.average_precision_score``."""
+    precision, recall, _ = precision_recall_curve(y_true, p)
+    return float(max(0.0, -np.sum(np.diff(recall) * precision[:-1])))
+
+
+def confusion_matrix(y_true, y_pred) -> np.ndarray:
+    """Binary confusion matrix [[TN, FP], [FN, TP]] of 0/1 labels (``confusion_matrix(labels=[0, 1])``)."""
+    y_true, y_pred = np.asarray(y_true).astype(int).ravel(), np.asarray(y_pred).astype(int).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"{y_true.size} labels but {y_pred.size} predictions")
+    keep = np.isin(y_true, (0, 1)) & np.isin(y_pred, (0, 1))  # as labels=[0, 1]: other values are not counted
+    return np.bincount(2 * y_true[keep] + y_pred[keep], minlength=4).reshape(2, 2)
+
+
+def cohen_kappa(a, b) -> float:
+    """Cohen's kappa between two raters' 0/1 labels, as ``sklearn.metrics.cohen_kappa_score(labels=[0, 1])``;
+    NaN where it is undefined (no films, or both raters gave one and the same label throughout)."""
+    confusion = confusion_matrix(a, b).astype(np.float64)
+    total = confusion.sum()
+    if total == 0:
+        return float("nan")
+    expected = np.outer(confusion.sum(axis=0), confusion.sum(axis=1)) / total
+    disagree = 1.0 - np.eye(2)
+    chance = np.sum(disagree * expected)
+    return float(1 - np.sum(disagree * confusion) / chance) if chance != 0 else float("nan")
+
+
 def metrics_at(y_true, p, threshold: float) -> dict:
     """Classification metrics of scores ``p`` at ``threshold`` (PNEUMONIA when p >= threshold)."""
     y_true = np.asarray(y_true).astype(int)
     p = np.asarray(p, dtype=float)
     y_pred = (p >= threshold).astype(int)
-    cm = skm.confusion_matrix(y_true, y_pred, labels=[0, 1])
-    tn, fp, fn, tp = (int(v) for v in cm.ravel())
+    tn, fp, fn, tp = (int(v) for v in confusion_matrix(y_true, y_pred).ravel())
     both = len(np.unique(y_true)) == 2
+    n = len(y_true)
     return {
         "threshold": float(threshold),
-        "n": int(len(y_true)),
-        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
-        "precision": float(skm.precision_score(y_true, y_pred, zero_division=0)),
-        "recall": float(skm.recall_score(y_true, y_pred, zero_division=0)),
+        "n": int(n),
+        "accuracy": float((tp + tn) / n) if n else float("nan"),
+        "precision": float(tp / (tp + fp)) if (tp + fp) else 0.0,
+        "recall": float(tp / (tp + fn)) if (tp + fn) else 0.0,
         "specificity": float(tn / (tn + fp)) if (tn + fp) else 0.0,
-        "f1": float(skm.f1_score(y_true, y_pred, zero_division=0)),
-        "auc": float(skm.roc_auc_score(y_true, p)) if both else float("nan"),
+        "f1": float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0,
+        "auc": roc_auc(y_true, p) if both else float("nan"),
         "confusion_matrix": [[tn, fp], [fn, tp]],
     }
 
@@ -76,7 +159,7 @@ def _roc_every_threshold(y_true, p):
     """ROC points at every distinct score. scikit-learn's default drops the points between the
     curve's corners, and with them the highest threshold that still meets a sensitivity target
     (it sits inside a run of positives), so threshold rules must not use the default."""
-    return skm.roc_curve(y_true, p, drop_intermediate=False)
+    return roc_curve(y_true, p, drop_intermediate=False)
 
 
 def youden_threshold(y_true, p) -> float:
@@ -124,7 +207,7 @@ def operating_points(y_true, p) -> dict:
 
 def roc_points(y_true, p) -> pd.DataFrame:
     """The ROC curve as a table: ``fpr``, ``tpr`` and ``threshold`` (capped at 1)."""
-    fpr, tpr, thr = skm.roc_curve(y_true, p)
+    fpr, tpr, thr = roc_curve(y_true, p)
     return pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(thr, 1.0)})
 
 

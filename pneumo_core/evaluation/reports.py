@@ -14,7 +14,13 @@ import pandas as pd
 
 from pneumo_core.artifacts import read_csv, read_json, reports_dir
 from pneumo_core.config import CLASS_NAMES, FINE_TUNE_LAYERS, MODELS_DIR, SHIPPED_VARIANTS, model_path
-from pneumo_core.evaluation.metrics import METRIC_NAMES, metrics_at
+from pneumo_core.evaluation.metrics import (
+    METRIC_NAMES,
+    average_precision,
+    metrics_at,
+    precision_recall_curve,
+    roc_auc,
+)
 
 #: Human names of the shipped variants.
 DISPLAY_NAMES = {"finetuned": "Fine-tuned MobileNetV2", "frozen": "Frozen MobileNetV2 (head only)"}
@@ -242,20 +248,16 @@ def auc_of(rep: VariantReport) -> float:
     if "auc" in block:
         return float(block["auc"])
     if rep.test_predictions is not None:
-        from sklearn.metrics import roc_auc_score
-
-        return float(roc_auc_score(rep.test_predictions["label"], rep.test_predictions["p_pneumonia"]))
+        return roc_auc(rep.test_predictions["label"], rep.test_predictions["p_pneumonia"])
     return float("nan")
 
 
 def pr_curve(rep: VariantReport) -> pd.DataFrame:
     """The test precision-recall curve, with the average precision in ``attrs``."""
-    from sklearn.metrics import average_precision_score, precision_recall_curve
-
     df = rep.test_predictions
     prec, rec, thr = precision_recall_curve(df["label"], df["p_pneumonia"])
     out = pd.DataFrame({"precision": prec[:-1], "recall": rec[:-1], "threshold": thr})
-    out.attrs["average_precision"] = float(average_precision_score(df["label"], df["p_pneumonia"]))
+    out.attrs["average_precision"] = average_precision(df["label"], df["p_pneumonia"])
     return out
 
 

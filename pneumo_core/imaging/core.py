@@ -62,11 +62,10 @@ def grey_to_rgb(px: np.ndarray) -> np.ndarray:
         px = px[..., 0]
     if px.ndim != 2:
         return px
-    if px.dtype in (np.uint8, np.float32):  # same array as np.repeat(px[..., None], 3, 2), ~30x faster
-        import cv2
-
-        return cv2.cvtColor(np.ascontiguousarray(px), cv2.COLOR_GRAY2RGB)
-    return np.repeat(px[..., None], 3, axis=2)
+    rgb = np.empty((*px.shape, 3), px.dtype)
+    for channel in range(3):  # ~3x faster than np.repeat(px[..., None], 3, axis=2), the same array
+        rgb[..., channel] = px
+    return rgb
 
 
 def check_size(width: int, height: int) -> None:
@@ -114,7 +113,7 @@ def deblock(px: np.ndarray, quality: float | None, notes: list) -> np.ndarray:
     sigma = next((s for q, s in DEBLOCK if quality <= q), None)
     if sigma is None:
         return px
-    import cv2
+    from pneumo_core.imaging.resample import gaussian_blur
 
     notes.append(f"JPEG quality ~{quality:.0f}: 8x8 block edges smoothed (sigma {sigma} px)")
-    return cv2.GaussianBlur(px, (0, 0), sigma)
+    return gaussian_blur(px, sigma)  # == cv2.GaussianBlur(px, (0, 0), sigma), with which DEBLOCK was chosen

@@ -10,7 +10,8 @@ Header rules: lateral, oblique and decubitus views are refused (the models saw f
 only); a Modality other than CR/DX or a body part other than chest is noted and still scored;
 multi-frame files give their first frame. Only pixels and the non-identifying facts in
 ``LoadedImage.dicom`` leave this module: patient, institution and other header values are never
-copied into notes, errors or metadata, and pydicom's warnings (which can quote values) are silenced.
+copied into notes, errors or metadata, and pydicom never reports invalid values (its validation warnings
+and log lines quote them, e.g. a name in a UID): :func:`quiet_pydicom`, process-wide, before any file is read.
 """
 from __future__ import annotations
 
@@ -354,12 +355,26 @@ def _to_display(ds, arr: np.ndarray, photometric: str, bits: int, notes: list):
     raise ImageError(f"unsupported DICOM photometric interpretation {_code(photometric, 32)}")
 
 
+def quiet_pydicom() -> None:
+    """Stop pydicom from reporting header values anywhere (stderr, logging), for the whole process: value
+    validation off when reading and writing (its warnings quote the offending value), and its logger, which
+    repeats them, switched off. Idempotent; called wherever DICOM is read or written."""
+    import logging
+
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
+    config.settings.writing_validation_mode = config.IGNORE
+    logging.getLogger("pydicom").disabled = True
+
+
 def load_dicom(data: bytes) -> LoadedImage:
     """Decode one DICOM file (Part 10, or a bare data set) into a :class:`LoadedImage`; raises
     :class:`ImageError` with a one-line reason. Rows/Columns, and the first frame's own size, component
     count and decoded bytes (:func:`codestream.check_pixel_data`), are checked before any pixel is decoded."""
     import pydicom
 
+    quiet_pydicom()
     notes = []
     with warnings.catch_warnings():
         # pydicom's validation warnings can quote element values (names, IDs): never surface them.

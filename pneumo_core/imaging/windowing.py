@@ -1,7 +1,7 @@
 """Window/level for 12/16-bit films: the VOI window functions of PS3.3 C.11.2.1.2, the values kept
 for re-windowing (``LoadedImage.raw``) and the presets a viewer offers.
 
-Pure numpy (OpenCV only to shrink the kept values); no Streamlit. The loader uses
+Pure numpy; no Streamlit. The loader uses
 :func:`apply_window` for the file's own window, the viewer for any other, so both agree.
 """
 from __future__ import annotations
@@ -67,11 +67,10 @@ def keep_raw(values: np.ndarray) -> np.ndarray:
     arr = np.asarray(values)
     height, width = arr.shape[:2]
     if max(height, width) > MAX_RAW_SIDE:
-        import cv2
+        from pneumo_core.imaging.resample import shrink
 
         scale = MAX_RAW_SIDE / max(height, width)
-        size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        return cv2.resize(arr.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+        return shrink(arr.astype(np.float32), (max(1, round(height * scale)), max(1, round(width * scale))))
     if np.issubdtype(arr.dtype, np.floating) and not np.array_equal(arr, np.round(arr)):
         return arr.astype(np.float32)
     lo, hi = float(arr.min()), float(arr.max())

@@ -1,4 +1,5 @@
-"""Grad-CAM (Selvaraju et al. 2017) on the last conv block ``out_relu``, and OpenCV overlays.
+"""Grad-CAM (Selvaraju et al. 2017) on the last conv block ``out_relu``, and its overlays (numpy: the pixels
+OpenCV made before it left the runtime).
 
 The map shows which regions raised the pre-sigmoid pneumonia score. It is not a lesion
 outline: it is coarse (7x7 cells upsampled), and it can highlight anything the model found
@@ -10,6 +11,27 @@ import numpy as np
 
 from pneumo_core.imaging.core import grey_to_rgb
 from pneumo_core.inference.model_files import split_model
+
+#: The overlays' colour map, 256 RGB rows: OpenCV's COLORMAP_VIRIDIS (matplotlib's viridis in 8 bits), the table the
+#: overlays were made with before OpenCV left the runtime, stored so that they stay the same pixels.
+VIRIDIS = np.frombuffer(bytes.fromhex(
+    "44015444025645045745055946075a46085c460a5d460b5e470d60470e61471063471164471365481467481668481769"
+    "48186a481a6c481b6d481c6e481d6f481f70482071482173482374482475482576482677482878482979472a7a472c7a"
+    "472d7b472e7c472f7d46307e46327e46337f463480453581453781453882443983443a83443b84433d84433e85423f85"
+    "4240864241864142874144874045884046883f47883f48893e49893e4a893e4c8a3d4d8a3d4e8a3c4f8a3c508b3b518b"
+    "3b528b3a538b3a548c39558c39568c38588c38598c375a8c375b8d365c8d365d8d355e8d355f8d34608d34618d33628d"
+    "33638d32648e32658e31668e31678e31688e30698e306a8e2f6b8e2f6c8e2e6d8e2e6e8e2e6f8e2d708e2d718e2c718e"
+    "2c728e2c738e2b748e2b758e2a768e2a778e2a788e29798e297a8e297b8e287c8e287d8e277e8e277f8e27808e26818e"
+    "26828e26828e25838e25848e25858e24868e24878e23888e23898e238a8d228b8d228c8d228d8d218e8d218f8d21908d"
+    "21918c20928c20928c20938c1f948c1f958b1f968b1f978b1f988b1f998a1f9a8a1e9b8a1e9c891e9d891f9e891f9f88"
+    "1fa0881fa1881fa1871fa28720a38620a48621a58521a68522a78522a88423a98324aa8325ab8225ac8226ad8127ad81"
+    "28ae8029af7f2ab07f2cb17e2db27d2eb37c2fb47c31b57b32b67a34b67935b77937b87838b9773aba763bbb753dbc74"
+    "3fbc7340bd7242be7144bf7046c06f48c16e4ac16d4cc26c4ec36b50c46a52c56954c56856c66758c7655ac8645cc863"
+    "5ec96260ca6063cb5f65cb5e67cc5c69cd5b6ccd5a6ece5870cf5773d05675d05477d1537ad1517cd2507fd34e81d34d"
+    "84d44b86d54989d5488bd6468ed64590d74393d74195d84098d83e9bd93c9dd93ba0da39a2da37a5db36a8db34aadc32"
+    "addc30b0dd2fb2dd2db5de2bb8de29bade28bddf26c0df25c2df23c5e021c8e020cae11fcde11dd0e11cd2e21bd5e21a"
+    "d8e219dae319dde318dfe318e2e418e5e419e7e419eae51aece51befe51cf1e51df4e61ef6e620f8e621fbe723fde725"
+), np.uint8).reshape(256, 3)
 
 
 def cam_from_maps(fmap, grads):
@@ -53,9 +75,9 @@ def gradcam(model, x) -> np.ndarray:
     return cam_from_maps(fmap, grads).numpy()
 
 
-def _cubic_weights(src: int, dst: int) -> np.ndarray:
-    """(dst, src) matrix of OpenCV's INTER_CUBIC resize along one axis (Keys kernel, a = -0.75,
-    half-pixel centres, edge pixels replicated)."""
+def _cubic_taps(src: int, dst: int) -> tuple[np.ndarray, np.ndarray]:
+    """(source index, weight), each (dst, 4), of OpenCV's INTER_CUBIC resize along one axis (Keys kernel,
+    a = -0.75, half-pixel centres, edge pixels replicated)."""
     a = -0.75
     x = (np.arange(dst) + 0.5) * (src / dst) - 0.5
     sx = np.floor(x).astype(np.int64)
@@ -63,11 +85,31 @@ def _cubic_weights(src: int, dst: int) -> np.ndarray:
     c0 = ((a * (f + 1) - 5 * a) * (f + 1) + 8 * a) * (f + 1) - 4 * a
     c1 = ((a + 2) * f - (a + 3)) * f * f + 1
     c2 = ((a + 2) * (1 - f) - (a + 3)) * (1 - f) * (1 - f) + 1
+    index = np.clip(sx[:, None] - 1 + np.arange(4), 0, src - 1)
+    return index, np.stack((c0, c1, c2, 1 - c0 - c1 - c2), axis=1)
+
+
+def _cubic_weights(src: int, dst: int) -> np.ndarray:
+    """(dst, src) matrix of :func:`_cubic_taps` (for small sources: two matrix products resize a 7x7 map)."""
+    index, coef = _cubic_taps(src, dst)
     w = np.zeros((dst, src), np.float32)
     rows = np.arange(dst)
-    for k, c in enumerate((c0, c1, c2, 1 - c0 - c1 - c2)):  # one tap per row and k: no duplicate index
-        w[rows, np.clip(sx - 1 + k, 0, src - 1)] += c
+    for k in range(4):  # one tap per row and k: no duplicate index
+        w[rows, index[:, k]] += coef[:, k]
     return w
+
+
+def resize_cubic(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A float (H, W) map resized to ``size`` (height, width) as ``cv2.resize(..., INTER_CUBIC)`` (within 1e-5),
+    four taps an axis: float32."""
+    out = np.asarray(values, dtype=np.float32)
+    for axis, dst in enumerate((int(size[0]), int(size[1]))):
+        if out.shape[axis] == dst:
+            continue
+        index, coef = _cubic_taps(out.shape[axis], dst)
+        shape = (-1, 1) if axis == 0 else (1, -1)
+        out = sum(coef[:, k].reshape(shape) * np.take(out, index[:, k], axis=axis) for k in range(4))
+    return out
 
 
 def normalise_heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -88,25 +130,28 @@ def normalise_heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def colour_scale(length: int, thickness: int = 18, vertical: bool = False) -> np.ndarray:
     """The overlay's colour scale (viridis) as an RGB image: low to high from left to right, or
     from bottom to top when ``vertical``."""
-    import cv2
-
     ramp = np.linspace(0, 255, length).astype(np.uint8)
     ramp = ramp[::-1, None].repeat(thickness, axis=1) if vertical else ramp[None, :].repeat(thickness, axis=0)
-    return cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_VIRIDIS), cv2.COLOR_BGR2RGB)
+    return VIRIDIS[ramp]
+
+
+def blend(image: np.ndarray, colour: np.ndarray, alpha: float) -> np.ndarray:
+    """``(1 - alpha) image + alpha colour`` of two uint8 images, rounded as ``cv2.addWeighted`` rounds it (float32
+    fused multiply-adds, halves to even): the same pixels."""
+    f32 = np.float32
+    weighted = (colour * float(f32(alpha))).astype(f32)  # an exact product in float64, rounded once, as an FMA
+    out = (image * float(f32(1.0 - alpha)) + weighted).astype(f32)
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def overlay(image_rgb: np.ndarray, heatmap: np.ndarray, alpha: float = 0.4,
-            colormap: int | None = None) -> np.ndarray:
-    """Blend a [0, 1] heatmap over an RGB (or grey) uint8 image (colour-blind-safe viridis by default);
-    a heatmap of another size is resized to the image."""
-    import cv2
-
-    if colormap is None:
-        colormap = cv2.COLORMAP_VIRIDIS
+            colormap: np.ndarray | None = None) -> np.ndarray:
+    """Blend a [0, 1] heatmap over an RGB (or grey) uint8 image (colour-blind-safe viridis by default, or a
+    (256, 3) uint8 RGB table); a heatmap of another size is resized to the image."""
+    table = VIRIDIS if colormap is None else np.asarray(colormap, np.uint8).reshape(256, 3)
     image_rgb = grey_to_rgb(image_rgb)
-    heatmap = np.asarray(heatmap, dtype=np.float32)  # a float16 heatmap too (OpenCV resizes float32)
+    heatmap = np.asarray(heatmap, dtype=np.float32)  # a float16 heatmap too
     if heatmap.shape[:2] != image_rgb.shape[:2]:  # a display-sized heatmap already matches its film
-        heatmap = cv2.resize(heatmap, (image_rgb.shape[1], image_rgb.shape[0]), interpolation=cv2.INTER_CUBIC)
-    colour = cv2.applyColorMap(np.uint8(np.clip(heatmap, 0, 1) * 255), colormap)
-    colour = cv2.cvtColor(colour, cv2.COLOR_BGR2RGB)
-    return cv2.addWeighted(image_rgb.astype(np.uint8), 1.0 - alpha, colour, alpha, 0.0)
+        heatmap = resize_cubic(heatmap, image_rgb.shape[:2])
+    colour = table[np.uint8(np.clip(heatmap, 0, 1) * 255)]
+    return blend(image_rgb.astype(np.uint8), colour, alpha)

@@ -12,8 +12,8 @@ SHA-256 the sidecar records (a changed or damaged detector is refused), so a set
 keeps both. The source's own reports (``reports/<source stem>/``) are used when present (a
 threshold chosen again after the export) and for exports written before detectors travelled.
 For int8 files both are approximations: the features the detector sees are quantised.
-A shipped export (``<models dir>/<variant>.tflite``) and its detector must be listed in the manifest
-beside them (``MANIFEST.json``) with the SHA-256 they have; any other file passes when it is not listed.
+Every export and its detector must be listed in the manifest beside them (``MANIFEST.json``) with the
+SHA-256 they have (``export`` records them there); an unlisted or changed file is refused.
 
 The interpreter is LiteRT's (``ai_edge_litert``) when that package is installed, else
 ``tf.lite.Interpreter`` (still shipped in TF 2.21, with a deprecation warning that is silenced
@@ -122,8 +122,7 @@ class LiteRTBackend:
             raise ModelLoadError(f"model file not found: {shown if variant else self.path}. {fix}{hint}.")
         self.sha256 = sha256_file(self.path)
         if verify:
-            verify_against_manifest(self.path, sha256=self.sha256, required=variant is not None, name=shown,
-                                    remedy=f"{fix}.")
+            verify_against_manifest(self.path, sha256=self.sha256, name=shown, remedy=f"{fix}.")
         meta_path = sidecar(self.path)
         try:
             self.meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -202,8 +201,9 @@ class LiteRTBackend:
         if not path.is_file():
             raise ModelLoadError(f"{path.name} (the OOD detector exported with {self.path.name}) is missing: "
                                  "keep the .tflite, its .json sidecar and its .ood.npz together, or export again")
-        if self.verify and shipped_litert_variant(self.path):
-            verify_against_manifest(path, required=True, name=shown_path(path), remedy=f"{self._fix}.")
+        if self.verify:
+            verify_against_manifest(path, name=shown_path(path) if shipped_litert_variant(self.path) else path.name,
+                                    remedy=f"{self._fix}.")
         if self.verify and sha256_file(path) != entry.get("sha256"):
             raise ModelLoadError(f"{path.name} does not match the SHA-256 in {sidecar(self.path).name}: the OOD "
                                  "detector was changed or damaged. Export the model again (python -m pneumo_core "

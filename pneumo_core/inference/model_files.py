@@ -2,14 +2,22 @@
 OOD detectors in their reports, and taking a loaded classifier apart (backbone and head) for the
 compiled inference path and Grad-CAM.
 The builders that make these models are in :mod:`pneumo_core.training.builders`.
+
+Checks fail closed: a model (``.keras``, ``.tflite``) or detector (``.ood.npz``) loads only when the
+``MANIFEST.json`` of its models folder lists it with the SHA-256 it has. The shipped ``models/`` folder has a
+committed manifest; training (``train``, ``soup``, ``ensemble``, ``wise-ft``), ``export`` and ``calibrate-ood``
+record what they write in the manifest of the folder they write to; any other file is recorded deliberately with
+``python -m pneumo_core manifest --dir FOLDER``. The manifest guards against a changed, truncated or swapped
+file, not against someone who can write the folder (they could rewrite the manifest too).
 """
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pneumo_core.artifacts import sha256_file
-from pneumo_core.config import DEFAULT_VARIANT, MODELS_DIR, SHIPPED_VARIANTS, model_path
+from pneumo_core.config import DEFAULT_VARIANT, MODELS_DIR, PROJECT_DIR, SHIPPED_VARIANTS, model_path
 from pneumo_core.errors import ModelLoadError, first_line
 from pneumo_core.inference.ood import MahalanobisOOD
 
@@ -83,28 +91,46 @@ def expected_hash(path: str | Path, models_dir: str | Path | None = None) -> str
     path = Path(path)
     models_dir = Path(models_dir) if models_dir is not None else path.parent
     manifest = models_dir / MANIFEST
-    if not manifest.exists():
+    if not manifest.is_file():
         return None
-    entries = json.loads(manifest.read_text())
-    key = path.relative_to(models_dir).as_posix()
+    try:
+        entries = json.loads(manifest.read_text())
+        key = Path(os.path.abspath(path)).relative_to(os.path.abspath(models_dir)).as_posix()
+    except ValueError:  # a manifest that is not JSON, or a file outside the folder: nothing is listed
+        return None
+    if not isinstance(entries, dict):
+        return None
     for section in ("models", "ood_detectors"):
-        entry = entries.get(section, {}).get(key)
-        if entry:
+        entry = (entries.get(section) or {}).get(key)
+        if isinstance(entry, dict):
             return entry.get("sha256")
     return None
 
 
+def record_hint(models_dir: str | Path) -> str:
+    """How to record the files of ``models_dir`` that one made oneself (the folder named relative to the
+    checkout, or by its name alone: never a path of this machine)."""
+    folder = Path(os.path.abspath(models_dir))
+    try:
+        shown = folder.relative_to(PROJECT_DIR).as_posix() or "."
+    except ValueError:
+        shown = folder.name
+    return f"A model you trained or exported yourself: record it with python -m pneumo_core manifest --dir {shown}."
+
+
 def verify_against_manifest(path: str | Path, models_dir: str | Path | None = None, sha256: str | None = None,
-                            remedy: str = "Restore it (git checkout models/) or retrain.", required: bool = False,
+                            remedy: str = "Restore it (git checkout models/) or retrain.",
                             name: str | None = None) -> None:
-    """Refuse a file whose SHA-256 differs from the one its manifest records (``sha256``: the
-    file's digest if the caller already has it). Files the manifest does not list pass, unless ``required``
-    (a shipped LiteRT export and its detector). ``name``: how the file is named in the message."""
+    """Refuse a file that the manifest of ``models_dir`` (default: the file's own folder) does not list, or whose
+    SHA-256 differs from the one it records (``sha256``: the file's digest if the caller already has it): checks
+    fail closed. ``name``: how the file is named in the message; ``remedy``: the fix for a shipped file."""
+    models_dir = Path(models_dir) if models_dir is not None else Path(path).parent
     want = expected_hash(path, models_dir)
     name = name or Path(path).name
-    if want is None and required:
-        raise ModelLoadError(f"{name} is not listed in {MANIFEST}, so it cannot be checked. {remedy}")
-    if want is not None and (sha256 or sha256_file(path)) != want:
+    if want is None:
+        raise ModelLoadError(f"{name} is not listed in {MANIFEST}, so it cannot be checked and is refused. "
+                             f"{remedy} {record_hint(models_dir)}")
+    if (sha256 or sha256_file(path)) != want:
         raise ModelLoadError(f"{name} does not match the SHA-256 in {MANIFEST}: the file was changed "
                              f"or truncated. {remedy}")
 
@@ -121,21 +147,23 @@ def report_ood(report_dir: Path | None, verify: bool = True) -> MahalanobisOOD |
     return MahalanobisOOD.load(path)
 
 
-def _shipped_exports(models_dir: Path) -> list[Path]:
-    """The shipped LiteRT exports present in ``models_dir`` (``<variant>.tflite``; other exports are not shipped)."""
-    return [p for p in (models_dir / f"{v}.tflite" for v in SHIPPED_VARIANTS) if p.is_file()]
+def _export_detector(export: Path) -> Path:
+    """The OOD detector exported beside ``<name>.tflite``: ``<name>.ood.npz``."""
+    return export.with_name(export.name[: -len(".tflite")] + ".ood.npz")
 
 
 def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:
-    """Record the SHA-256 of every shipped ``*.keras``, ``<variant>.tflite`` (LiteRT export), ``reports/*/ood.npz``
-    and ``<variant>.ood.npz`` (the export's detector) in ``MANIFEST.json``."""
+    """Record the SHA-256 of every ``*.keras`` and ``*.tflite`` (LiteRT export) in ``models_dir``, the detectors
+    ``reports/*/ood.npz`` and ``<export>.ood.npz``, in its ``MANIFEST.json``: from now on these files, as they
+    are, are the ones to trust."""
     models_dir = Path(models_dir)
+    exports = sorted(models_dir.glob("*.tflite"))
     entries = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-               for p in [*sorted(models_dir.glob("*.keras")), *_shipped_exports(models_dir)]}
-    ood = {str(p.relative_to(models_dir)): {"sha256": sha256_file(p)}
-           for p in sorted(models_dir.glob("reports/*/ood.npz"))}
-    for export in _shipped_exports(models_dir):
-        detector = export.with_name(export.name[: -len(".tflite")] + ".ood.npz")
+               for p in [*sorted(models_dir.glob("*.keras")), *exports]}
+    ood = {p.relative_to(models_dir).as_posix(): {"sha256": sha256_file(p)}
+           for pattern in ("reports/*/ood.npz", "reports/*/shift_reference.npz")  # per film; per batch (site check)
+           for p in sorted(models_dir.glob(pattern))}
+    for detector in map(_export_detector, exports):
         if detector.is_file():
             ood[detector.name] = {"sha256": sha256_file(detector)}
     manifest = {"models": entries, "ood_detectors": ood}
@@ -143,42 +171,38 @@ def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:
     return manifest
 
 
-def record_export(path: str | Path, detector: str | Path | None) -> bool:
-    """Record a shipped LiteRT export (``<models dir>/<variant>.tflite``) and its detector in the manifest beside
-    it, as ``python -m pneumo_core export`` writes them; other files and folders without a manifest are left
-    alone. Returns True when the manifest was updated."""
+def _read_manifest(models_dir: Path) -> dict:
+    path = models_dir / MANIFEST
+    return json.loads(path.read_text()) if path.is_file() else {"models": {}, "ood_detectors": {}}
+
+
+def record_export(path: str | Path, detector: str | Path | None) -> None:
+    """Record a LiteRT export and its detector in the manifest beside it (started when the folder has none), as
+    ``python -m pneumo_core export`` writes them, so that the runtime, which refuses unlisted files, loads them."""
     path = Path(path)
-    if shipped_litert_variant(path) is None:
-        return False
-    manifest_path = path.parent / MANIFEST
-    manifest = json.loads(manifest_path.read_text())
+    manifest = _read_manifest(path.parent)
     manifest.setdefault("models", {})[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     ood = manifest.setdefault("ood_detectors", {})
-    stale = path.name[: -len(".tflite")] + ".ood.npz"
-    ood.pop(stale, None)
+    ood.pop(_export_detector(path).name, None)  # an earlier export's detector
     if detector is not None and Path(detector).is_file():
         ood[Path(detector).name] = {"sha256": sha256_file(detector)}
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
-    return True
+    (path.parent / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def record_ood_detector(models_dir: str | Path, detector: str | Path) -> None:
-    """Record a refitted detector's SHA-256 in the manifest beside the model, if there is one,
+    """Record a refitted detector's SHA-256 in the manifest beside the model (started when there is none),
     so the next load accepts the detector it was just given (and still refuses any other)."""
     models_dir, detector = Path(models_dir), Path(detector)
-    manifest_path = models_dir / MANIFEST
-    if not manifest_path.exists():
-        return
-    manifest = json.loads(manifest_path.read_text())
+    manifest = _read_manifest(models_dir)
     manifest.setdefault("ood_detectors", {})[detector.relative_to(models_dir).as_posix()] = {
         "sha256": sha256_file(detector)}
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    (models_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 
 def load_model(model: str | Path | None = None, verify: bool = True, sha256: str | None = None):
-    """Load a ``.keras`` classifier with ``safe_mode=True`` (no arbitrary code), checking its
-    SHA-256 against ``MANIFEST.json`` when the file is listed there (``sha256``: the file's
-    digest if the caller already has it)."""
+    """Load a ``.keras`` classifier with ``safe_mode=True`` (no arbitrary code), when ``verify`` only if
+    ``MANIFEST.json`` beside it lists it with its SHA-256 (``sha256``: the file's digest if the caller already
+    has it)."""
     import keras
 
     path = resolve_model_path(model)

@@ -8,6 +8,7 @@ false-rejection rate is a stated number rather than a guess.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,16 +18,18 @@ import numpy as np
 _BLAS_LOCK = threading.Lock()
 _blas_users = 0  # callers inside _one_blas_thread() right now
 _blas_limiter = None  # threadpoolctl's limiter while anyone is inside, else None
-_blas_controller = None  # built once: inspecting the loaded libraries takes ~3 ms with TensorFlow loaded
+_blas_controller = None  # kept: inspecting the loaded libraries takes ~3 ms with TensorFlow loaded
+_blas_modules = 0  # len(sys.modules) when it was built: a module imported since may have brought its own BLAS
 
 
 def _limit_blas_to_one_thread():
-    global _blas_controller
+    global _blas_controller, _blas_modules
     try:
-        if _blas_controller is None:
+        if _blas_controller is None or len(sys.modules) != _blas_modules:
             from threadpoolctl import ThreadpoolController
 
             _blas_controller = ThreadpoolController()
+            _blas_modules = len(sys.modules)
         return _blas_controller.limit(limits=1, user_api="blas")
     except Exception:  # threadpoolctl missing or unable to inspect the BLAS: run unlimited
         return None
@@ -65,7 +68,8 @@ class MahalanobisOOD:
 
     @classmethod
     def fit(cls, train_features: np.ndarray, val_features: np.ndarray, target_frr: float = 0.01) -> "MahalanobisOOD":
-        """Fit on training features; the threshold accepts ``1 - target_frr`` of the validation features."""
+        """Fit on training features; the threshold accepts ``1 - target_frr`` of the validation features. Training and
+        export only (scikit-learn, requirements-train.txt): the runtime loads fitted detectors."""
         from sklearn.covariance import LedoitWolf
 
         lw = LedoitWolf().fit(train_features.astype(np.float64))

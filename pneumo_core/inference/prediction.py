@@ -67,12 +67,10 @@ def display_shape(shape, display_size: int | None) -> tuple[int, int]:
 
 
 def _shrink(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """``values`` area-averaged to ``shape``; dtypes OpenCV cannot resize go through float32."""
-    import cv2
+    """``values`` area-averaged to ``shape``."""
+    from pneumo_core.imaging.resample import shrink
 
-    if values.dtype not in (np.uint8, np.uint16, np.int16, np.float32, np.float64):
-        values = values.astype(np.float32)
-    return cv2.resize(np.ascontiguousarray(values), (shape[1], shape[0]), interpolation=cv2.INTER_AREA)
+    return shrink(values, shape)
 
 
 def display_copy(loaded: LoadedImage, display_size: int | None) -> LoadedImage:

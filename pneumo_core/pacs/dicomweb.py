@@ -5,7 +5,8 @@ The server and its credentials are settings, from the environment or Streamlit s
 a page's user: a URL typed into a browser would let anyone make the server fetch arbitrary
 addresses. On the CLI the operator may give the URL; credentials still come from the environment.
 TLS certificates are verified (``PNEUMO_DICOMWEB_CA_BUNDLE`` for a private CA) and every call has a
-timeout. Credentials never appear in a repr, a message or a log line; third-party log lines that
+timeout. Credentials never appear in a repr, a message or a log line, and messages name neither the
+server's URL, host nor user, nor quote its answers (a page's visitor reads them); third-party log lines that
 quote request URLs lose their query strings (they carry search values such as a patient ID).
 A failing call raises :class:`PacsError` with one line for the user; in a batch, the other
 studies go on.
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 from pneumo_core.errors import DeflatedOnTheWire, PacsError
 from pneumo_core.imaging.decode import MAX_FILE_BYTES
+from pneumo_core.imaging.dicom import quiet_pydicom
 from pneumo_core.pacs.settings import (
     DEFAULT_MODALITIES,
     ENV_CA_BUNDLE,
@@ -109,11 +111,11 @@ class _BearerAuth:
 
 @dataclass(frozen=True)
 class StudyMatch:
-    """One study found by a search: what a page may list (no patient identifiers)."""
+    """One study found by a search: what a page may list (no patient identifiers; no Study Description, free text
+    that can name the patient, is asked for)."""
 
     study_uid: str
-    date: str | None  # YYYY-MM-DD
-    description: str | None
+    date: str | None  # YYYY-MM-DD (a page shows the year at most)
     modalities: tuple[str, ...]
     instances: int | None
 
@@ -137,6 +139,16 @@ def _value(item, tag: str):
     """First value of one attribute in a DICOM JSON data set, else None."""
     values = item.get(tag, {}).get("Value") if isinstance(item.get(tag), dict) else None
     return values[0] if isinstance(values, list) and values else None
+
+
+def _status_phrase(status: int) -> str:
+    """The standard phrase of an HTTP status (never the server's own reason text, which may quote anything)."""
+    import http
+
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "non-standard status"
 
 
 def _valid_uid(text, what: str) -> str:
@@ -168,6 +180,7 @@ class Pacs:
         from dicomweb_client.api import DICOMwebClient
 
         _quiet_third_party_logs()
+        quiet_pydicom()  # dicomweb-client parses and writes DICOM with pydicom
         self.settings = settings
         session = _verifying_session(settings.ca_bundle)
         if settings.token:
@@ -178,7 +191,7 @@ class Pacs:
             self._client = DICOMwebClient(settings.url, session=session, callback=_bounded_body,
                                           timeout=(settings.timeout, settings.timeout))
         except ValueError:
-            raise PacsError(f"the DICOMweb URL is not one dicomweb-client accepts: {settings.location}") from None
+            raise PacsError("the DICOMweb URL in the settings is not one dicomweb-client accepts") from None
         # The client retries 429/503/504 five times with exponential back-off (30 s and more): a busy
         # server must fail within the timeout instead, and the batch goes on.
         self._client.set_http_retry_params(retry=False)
@@ -203,7 +216,8 @@ class Pacs:
         import requests
         from pydicom.errors import InvalidDicomError
 
-        where, seconds = f"the PACS at {self.settings.location}", f"{self.settings.timeout:g} s"
+        # never the URL, host, user or the server's own words: a visitor reads this line
+        where, seconds = "the PACS", f"{self.settings.timeout:g} s"
         if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
             status = exc.response.status_code
             if status in (401, 403):
@@ -211,7 +225,7 @@ class Pacs:
                         f"or {ENV_TOKEN}")
             if status == 404:
                 return f"not found on {where} (HTTP 404)"
-            return f"{where} answered HTTP {status} ({exc.response.reason or 'error'})"[:200]
+            return f"{where} answered HTTP {status} ({_status_phrase(status)})"
         if isinstance(exc, requests.exceptions.SSLError):
             return (f"the TLS certificate of {where} could not be verified (for a private certificate "
                     f"authority set {ENV_CA_BUNDLE})")
@@ -252,14 +266,13 @@ class Pacs:
         if not 1 <= int(limit) <= 1000:
             raise PacsError("the result limit must be from 1 to 1000")
         found = self._call("searching studies", self._client.search_for_studies, search_filters=filters,
-                           fields=["StudyDate", "StudyDescription", "ModalitiesInStudy",
-                                   "NumberOfStudyRelatedInstances"], limit=int(limit))
+                           fields=["StudyDate", "ModalitiesInStudy", "NumberOfStudyRelatedInstances"],
+                           limit=int(limit))
         return [self._study(item) for item in self._listing(found, "searching studies")][: int(limit)]
 
     def _listing(self, found, what: str) -> list:
         if not isinstance(found, list) or not all(isinstance(item, dict) for item in found):
-            raise PacsError(f"{what}: the PACS at {self.settings.location} answered something that is not "
-                            "DICOMweb (not a list of data sets)")
+            raise PacsError(f"{what}: the PACS answered something that is not DICOMweb (not a list of data sets)")
         return found
 
     def _answered_uid(self, item: dict, tag: str, what: str) -> str:
@@ -267,17 +280,15 @@ class Pacs:
         try:
             return _valid_uid(_value(item, tag), "UID")
         except PacsError:
-            raise PacsError(f"{what}: the PACS at {self.settings.location} answered something that is not "
-                            f"DICOMweb (an entry without a valid UID ({tag[:4]},{tag[4:]}))") from None
+            raise PacsError(f"{what}: the PACS answered something that is not DICOMweb (an entry without a valid "
+                            f"UID ({tag[:4]},{tag[4:]}))") from None
 
     def _study(self, item: dict) -> StudyMatch:
         uid = self._answered_uid(item, "0020000D", "searching studies")
         date = str(_value(item, "00080020") or "")
         modalities = item.get("00080061", {}).get("Value") or []
         count = _value(item, "00201208")
-        description = _value(item, "00081030")
         return StudyMatch(uid, f"{date[:4]}-{date[4:6]}-{date[6:8]}" if re.fullmatch(r"\d{8}", date) else None,
-                          str(description)[:64] if description else None,
                           tuple(str(m)[:16] for m in modalities if isinstance(m, str)),
                           int(count) if isinstance(count, (int, float, str)) and str(count).isdigit() else None)
 
@@ -311,10 +322,10 @@ class Pacs:
                 ds = self._call(what, self._client.retrieve_instance, *args,
                                 media_types=(("application/dicom", _EXPLICIT_LE),))
             except DeflatedOnTheWire:
-                raise PacsError(f"{what}: the PACS at {self.settings.location} sends this instance deflated even "
-                                "when asked for it uncompressed") from None
+                raise PacsError(f"{what}: the PACS sends this instance deflated even when asked for it "
+                                "uncompressed") from None
         if str(getattr(ds, "SOPInstanceUID", "")) != ref.sop_uid:
-            raise PacsError(f"{what}: the PACS at {self.settings.location} sent a different instance")
+            raise PacsError(f"{what}: the PACS sent a different instance")
         buf = io.BytesIO()
         try:
             ds.save_as(buf, enforce_file_format=True)
@@ -330,9 +341,9 @@ class Pacs:
                             study_instance_uid=ref.study_uid)
         failed = answer.get("FailedSOPSequence") if answer is not None else None
         if failed:
-            reason = failed[0].get("FailureReason")
-            raise PacsError(f"the PACS at {self.settings.location} refused to store the result"
-                            + (f" (failure reason {int(reason):#06x})" if reason is not None else ""))
+            reason = failed[0].get("FailureReason") if isinstance(failed[0], dict) else None
+            raise PacsError("the PACS refused to store the result"
+                            + (f" (failure reason {int(reason):#06x})" if str(reason).isdigit() else ""))
         return ref
 
 
@@ -412,7 +423,7 @@ def find_studies(pacs: Pacs, modalities, studies=None, limit: int | None = None)
     if studies:
         return [_valid_uid(uid, "--study") for uid in studies], []
     found = [s.study_uid for s in pacs.search_studies(modalities=modalities, limit=limit or 100)]
-    return found, [] if found else [f"no {'/'.join(modalities)} study on {pacs.settings.location}"]
+    return found, [] if found else [f"no {'/'.join(modalities)} study on the PACS"]
 
 
 def score_studies(pacs: Pacs, predictor, studies, modalities, store: bool = False) -> list:

@@ -32,6 +32,14 @@ _EMPTY_TYPE2 = ("PatientBirthDate", "PatientSex", "ReferringPhysicianName", "Stu
                 "AccessionNumber", "PatientOrientation", "Laterality")
 
 
+def short_id(uid: str) -> str:
+    """A short, stable stand-in for a DICOM UID (``#`` and 8 hex digits of its SHA-256): what pages show and
+    what a stored result burns in, never the UID itself."""
+    import hashlib
+
+    return "#" + hashlib.sha256(str(uid).encode()).hexdigest()[:8]
+
+
 def filing_attributes(ds):
     """The few attributes of a retrieved instance that a result needs (``FILING_KEYWORDS`` and
     ``SOURCE_KEYWORDS``): a new pydicom Dataset, so the rest of the header can be dropped."""
@@ -54,20 +62,20 @@ def _reference(filing):
 
 def result_image(pred, model_sha256: str | None = None) -> np.ndarray:
     """The film, its Grad-CAM overlay and the score (the study report page) under a red banner: RGB uint8."""
-    import cv2
+    import io
 
-    from pneumo_core.review.report_image import study_report_png
+    from PIL import Image, ImageDraw
 
-    page = study_report_png(pred.image, pred.heatmap, file_name="PACS instance " + pred.file.rsplit("/", 1)[-1],
+    from pneumo_core.review.report_image import draw_text, study_report_png
+
+    # the burned-in name: a short hash of the SOP Instance UID (the last part of pred.file), never the UID
+    page = study_report_png(pred.image, pred.heatmap, file_name="PACS film " + short_id(pred.file.rsplit("/", 1)[-1]),
                             p_pneumonia=pred.p_pneumonia, label=pred.label, threshold=pred.threshold,
                             model_name=pred.model, model_sha256=model_sha256, notes=pred.notes)
-    page = cv2.cvtColor(cv2.imdecode(np.frombuffer(page, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-    banner = np.zeros((64, page.shape[1], 3), np.uint8)
-    banner[:] = (180, 0, 0)
-    (width, height), _ = cv2.getTextSize(BANNER, cv2.FONT_HERSHEY_SIMPLEX, 1.1, 3)
-    cv2.putText(banner, BANNER, (max(8, (page.shape[1] - width) // 2), (64 + height) // 2),
-                cv2.FONT_HERSHEY_SIMPLEX, 1.1, (255, 255, 255), 3, cv2.LINE_AA)
-    return np.ascontiguousarray(np.vstack([banner, page]))
+    page = np.asarray(Image.open(io.BytesIO(page)).convert("RGB"))
+    banner = Image.new("RGB", (page.shape[1], 64), (180, 0, 0))
+    draw_text(ImageDraw.Draw(banner), (page.shape[1] // 2, 32), BANNER, 1.1, (255, 255, 255), 3, anchor="mm")
+    return np.ascontiguousarray(np.vstack([np.asarray(banner), page]))
 
 
 def result_dataset(filing, pred, *, series_uid: str, instance_number: int, model_sha256: str | None = None):

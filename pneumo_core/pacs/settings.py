@@ -109,7 +109,7 @@ def load_settings(url: str | None = None, environ=None, secrets=None) -> PacsSet
     if token and user:
         raise PacsError(f"set either {ENV_TOKEN} or {ENV_USER}/{ENV_PASSWORD}, not both")
     if ca_bundle and not os.path.exists(ca_bundle):
-        raise PacsError(f"{ENV_CA_BUNDLE} names a file that does not exist: {ca_bundle}")
+        raise PacsError(f"{ENV_CA_BUNDLE} names a file that does not exist")  # not the path: visitors read it
     text = _setting(ENV_TIMEOUT, environ, secrets)
     try:
         timeout = float(text) if text else DEFAULT_TIMEOUT

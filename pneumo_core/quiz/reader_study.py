@@ -2,7 +2,8 @@
 their ROC curve and AUC from the confidence ratings, their agreement with the model (Cohen's
 kappa), the model's ROC on the same films and on the full test split, and the class summary.
 
-Pure functions (scikit-learn metrics) over the two tables of :class:`pneumo_core.quiz.rules.QuizResults`:
+Pure functions (numpy metrics of :mod:`pneumo_core.evaluation.metrics`) over the two tables of
+:class:`pneumo_core.quiz.rules.QuizResults`:
 ``films`` (position, example, truth, subtype, p_<variant>) and ``answers`` (nickname, position,
 answer, confidence). Unanswered films (time up, quiz closed) are left out of a reader's figures;
 ``answered`` says how many count. A figure that is undefined (no PNEUMONIA film answered, one
@@ -11,15 +12,12 @@ class only) is NaN, never a guess.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
-from sklearn.exceptions import UndefinedMetricWarning
 
 from pneumo_core.config import CLASS_NAMES, DEFAULT_VARIANT
-from pneumo_core.evaluation.metrics import metrics_at, roc_points
+from pneumo_core.evaluation.metrics import cohen_kappa, confusion_matrix, metrics_at, roc_auc, roc_curve, roc_points
 from pneumo_core.evaluation.reports import load_report
 from pneumo_core.review.examples import score_column
 
@@ -64,15 +62,13 @@ def reader_stats(truth, answer, confidence, model_label=None) -> dict:
     (the model's labels on the same films; NaN without them)."""
     y, called = _binary(truth), _binary(answer)
     scores = np.array([rating(a, c) for a, c in zip(answer, confidence)], dtype=float)
-    tn, fp, fn, tp = ((int(v) for v in skm.confusion_matrix(y, called, labels=[0, 1]).ravel()) if len(y)
+    tn, fp, fn, tp = ((int(v) for v in confusion_matrix(y, called).ravel()) if len(y)
                       else (0, 0, 0, 0))
     sensitivity, specificity = _rate(tp, tp + fn), _rate(tn, tn + fp)
-    auc = float(skm.roc_auc_score(y, scores)) if len(set(y)) == 2 else math.nan
+    auc = roc_auc(y, scores) if len(set(y)) == 2 else math.nan
     kappa = math.nan
     if model_label is not None and len(y) and all(m is not None for m in model_label):
-        with warnings.catch_warnings():  # one label only on both sides: undefined, NaN as documented
-            warnings.simplefilter("ignore", UndefinedMetricWarning)
-            kappa = float(skm.cohen_kappa_score(called, _binary(model_label), labels=[0, 1]))
+        kappa = cohen_kappa(called, _binary(model_label))  # NaN when undefined (one label only on both sides)
     return {"answered": int(len(y)), "correct": tp + tn, "accuracy": _rate(tp + tn, len(y)),
             "sensitivity": sensitivity, "specificity": specificity, "fpr": 1.0 - specificity, "tpr": sensitivity,
             "auc": auc, "kappa": kappa, "tp": tp, "fp": fp, "tn": tn, "fn": fn}
@@ -84,7 +80,7 @@ def rating_roc(truth, scores) -> pd.DataFrame:
     y = _binary(truth)
     if len(set(y)) < 2:
         return pd.DataFrame(columns=["fpr", "tpr", "rating"])
-    fpr, tpr, cut = skm.roc_curve(y, np.asarray(scores, dtype=float), drop_intermediate=False)
+    fpr, tpr, cut = roc_curve(y, np.asarray(scores, dtype=float), drop_intermediate=False)
     return pd.DataFrame({"fpr": fpr, "tpr": tpr, "rating": np.minimum(cut, 2 * CONFIDENCE_MAX + 1)})
 
 
@@ -122,7 +118,7 @@ def model_on_films(films: pd.DataFrame, threshold: float | None, variant: str = 
         return {"roc": pd.DataFrame(columns=["fpr", "tpr", "threshold"]), "auc": math.nan,
                 "sensitivity": math.nan, "specificity": math.nan, "fpr": math.nan, "tpr": math.nan}
     point = metrics_at(y, p, threshold) if threshold is not None else {"recall": math.nan, "specificity": math.nan}
-    return {"roc": roc_points(y, p), "auc": float(skm.roc_auc_score(y, p)), "sensitivity": point["recall"],
+    return {"roc": roc_points(y, p), "auc": roc_auc(y, p), "sensitivity": point["recall"],
             "specificity": point["specificity"], "fpr": 1.0 - point["specificity"], "tpr": point["recall"]}
 
 

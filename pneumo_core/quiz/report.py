@@ -93,7 +93,9 @@ def results_text(report: dict) -> str:
 def new_quiz_text(made: NewQuiz) -> str:
     """What ``quiz new`` prints for a person: the code, the key (once), and how the quiz was drawn."""
     limit = f"{made.time_limit_minutes:g} minutes a reader" if made.time_limit_minutes else "no time limit"
-    return (f"quiz {made.code}: {made.n_films} films from {made.source} (seed {made.seed}), {limit}\n"
+    reveal = ("readers see the truth when you close the quiz" if made.reveal == "on_close"
+              else "each reader sees the truth on finishing")
+    return (f"quiz {made.code}: {made.n_films} films from {made.source} (seed {made.seed}), {limit}, {reveal}\n"
             f"join code:   {made.code}\n"
             f"teacher key: {made.teacher_key}  (shown only now: keep it to see the results and close the quiz)")
 

@@ -9,8 +9,13 @@ What the store enforces for every caller (the dashboard, the CLI, tests):
 - Each film is answered once (NORMAL/PNEUMONIA and a confidence 1-5), each answer in its own
   transaction. Sending the same answer again is a no-op; a different second answer is refused.
   Answers after the reader's time limit (counted from joining) or on a closed quiz are refused.
-- A reader gets only their own answers, and the truth only once they have finished (all films
-  answered, time up, or quiz closed). All readers' answers need the teacher key.
+- Each reader gets the films in their own order, shuffled by a seed drawn when they join; seed and order are
+  stored, so a reload shows the same order. A film keeps its number in the quiz (film 5 is the same film for
+  every reader and in the class view); only the order in which it comes differs.
+- A reader gets only their own answers. The truth per film (and the model's scores, and the reader's figures,
+  which would give it away) comes by the quiz's reveal policy: "on_close" (the default for new quizzes) once
+  the teacher closes the quiz; "at_end" (quizzes made before this policy existed) once the reader has finished
+  (all films answered, time up, or quiz closed). All readers' answers need the teacher key.
 
 Every refusal is a :class:`QuizError` whose text is one line for the person at the keyboard.
 """
@@ -22,10 +27,9 @@ import math
 import numbers
 import secrets
 import unicodedata
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, select, update
@@ -34,6 +38,7 @@ from pneumo_core.config import CLASS_NAMES, SHIPPED_VARIANTS
 from pneumo_core.errors import (
     AnswerConflict,
     InvalidAnswer,
+    KeyWithheld,
     NicknameError,
     NicknameTaken,
     NotFinished,
@@ -48,6 +53,7 @@ from pneumo_core.errors import (
 from pneumo_core.quiz.database import (
     CODE_LENGTH,
     NICKNAME_MAX,
+    REVEAL_POLICIES,
     QuizDatabase,
     answers,
     aware,
@@ -56,10 +62,12 @@ from pneumo_core.quiz.database import (
     quizzes,
     readers,
 )
+from pneumo_core.quiz.records import DEFAULT_REVEAL, Answer, NewQuiz, QuizResults, ReaderFilm, ReaderState
 from pneumo_core.review.examples import example_films, film_path, score_column, source_name, thresholds
 
 __all__ = ["QuizStore", "QuizError", "StorageError", "UnknownQuiz", "QuizClosed", "WrongKey", "NicknameError",
-           "NicknameTaken", "UnknownReader", "InvalidAnswer", "AnswerConflict", "TimeUp", "NotFinished", "NewQuiz",
+           "NicknameTaken", "UnknownReader", "InvalidAnswer", "AnswerConflict", "TimeUp", "NotFinished", "KeyWithheld",
+           "NewQuiz", "REVEAL_POLICIES", "DEFAULT_REVEAL",
            "ReaderState", "ReaderFilm", "Answer", "QuizResults", "normalize_code", "check_nickname"]
 
 CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I/L: read off a projector without mistakes
@@ -67,94 +75,6 @@ CONFIDENCE_LEVELS = (1, 2, 3, 4, 5)
 DEFAULT_QUIZ_FILMS = 20
 MAX_TIME_LIMIT_MINUTES = 24 * 60
 _SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1, "dklen": 32}
-
-
-# ---------------------------------------------------------------------------- results
-@dataclass(frozen=True)
-class NewQuiz:
-    """A created quiz. The teacher key is only ever here: the store keeps its hash."""
-
-    code: str
-    teacher_key: str
-    n_films: int
-    source: str
-    seed: int
-    time_limit_minutes: float | None
-
-    def to_json(self) -> dict:
-        """The quiz's public fields for the CLI's JSON output."""
-        return {"code": self.code, "teacher_key": self.teacher_key, "films": self.n_films, "source": self.source,
-                "seed": self.seed, "time_limit_minutes": self.time_limit_minutes}
-
-
-@dataclass(frozen=True)
-class ReaderState:
-    """Where a reader stands: what is answered, what comes next, and whether they have finished."""
-
-    token: str
-    code: str
-    nickname: str
-    n_films: int
-    answered: tuple[int, ...]
-    deadline: datetime | None
-    seconds_left: float | None  # None: no time limit
-    closed: bool
-
-    @property
-    def time_up(self) -> bool:
-        """True when the quiz has a time limit and it has run out."""
-        return self.seconds_left is not None and self.seconds_left <= 0
-
-    @property
-    def finished(self) -> bool:
-        """All films answered, time up, or quiz closed: the reader may now see the truth."""
-        return len(self.answered) == self.n_films or self.time_up or self.closed
-
-    @property
-    def next_position(self) -> int | None:
-        """The first film (1-based) not answered yet, None when finished."""
-        if self.finished:
-            return None
-        return next(p for p in range(1, self.n_films + 1) if p not in self.answered)
-
-
-@dataclass(frozen=True)
-class ReaderFilm:
-    """Film ``position`` of ``n_films`` as a reader may see it: the image and their own answer, no truth."""
-
-    position: int
-    n_films: int
-    path: Path
-    answer: str | None
-    confidence: int | None
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One stored answer of a reader to the film at ``position``."""
-
-    position: int
-    answer: str
-    confidence: int
-    repeated: bool  # True: the same answer had been stored before; nothing was written
-
-
-@dataclass(frozen=True)
-class QuizResults:
-    """Films with truth and saved model scores, and answers: every reader's for the teacher, the
-    reader's own in a review. ``films``: position, example, key, path, truth, subtype, p_<variant>;
-    ``answers``: nickname, position, answer, confidence, answered_at; ``readers``: nickname, joined_at,
-    answered, finished."""
-
-    code: str
-    source: str
-    n_films: int
-    closed: bool
-    time_limit_minutes: float | None
-    thresholds: dict
-    films: pd.DataFrame
-    answers: pd.DataFrame
-    readers: pd.DataFrame
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -189,9 +109,20 @@ def _number(value) -> float | None:
 
 def _reader_query():
     """A reader with what their state needs of their quiz (one row; no clashing column names)."""
-    return (select(readers.c.id, readers.c.quiz_id, readers.c.nickname, readers.c.joined_at, quizzes.c.code,
-                   quizzes.c.source, quizzes.c.n_films, quizzes.c.time_limit_s, quizzes.c.closed_at)
+    return (select(readers.c.id, readers.c.quiz_id, readers.c.nickname, readers.c.joined_at, readers.c.film_order,
+                   quizzes.c.code, quizzes.c.source, quizzes.c.n_films, quizzes.c.time_limit_s, quizzes.c.closed_at,
+                   quizzes.c.reveal)
             .join(quizzes, readers.c.quiz_id == quizzes.c.id))
+
+
+def film_order(seed: int, n_films: int) -> tuple[int, ...]:
+    """Film numbers 1..``n_films`` shuffled by ``seed`` (a reader's order)."""
+    return tuple(int(p) + 1 for p in np.random.default_rng(seed).permutation(n_films))
+
+
+def _stored_order(text: str | None, n_films: int) -> tuple[int, ...]:
+    """The recorded order; a reader who joined before orders were recorded has the quiz's."""
+    return tuple(int(p) for p in text.split(",")) if text else tuple(range(1, n_films + 1))
 
 
 def _whole(value, what: str, low: int, high: int) -> int:
@@ -209,21 +140,24 @@ class QuizStore(QuizDatabase):
 
     # ------------------------------------------------------------------ teacher
     def new_quiz(self, n_films: int = DEFAULT_QUIZ_FILMS, seed: int | None = None, source=None,
-                 time_limit_minutes: float | None = None) -> NewQuiz:
+                 time_limit_minutes: float | None = None, reveal: str = DEFAULT_REVEAL) -> NewQuiz:
         """A quiz of ``n_films`` drawn from ``source`` (None: the bundled set; else a dataset folder) in
-        a seeded order (a random seed when None, recorded so the quiz can be repeated)."""
+        a seeded order (a random seed when None, recorded so the quiz can be repeated); ``reveal``: when
+        readers see the truth, "on_close" or "at_end" (see the module's text)."""
         seed = secrets.randbelow(2 ** 31) if seed is None else int(seed)
         try:
             films = example_films(source, n=n_films, seed=seed)
             source = source_name(source)
         except (ValueError, FileNotFoundError) as exc:  # too many films, not a dataset folder
             raise QuizError(str(exc)) from None
-        return self.create_quiz(films, source, seed, time_limit_minutes)
+        return self.create_quiz(films, source, seed, time_limit_minutes, reveal)
 
     @guarded
     def create_quiz(self, films: pd.DataFrame, source: str, seed: int,
-                    time_limit_minutes: float | None = None) -> NewQuiz:
+                    time_limit_minutes: float | None = None, reveal: str = DEFAULT_REVEAL) -> NewQuiz:
         """Store a quiz of ``films`` (an :func:`examples.example_films` table, in quiz order)."""
+        if reveal not in REVEAL_POLICIES:
+            raise QuizError(f"the reveal policy must be {' or '.join(REVEAL_POLICIES)}, got {reveal!r}")
         if time_limit_minutes is not None and not (0 < time_limit_minutes <= MAX_TIME_LIMIT_MINUTES):
             raise QuizError(f"the time limit must be more than 0 and at most {MAX_TIME_LIMIT_MINUTES} minutes, "
                             f"got {time_limit_minutes}")
@@ -232,7 +166,7 @@ class QuizStore(QuizDatabase):
         key, salt = secrets.token_urlsafe(16), secrets.token_bytes(16)
         limits = thresholds()
         row = {"key_salt": salt, "key_hash": _key_hash(key, salt), "source": str(source), "seed": int(seed),
-               "n_films": len(films), "created_at": self.now(),
+               "n_films": len(films), "created_at": self.now(), "reveal": reveal,
                "time_limit_s": None if time_limit_minutes is None else max(1, round(time_limit_minutes * 60)),
                **{f"threshold_{v}": limits.get(v) for v in SHIPPED_VARIANTS}}
         for _attempt in range(20):
@@ -247,7 +181,7 @@ class QuizStore(QuizDatabase):
                         for k, f in enumerate(films.itertuples())])
             except sa_exc.IntegrityError:
                 continue  # the random code is taken: draw another
-            return NewQuiz(code, key, len(films), str(source), int(seed), time_limit_minutes)
+            return NewQuiz(code, key, len(films), str(source), int(seed), time_limit_minutes, reveal)
         raise QuizError("could not find a free join code; try again")
 
     def _quiz(self, conn, code: str):
@@ -266,7 +200,7 @@ class QuizStore(QuizDatabase):
 
     @guarded
     def close(self, code: str, teacher_key: str) -> None:
-        """Close the quiz: no more joins or answers; every reader may see their results."""
+        """Close the quiz: no more joins or answers; every reader may see their results and the truth."""
         with self.transaction(write=True) as conn:
             quiz = self._teacher_quiz(conn, code, teacher_key)
             if quiz.closed_at is None:
@@ -286,20 +220,25 @@ class QuizStore(QuizDatabase):
         with self.transaction() as conn:
             quiz = self._quiz(conn, code)
         return {"code": quiz.code, "films": quiz.n_films, "closed": quiz.closed_at is not None,
-                "time_limit_minutes": None if quiz.time_limit_s is None else quiz.time_limit_s / 60}
+                "time_limit_minutes": None if quiz.time_limit_s is None else quiz.time_limit_s / 60,
+                "reveal": quiz.reveal}
 
     @guarded
     def join(self, code: str, nickname: str) -> ReaderState:
-        """A new reader of an open quiz; keep ``state.token`` to resume (see :meth:`resume`)."""
+        """A new reader of an open quiz, with their own film order; keep ``state.token`` to resume
+        (see :meth:`resume`)."""
         name = check_nickname(nickname)
         token = secrets.token_urlsafe(24)
+        order_seed = secrets.randbelow(2 ** 31)
         try:
             with self.transaction(write=True) as conn:
                 quiz = self._quiz(conn, code)
                 if quiz.closed_at is not None:
                     raise QuizClosed(f"quiz {quiz.code} is closed; ask your teacher for a new code")
+                order = ",".join(map(str, film_order(order_seed, quiz.n_films)))
                 conn.execute(insert(readers).values(quiz_id=quiz.id, nickname=name, nickname_key=name.casefold(),
-                                                    token_hash=_token_hash(token), joined_at=self.now()))
+                                                    token_hash=_token_hash(token), joined_at=self.now(),
+                                                    order_seed=order_seed, film_order=order))
         except sa_exc.IntegrityError:
             raise NicknameTaken(f"the nickname {name!r} is taken in this quiz; choose another") from None
         return self.resume(token)
@@ -315,7 +254,8 @@ class QuizStore(QuizDatabase):
                                   .order_by(answers.c.position)).scalars())
         deadline = None if row.time_limit_s is None else aware(row.joined_at) + timedelta(seconds=row.time_limit_s)
         left = None if deadline is None else (deadline - self.now()).total_seconds()
-        return ReaderState(token, row.code, row.nickname, row.n_films, done, deadline, left, row.closed_at is not None)
+        return ReaderState(token, row.code, row.nickname, row.n_films, done, deadline, left,
+                           row.closed_at is not None, _stored_order(row.film_order, row.n_films), row.reveal)
 
     @guarded
     def resume(self, token: str) -> ReaderState:
@@ -376,14 +316,29 @@ class QuizStore(QuizDatabase):
                          f"{len(state.answered)} answers are saved")
 
     @guarded
+    def my_answers(self, token: str) -> pd.DataFrame:
+        """The reader's own answers so far, in their order, without the truth: film, answer, confidence."""
+        with self.transaction() as conn:
+            row = self._reader(conn, token)
+            given = conn.execute(select(answers.c.position, answers.c.answer, answers.c.confidence)
+                                 .where(answers.c.reader_id == row.id)).all()
+        place = {p: k for k, p in enumerate(_stored_order(row.film_order, row.n_films))}
+        return pd.DataFrame(sorted(given, key=lambda g: place[g.position]),
+                            columns=["film", "answer", "confidence"])
+
+    @guarded
     def review(self, token: str) -> QuizResults:
-        """The reader's own answers with the truth, once they have finished (else :class:`NotFinished`)."""
+        """The reader's own answers with the truth, once the quiz's reveal policy allows it (else
+        :class:`NotFinished` or :class:`KeyWithheld`)."""
         with self.transaction() as conn:
             row = self._reader(conn, token)
             state = self._state(conn, row, token)
             if not state.finished:
                 left = row.n_films - len(state.answered)
                 raise NotFinished(f"finish the quiz first: {left} of {row.n_films} films still to answer")
+            if not state.truth_shown:
+                raise KeyWithheld(f"your {len(state.answered)} answers are saved; the truth and your figures are "
+                                  "shown when the teacher closes the quiz")
             quiz = conn.execute(select(quizzes).where(quizzes.c.id == row.quiz_id)).one()
             return self._results(conn, quiz, reader_id=row.id)
 
@@ -411,4 +366,5 @@ class QuizStore(QuizDatabase):
                               columns=["nickname", "joined_at", "answered", "finished"])
         return QuizResults(quiz.code, quiz.source, quiz.n_films, quiz.closed_at is not None,
                            None if quiz.time_limit_s is None else quiz.time_limit_s / 60,
-                           {v: getattr(quiz, f"threshold_{v}") for v in SHIPPED_VARIANTS}, films, given, roster)
+                           {v: getattr(quiz, f"threshold_{v}") for v in SHIPPED_VARIANTS}, films, given, roster,
+                           quiz.reveal)

@@ -1,6 +1,6 @@
 """A one-page PNG summary of one study: the film, its Grad-CAM overlay, the score and how it was made.
 
-OpenCV only (no Streamlit); built in memory and returned as PNG bytes, never written to disk.
+Pillow and numpy only (no Streamlit); built in memory and returned as PNG bytes, never written to disk.
 """
 from __future__ import annotations
 
@@ -14,15 +14,30 @@ from pneumo_core.inference.gradcam import colour_scale, overlay
 
 PANEL = 480  # height of each image panel, px
 MARGIN = 24
-FONT = 0  # cv2.FONT_HERSHEY_SIMPLEX
+BOLD = 2  # text drawn at this thickness or more is bold
 
 
 def _fit(img: np.ndarray, height: int) -> np.ndarray:
-    import cv2
+    from PIL import Image
+
+    from pneumo_core.imaging.resample import shrink
 
     h, w = img.shape[:2]
     width = max(1, int(round(w * height / h)))
-    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA if h > height else cv2.INTER_CUBIC)
+    if h > height:
+        return shrink(img, (height, width))
+    return np.asarray(Image.fromarray(img).resize((width, height), Image.Resampling.BICUBIC))
+
+
+def draw_text(draw, xy: tuple[int, int], text: str, scale: float, colour, thick: int = 1, anchor: str = "ls") -> None:
+    """``text`` on a Pillow ``ImageDraw`` at ``xy`` (by default the left end of its baseline), in Pillow's own
+    font at the size OpenCV's Hershey font had at ``scale`` (the layout was made with it); bold when ``thick``
+    reaches ``BOLD``."""
+    from PIL import ImageFont
+
+    bold = 1 if thick >= BOLD else 0
+    draw.text(xy, text, fill=tuple(colour), font=ImageFont.load_default(size=max(8, round(29 * scale))),
+              anchor=anchor, stroke_width=bold, stroke_fill=tuple(colour))
 
 
 def _ascii(text: str) -> str:
@@ -34,7 +49,9 @@ def study_report_png(image_rgb: np.ndarray, heatmap: np.ndarray | None, *, file_
                      operating_point: str | None = None, alpha: float = 0.4, confidence: str | None = None,
                      notes=(), when: _dt.datetime | None = None) -> bytes:
     """Side-by-side original and overlay with a text block; returns PNG bytes."""
-    import cv2
+    import io
+
+    from PIL import Image, ImageDraw
 
     when = when or _dt.datetime.now().astimezone()
     img = grey_to_rgb(image_rgb).astype(np.uint8)
@@ -60,25 +77,26 @@ def study_report_png(image_rgb: np.ndarray, heatmap: np.ndarray | None, *, file_
     header = 56
     text_h = 30 * len(lines) + MARGIN
     canvas = np.full((header + PANEL + 34 + text_h, width, 3), 255, np.uint8)
-    cv2.putText(canvas, "Pneumonia X-ray workbench - study report", (MARGIN, 38), FONT, 0.9, (20, 20, 20), 2,
-                cv2.LINE_AA)
     x = MARGIN
+    texts = [("Pneumonia X-ray workbench - study report", (MARGIN, 38), 0.9, (20, 20, 20), 2)]
     captions = ["Original", f"Grad-CAM overlay (opacity {alpha:.2f})"]
     for panel, cap in zip(panels, captions):
         canvas[header:header + PANEL, x:x + panel.shape[1]] = panel
-        cv2.putText(canvas, cap, (x, header + PANEL + 24), FONT, 0.55, (60, 60, 60), 1, cv2.LINE_AA)
+        texts.append((cap, (x, header + PANEL + 24), 0.55, (60, 60, 60), 1))
         x += panel.shape[1] + MARGIN
     if heatmap is not None:
         canvas[header:header + PANEL, x:x + bar.shape[1]] = bar
-        cv2.putText(canvas, "high", (x + bar.shape[1] + 6, header + 14), FONT, 0.5, (60, 60, 60), 1, cv2.LINE_AA)
-        cv2.putText(canvas, "low", (x + bar.shape[1] + 6, header + PANEL - 4), FONT, 0.5, (60, 60, 60), 1,
-                    cv2.LINE_AA)
+        texts.append(("high", (x + bar.shape[1] + 6, header + 14), 0.5, (60, 60, 60), 1))
+        texts.append(("low", (x + bar.shape[1] + 6, header + PANEL - 4), 0.5, (60, 60, 60), 1))
     y = header + PANEL + 34 + 26
     for text, scale, thick in lines:
         colour = (180, 40, 0) if text == DISCLAIMER_PLAIN else (20, 20, 20)
-        cv2.putText(canvas, _ascii(text), (MARGIN, y), FONT, scale, colour, thick, cv2.LINE_AA)
+        texts.append((_ascii(text), (MARGIN, y), scale, colour, thick))
         y += 30
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError("PNG encoding failed")
-    return buf.tobytes()
+    page = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(page)
+    for text, xy, scale, colour, thick in texts:
+        draw_text(draw, xy, text, scale, colour, thick)
+    buf = io.BytesIO()
+    page.save(buf, "PNG")
+    return buf.getvalue()

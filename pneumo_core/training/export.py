@@ -23,8 +23,8 @@ An export is a self-contained set of up to three files that can be moved togethe
 ``Predictor(path)`` on the ``.tflite`` (its LiteRT backend, :mod:`pneumo_core.inference.litert`) reads the
 threshold and the detector from beside the file (checking the detector's digest), so a moved set keeps both.
 The float32 exports of the shipped models, ``models/{finetuned,frozen}.tflite`` (what the runtime runs), are
-written by ``make litert-models``; an export written there under a shipped name is recorded in
-``models/MANIFEST.json`` (:func:`pneumo_core.inference.model_files.record_export`), which the runtime checks.
+written by ``make litert-models``; every export is recorded in the manifest of its folder (``models/MANIFEST.json``
+for these; :func:`pneumo_core.inference.model_files.record_export`): the runtime refuses an unlisted file.
 
 Keras 3 models are not frozen by ``TFLiteConverter.from_concrete_functions(..., model)`` in
 TF 2.21: the variables stay resource variables (VAR_HANDLE ops), the file is 190 KB and every
@@ -155,7 +155,7 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     sidecar(out).write_text(json.dumps(meta, indent=2) + "\n")
-    # a shipped export (models/<variant>.tflite) is checked against the manifest before it loads: record it
+    # every export is checked against its folder's manifest before it loads (fails closed): record it
     record_export(out, detector_path(out) if meta["ood_detector"] else None)
     return meta
 

@@ -185,7 +185,8 @@ def one_line_error(call, *words, within: float) -> str:
 def test_a_pacs_that_is_down_is_reported_at_once():
     port = orthanc_helper.free_port()  # nothing listens there
     pacs = pacs_at(f"http://127.0.0.1:{port}/dicom-web")
-    one_line_error(pacs.search_studies, "cannot connect", f"127.0.0.1:{port}", within=2)
+    msg = one_line_error(pacs.search_studies, "cannot connect to the PACS", within=2)
+    assert "127.0.0.1" not in msg and str(port) not in msg  # no host or URL in a message a visitor reads
 
 
 def test_a_slow_pacs_times_out_on_every_call():
@@ -207,7 +208,7 @@ def _answers(status, content_type, body, **headers):
      "without a valid UID (0020,000D)"),
     (_answers(401, "text/plain", b"no"), "refused the credentials (HTTP 401)"),
     (_answers(403, "text/plain", b"no"), "refused the credentials (HTTP 403)"),
-    (_answers(500, "text/plain", b"boom"), "HTTP 500"),
+    (_answers(500, "text/plain", b"boom"), "HTTP 500 (Internal Server Error)"),  # never the server's words
     (_answers(503, "text/plain", b"busy"), "HTTP 503"),  # no retry with back-off: at once
     (lambda h: (200, {"Content-Type": "application/dicom+json", "Content-Length": "900000000"}, b"[]"),
      "858 MB, over the 64 MB limit"),
@@ -250,14 +251,13 @@ def test_cli_warns_of_cleartext_credentials_before_the_error_of_a_failing_search
 
 def test_cli_warns_when_a_search_finds_nothing_and_prints_an_empty_list(pacs_env, capsys):
     with fake_pacs(_answers(200, "application/dicom+json", b"[]")) as url:
-        location = url.removesuffix("/dicom-web")
-        assert find_studies(pacs_at(url), ("CR", "DX")) == ([], [f"no CR/DX study on {location}"])
+        assert find_studies(pacs_at(url), ("CR", "DX")) == ([], ["no CR/DX study on the PACS"])
         assert find_studies(pacs_at(url), ("DX",), ["1.2.3"], 5) == (["1.2.3"], [])  # named: no search
         pacs_env({"PNEUMO_DICOMWEB_TIMEOUT": "2"})
         code, out, err = run(["predict", "--dicomweb", url, "--model", "frozen", "--json"], capsys)
     assert code == 0 and json.loads(out) == [], err
     told = [line for line in err.splitlines() if line.startswith(("warning:", "error:"))]
-    assert told == [f"warning: no CR/DX study on {location}"]
+    assert told == ["warning: no CR/DX study on the PACS"]
 
 
 def test_tls_is_verified_and_a_private_ca_can_be_named(tmp_path):
@@ -390,7 +390,8 @@ def test_wrong_password_is_one_line_and_shows_no_password(orthanc, stored_films,
     started = time.perf_counter()
     code, out, err = run(["predict", "--dicomweb", orthanc.dicomweb], capsys)
     assert code == 2 and out == "" and time.perf_counter() - started < 5
-    assert err.startswith("error: searching studies: the PACS at http://127.0.0.1:") and err.count("\n") == 1
+    assert err.startswith("error: searching studies: the PACS refused") and err.count("\n") == 1
+    assert "127.0.0.1" not in err and orthanc.user not in err
     assert "refused the credentials (HTTP 401)" in err and "Wr0ng-Guess-42" not in err
     assert orthanc.password not in err
 

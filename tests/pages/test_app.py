@@ -17,13 +17,14 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.helpers.support import require
+from ui.text import literal
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 MODELS = ROOT / "models"
 TIMEOUT = 300  # first model load on a busy 2-core machine
 PAGES = ["app_pages/home.py", "app_pages/analyse.py", "app_pages/compare.py", "app_pages/roc.py", "app_pages/about.py",
-         "app_pages/quiz.py", "app_pages/class_view.py", "app_pages/protocols.py"]
+         "app_pages/quiz.py", "app_pages/class_view.py", "app_pages/protocols.py", "app_pages/site.py"]
 DISCLAIMER_TEXT = "not a diagnostic device"
 
 
@@ -238,8 +239,8 @@ def test_analyse_bad_file_only_affects_that_file(test_pneumonia):
     assert_healthy(at)
     errors = [e.value for e in at.error]
     assert len(errors) == 2, errors
-    assert "x.png" in errors[0] and "not an image" in errors[0]
-    assert "empty.jpg" in errors[1]
+    assert literal("x.png") in errors[0] and "not an image" in errors[0]  # the name shown as typed (ui.text)
+    assert literal("empty.jpg") in errors[1]
     shown = studies(at)
     assert len(shown) == 3  # the JPEG, the 16-bit DICOM and the large 16-bit PNG still work
     assert all(s["label"] in ("NORMAL", "PNEUMONIA") for s in shown)
@@ -299,7 +300,7 @@ def test_analyse_example_shows_true_label(data_root):
     assert len(studies(at)) == 1
     assert any(f"#### {row['example']}" == m.value for m in at.markdown)
     truth = [i.value for i in at.info if "True label (examples.csv" in i.value]
-    assert truth and "**PNEUMONIA**" in truth[0] and row["file"] in truth[0]
+    assert truth and "**PNEUMONIA**" in truth[0] and literal(row["file"]) in truth[0]
     # picking another example hides the result until it is run: never one film under another's name
     other = bundled["path"].iloc[-1] if bundled["path"].iloc[-1] != row["path"] else bundled["path"].iloc[0]
     at.selectbox(key="example_choice").set_value(other).run()
@@ -310,7 +311,7 @@ def test_analyse_example_shows_true_label(data_root):
     row = folder[folder["truth"] == "NORMAL"].iloc[0]
     _run_example(at, folder, row)
     truth = [i.value for i in at.info if "True label (dataset folder)" in i.value]
-    assert truth and "**NORMAL**" in truth[0] and row["file"] in truth[0]
+    assert truth and "**NORMAL**" in truth[0] and literal(row["file"]) in truth[0]
 
 
 def test_every_page_without_a_dataset(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.helpers.support import require
+from ui.text import literal
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -125,7 +126,7 @@ def test_a_photograph_gets_the_not_a_chest_xray_branch(test_normal):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]
-    assert len(errors) == 1 and "astronaut.png" in errors[0] and OOD_REASON[:40] in errors[0]
+    assert len(errors) == 1 and literal("astronaut.png") in errors[0] and literal(OOD_REASON[:40]) in errors[0]
     review = at.dataframe[0].value
     assert list(review["file"]) == ["astronaut.png", test_normal.name]
     assert list(review["flag"])[0] == "not a chest X-ray" and review["p_pneumonia"][0] == "-"
@@ -158,7 +159,7 @@ def test_an_upload_is_decoded_once_and_kept_at_the_display_size(films, monkeypat
     assert not at.exception, [e.value for e in at.exception]
     assert sorted(calls) == sorted(["x.png", films[1].name]), calls
     errors = [e.value for e in at.error]
-    assert len(errors) == 1 and "x.png" in errors[0] and "plain text" in errors[0]
+    assert len(errors) == 1 and literal("x.png") in errors[0] and "plain text" in errors[0]
     assert n_studies(at) == 1
     at.slider(key="alpha").set_value(0.6).run()
     assert not at.exception and len(calls) == 2, "a rerun decoded a film again"

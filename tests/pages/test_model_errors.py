@@ -49,6 +49,25 @@ def test_a_damaged_export_is_one_error_line_on_the_page(tmp_path, monkeypatch):
     assert not at.file_uploader, "no uploader: nothing may be scored by another model"
 
 
+def test_an_unlisted_export_is_refused_on_the_page(tmp_path, monkeypatch):
+    """Fail closed: an export its manifest does not list is refused, naming the file and the fix."""
+    import json
+
+    from ui import cache
+
+    monkeypatch.delenv("PNEUMO_BACKEND", raising=False)
+    models = frozen_only(tmp_path, damage=False)
+    manifest = json.loads((models / "MANIFEST.json").read_text())
+    del manifest["models"]["frozen.tflite"]
+    (models / "MANIFEST.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(cache, "MODELS_DIR", models)
+    at = analyse_page()
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "models/frozen.tflite is not listed in MANIFEST.json" in errors[0], errors
+    assert "manifest --dir" in errors[0] and str(tmp_path) not in errors[0]
+    assert not at.file_uploader, "no uploader: nothing may be scored by another model"
+
+
 def test_the_page_follows_the_backend_setting(tmp_path, monkeypatch, test_pneumonia):
     from ui import cache
 

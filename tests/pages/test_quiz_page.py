@@ -2,11 +2,12 @@
 against a real SQLite quiz database in a temporary folder, with no dataset folder (a fresh clone:
 the bundled teaching set in assets/examples/ serves).
 
-A teacher creates a quiz on the page; a reader joins, answers every film blind, and the result
-chart's operating point, AUC and kappa are checked against figures computed here from the answers
-given and the truth (read with the teacher key). Resuming from ``?reader=<token>``, every refusal
-of the store (unknown or closed code, taken or bad nickname, a second different answer, time up,
-read-only and locked database) shows a message and no exception, and loses no stored answer.
+A teacher creates a quiz on the page; a reader joins, answers every film blind in their own order, sees
+only their answers until the teacher closes the quiz, then the result chart's operating point, AUC and
+kappa, checked against figures computed here from the answers given and the truth (read with the teacher key).
+Resuming from ``?reader=<token>``, every refusal of the store (unknown or closed code, taken or bad nickname, a
+second different answer, time up, read-only and locked database) shows a message and no exception, and loses no
+stored answer. Hostile nicknames show as typed.
 """
 from __future__ import annotations
 
@@ -62,13 +63,17 @@ def open_page(path: str = QUIZ_PAGE, token: str | None = None):
     return at
 
 
-def create_on_page(n_films: int, seed: int) -> tuple[str, str]:
-    """A quiz made through the teacher's form; returns (code, teacher key) as the page shows them."""
+def create_on_page(n_films: int, seed: int, reveal: str | None = None) -> tuple[str, str]:
+    """A quiz made through the teacher's form (``reveal``: None leaves the form's default); returns
+    (code, teacher key) as the page shows them."""
     at = open_page()
     at.radio(key="quiz_role").set_value(TEACHER_ROLE).run()
     assert [label for label in at.selectbox(key="quiz_new_source").options] == ["Bundled teaching set (40 films)"]
+    assert at.radio(key="quiz_new_reveal").value == "on_close"  # new quizzes keep the key until closed
     at.number_input(key="quiz_new_films").set_value(n_films)
     at.text_input(key="quiz_new_seed").set_value(str(seed))
+    if reveal is not None:
+        at.radio(key="quiz_new_reveal").set_value(reveal)
     at.button[0].click().run()
     healthy(at)
     assert not errors(at), errors(at)
@@ -96,6 +101,24 @@ def answer(at, position: int, label: str, confidence: int):
 
 def token_of(at) -> str:
     return at.query_params["reader"]
+
+
+def order_of(url: str, at) -> tuple[int, ...]:
+    """The film numbers in the order this reader gets them (recorded when they joined)."""
+    store = QuizStore(url)
+    try:
+        return store.resume(token_of(at)).order
+    finally:
+        store.dispose()
+
+
+def open_class_view(code: str, key: str):
+    teacher = open_page(CLASS_PAGE)
+    teacher.text_input(key="quiz_teacher_code").set_value(code)
+    teacher.text_input(key="quiz_teacher_key").set_value(key)
+    teacher.button[0].click().run()
+    healthy(teacher)
+    return teacher
 
 
 def truth_of(url: str, code: str, key: str) -> list[str]:
@@ -136,7 +159,10 @@ def test_teacher_creates_reader_answers_blind_and_sees_own_point(db_url):
     at = join(code.lower(), "Reader <b>One</b>")  # the code in any case; the nickname exactly as typed
     assert [t.value for t in at.text] == ["Reading as: Reader <b>One</b>"]
     films = QuizStore(db_url).results(code, key).films
-    for position, (label, confidence) in enumerate(given, start=1):
+    order = order_of(db_url, at)
+    assert sorted(order) == list(range(1, 9))
+    for position in order:  # this reader's own order; each film keeps its number in the quiz
+        label, confidence = given[position - 1]
         shown = " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.text])
         spec = " ".join(c.proto.spec for c in at.get("plotly_chart"))
         assert f"Film {position} of 8" in spec and not at.metric and not at.dataframe  # no model output, no truth
@@ -144,6 +170,18 @@ def test_teacher_creates_reader_answers_blind_and_sees_own_point(db_url):
             assert name not in shown and name not in spec  # no file name anywhere
         answer(at, position, label, confidence)
         assert [s.value for s in at.success] == [f"Film {position} saved: {label}, confidence {confidence}."]
+    # Finished, but the quiz reveals on close: their own answers only, no truth, no figure, no chart.
+    assert at.info[0].value.startswith("Done: your 8 answers are saved. The truth, the model's reading")
+    mine = at.dataframe[0].value
+    assert list(mine.columns) == ["film", "answer", "confidence"] and list(mine["film"]) == list(order)
+    assert not at.metric and not at.get("plotly_chart") and "truth" not in mine.columns
+    again = open_page(token=token_of(at))  # a reload gives the same: nothing to read off
+    assert not again.metric and list(again.dataframe[0].value["film"]) == list(order)
+    teacher = open_class_view(code, key)
+    assert "readers see the truth when you close it" in " ".join(m.value for m in teacher.markdown)
+    teacher.button(key="quiz_close").click().run()
+    healthy(teacher)
+    at = open_page(token=token_of(at))  # closed: the reader's result
 
     # expected figures, computed here from the answers and the truth
     y = np.array([t == "PNEUMONIA" for t in truth])
@@ -176,16 +214,16 @@ def test_teacher_creates_reader_answers_blind_and_sees_own_point(db_url):
     teacher.text_input(key="quiz_teacher_key").set_value(key + "x")
     teacher.button[0].click().run()
     healthy(teacher)
-    assert errors(teacher) == [f"Wrong teacher key for quiz {code}"] and not teacher.table
+    assert errors(teacher) == [f"Wrong teacher key for quiz {code}"] and not teacher.table and not teacher.dataframe
     teacher.text_input(key="quiz_teacher_key").set_value(key)
     teacher.button[0].click().run()
     healthy(teacher)
-    readers = teacher.table[0].value
-    assert list(readers["nickname"]) == ["Reader <b>One</b>"]
+    readers = teacher.dataframe[0].value
+    assert list(readers["nickname"]) == ["Reader <b>One</b>"]  # a dataframe cell: shown as typed
     assert readers["sensitivity"].iloc[0] == f"{sensitivity:.3f}"
     assert readers["specificity"].iloc[0] == f"{specificity:.3f}"
     assert teacher.download_button(key="quiz_csv").label == "Download every answer (CSV)"
-    hardest = teacher.dataframe[0].value
+    hardest = teacher.dataframe[1].value
     assert sorted(hardest["film"]) == sorted(k + 1 for k, ((a, _), t) in enumerate(zip(given, truth)) if a != t)
 
 
@@ -193,14 +231,15 @@ def test_resume_from_the_token_in_the_url(db_url):
     code, key = create_on_page(4, seed=2)
     first = join(code, "resumer")
     token = token_of(first)
-    answer(first, 1, "NORMAL", 4)
-    answer(first, 2, "PNEUMONIA", 2)
+    order = order_of(db_url, first)
+    answer(first, order[0], "NORMAL", 4)
+    answer(first, order[1], "PNEUMONIA", 2)
     again = open_page(token=token)  # a reload: a new session, only the URL is left
     assert [t.value for t in again.text] == ["Reading as: resumer"]
     assert "2 of 4 films answered" in again.get("progress")[0].proto.text
-    assert "Film 3 of 4" in again.get("plotly_chart")[0].proto.spec
-    answer(again, 3, "NORMAL", 1)
-    assert list(stored_answers(db_url, code, key)["position"]) == [1, 2, 3]
+    assert f"Film {order[2]} of 4" in again.get("plotly_chart")[0].proto.spec  # the same order as before
+    answer(again, order[2], "NORMAL", 1)
+    assert list(stored_answers(db_url, code, key)["position"]) == sorted(order[:3])
 
     lost = open_page(token="not-a-token-of-this-server")
     assert errors(lost) == ["This quiz session is not known here; join again with the code and a nickname"]
@@ -230,31 +269,33 @@ def test_bad_codes_and_nicknames_get_messages(db_url):
 def test_a_second_different_answer_is_refused_and_the_first_kept(db_url):
     code, key = create_on_page(2, seed=4)
     one = join(code, "two-tabs")
-    other = open_page(token=token_of(one))  # the same reader in a second tab, both on film 1
-    answer(one, 1, "NORMAL", 3)
-    answer(other, 1, "PNEUMONIA", 5)
-    assert errors(other) == ["Film 1 not saved: film 1 is already answered (NORMAL, confidence 3); an answer cannot "
-                             "be changed"]
-    assert "Film 2 of 2" in other.get("plotly_chart")[0].proto.spec  # moved on to the next film
+    other = open_page(token=token_of(one))  # the same reader in a second tab, both on their first film
+    first, second = order_of(db_url, one)
+    answer(one, first, "NORMAL", 3)
+    answer(other, first, "PNEUMONIA", 5)
+    assert errors(other) == [f"Film {first} not saved: film {first} is already answered (NORMAL, confidence 3); an "
+                             "answer cannot be changed"]
+    assert f"Film {second} of 2" in other.get("plotly_chart")[0].proto.spec  # moved on to the next film
     stored = stored_answers(db_url, code, key)
-    assert list(zip(stored["position"], stored["answer"], stored["confidence"])) == [(1, "NORMAL", 3)]
+    assert list(zip(stored["position"], stored["answer"], stored["confidence"])) == [(first, "NORMAL", 3)]
     # a form sent without choosing: a message, nothing stored
     next(b for b in one.button if b.label == "Submit answer").click().run()
-    assert errors(one) == ["Film 2: choose NORMAL or PNEUMONIA and how sure you are, then submit."]
+    assert errors(one) == [f"Film {second}: choose NORMAL or PNEUMONIA and how sure you are, then submit."]
     assert len(stored_answers(db_url, code, key)) == 1
 
 
 @pytest.mark.slow
 def test_an_answer_after_the_time_limit_is_refused(db_url):
     store = QuizStore(db_url)
-    made = store.new_quiz(2, seed=3, time_limit_minutes=4 / 60)  # four seconds
+    made = store.new_quiz(2, seed=3, time_limit_minutes=4 / 60, reveal="at_end")  # four seconds
     at = join(made.code, "slow")
     assert "Time left: 0 min" in " ".join(c.value for c in at.caption)
-    assert at.radio(key="quiz_label_1") is not None  # still in time: the answer form is there
-    deadline = store.resume(token_of(at)).deadline
-    time.sleep(max(0.0, (deadline - datetime.now(UTC)).total_seconds()) + 0.5)
-    answer(at, 1, "PNEUMONIA", 2)
-    assert len(errors(at)) == 1 and errors(at)[0].startswith("Film 1 not saved: time is up (the limit ended at ")
+    state = store.resume(token_of(at))
+    first = state.order[0]
+    assert at.radio(key=f"quiz_label_{first}") is not None  # still in time: the answer form is there
+    time.sleep(max(0.0, (state.deadline - datetime.now(UTC)).total_seconds()) + 0.5)
+    answer(at, first, "PNEUMONIA", 2)
+    assert len(errors(at)) == 1 and errors(at)[0].startswith(f"Film {first} not saved: time is up (the limit ended")
     assert any("Time is up: 0 of 2 films answered" in i.value for i in at.info)
     assert {m.label: m.value for m in at.metric}["Films answered"] == "0 of 2"  # results of nothing, no crash
     assert store.results(made.code, made.teacher_key).answers.empty
@@ -277,16 +318,17 @@ def test_a_read_only_database_gets_a_message(db_url, tmp_path, monkeypatch):
 def test_a_locked_database_gets_a_message_and_the_answer_goes_in_afterwards(db_url, tmp_path):
     code, key = create_on_page(2, seed=6)
     at = join(code, "patient")
+    first = order_of(db_url, at)[0]
     holder = sqlite3.connect(tmp_path / "quiz.sqlite3", isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")  # another program holds the write lock past the busy timeout
     try:
-        answer(at, 1, "NORMAL", 2)
+        answer(at, first, "NORMAL", 2)
         assert len(errors(at)) == 1 and "is locked by another program; try again in a moment" in errors(at)[0]
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-    answer(at, 1, "NORMAL", 2)
-    assert [s.value for s in at.success] == ["Film 1 saved: NORMAL, confidence 2."]
+    answer(at, first, "NORMAL", 2)
+    assert [s.value for s in at.success] == [f"Film {first} saved: NORMAL, confidence 2."]
     assert len(stored_answers(db_url, code, key)) == 1
 
 
@@ -301,10 +343,10 @@ def test_a_bad_database_url_is_a_message(db_url, monkeypatch):
 # ---------------------------------------------------------------------------- review with Grad-CAM, navigation
 def test_review_grad_cam_runs_the_shipped_model(db_url):
     require((ROOT / "models" / "finetuned.keras").is_file(), "shipped model models/finetuned.keras needed")
-    made = QuizStore(db_url).new_quiz(2, seed=9)
+    made = QuizStore(db_url).new_quiz(2, seed=9, reveal="at_end")
     at = join(made.code, "looker")
-    answer(at, 1, "NORMAL", 5)
-    answer(at, 2, "NORMAL", 5)
+    for position in order_of(db_url, at):
+        answer(at, position, "NORMAL", 5)
     saved = QuizStore(db_url).results(made.code, made.teacher_key).films["p_finetuned"].iloc[0]
     at.toggle(key="quiz_review_gradcam").set_value(True).run(timeout=600)
     healthy(at)
@@ -342,23 +384,22 @@ def test_bad_quiz_settings_get_messages(db_url):
 def test_closing_the_quiz_in_the_class_view_shows_the_reader_their_result(db_url):
     code, key = create_on_page(4, seed=8)
     reader = join(code, "half-way")
-    answer(reader, 1, "PNEUMONIA", 5)
+    first = order_of(db_url, reader)[0]
+    answer(reader, first, "PNEUMONIA", 5)
     join(code, "no answers yet")
-    teacher = open_page(CLASS_PAGE)
-    teacher.text_input(key="quiz_teacher_code").set_value(code)
-    teacher.text_input(key="quiz_teacher_key").set_value(key)
-    teacher.button[0].click().run()
+    teacher = open_class_view(code, key)
     teacher.button(key="quiz_close").click().run()
     healthy(teacher)
     assert "quiz closed" in " ".join(m.value for m in teacher.markdown)
-    readers = teacher.table[0].value.set_index("nickname")
+    readers = teacher.dataframe[0].value.set_index("nickname")
     assert list(readers.index) == ["half-way", "no answers yet"]
     assert list(readers.loc["no answers yet", ["answered", "sensitivity", "specificity", "auc", "kappa"]]) == \
         [0, "n/a", "n/a", "n/a", "n/a"]
     back = open_page(token=token_of(reader))
     assert any("The quiz was closed: 1 of 4 films answered" in i.value for i in back.info)
     assert {m.label: m.value for m in back.metric}["Films answered"] == "1 of 4"
-    assert list(back.dataframe[0].value["your answer"].fillna("-")) == ["PNEUMONIA", "-", "-", "-"]
+    assert list(back.dataframe[0].value["your answer"].fillna("-")) == [
+        "PNEUMONIA" if film == first else "-" for film in range(1, 5)]
 
 
 def test_a_quiz_from_the_dataset_folder_of_the_settings(data_root, db_url, monkeypatch):
@@ -376,4 +417,41 @@ def test_a_quiz_from_the_dataset_folder_of_the_settings(data_root, db_url, monke
     test_dir = (data_root / "test").resolve()  # the data folder may be a symbolic link
     assert all(Path(p).resolve().is_relative_to(test_dir) and Path(p).is_file() for p in films["path"])
     reader = join(code, "folder reader")
-    assert "Film 1 of 4" in reader.get("plotly_chart")[0].proto.spec
+    assert f"Film {order_of(db_url, reader)[0]} of 4" in reader.get("plotly_chart")[0].proto.spec
+
+
+# ---------------------------------------------------------------------------- the answer key, user text
+def test_a_quiz_revealing_at_the_end_shows_the_truth_on_finishing(db_url):
+    code, key = create_on_page(2, seed=5, reveal="at_end")
+    assert QuizStore(db_url).quiz_info(code)["reveal"] == "at_end"
+    at = join(code, "quick")
+    for position in order_of(db_url, at):
+        answer(at, position, "NORMAL", 3)
+    assert {m.label: m.value for m in at.metric}["Films answered"] == "2 of 2"
+    assert set(at.dataframe[0].value["truth"]) <= {"NORMAL", "PNEUMONIA"}
+    assert "each reader sees the truth on finishing" in " ".join(m.value for m in open_class_view(code, key).markdown)
+
+
+HOSTILE = ("[Key expired](https://evil.example)", "<b>html</b>", "$x$", "=1+2")
+
+
+def test_hostile_nicknames_are_shown_as_typed(db_url):
+    store = QuizStore(db_url)
+    made = store.new_quiz(2, seed=6)
+    for name in HOSTILE:
+        at = join(made.code, name)
+        assert [t.value for t in at.text] == [f"Reading as: {name}"]  # st.text: never Markdown
+        for position in (1, 2):  # both films, one of each class: every reader gets a point on the chart
+            store.answer(token_of(at), position, "NORMAL", 2)
+    teacher = open_class_view(made.code, made.teacher_key)
+    # A dataframe cell is never Markdown (st.table's are: even escaped, a bare URL there becomes a live link; the
+    # real browser test checks no link is drawn). No nickname reaches a Markdown element of the page.
+    assert list(teacher.dataframe[0].value["nickname"]) == list(HOSTILE)
+    for table in teacher.table:
+        assert not any(name in str(table.value) for name in HOSTILE)
+    markdown = " ".join([m.value for m in teacher.markdown] + [c.value for c in teacher.caption]
+                        + [h.value for h in teacher.subheader])
+    assert not any(name in markdown for name in HOSTILE)
+    chart = json.loads(teacher.get("plotly_chart")[0].proto.spec)
+    labels = [t for trace in chart["data"] for t in (trace.get("text") or []) if isinstance(t, str)]
+    assert "&lt;b&gt;html&lt;/b&gt;" in labels and "<b>html</b>" not in labels  # Plotly reads tags in labels

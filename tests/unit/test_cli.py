@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from pneumo_core.inference.model_files import write_manifest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -156,6 +158,7 @@ def test_a_keras_file_that_is_not_a_classifier_is_refused(tmp_path, test_normal)
     other = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     other.save(tmp_path / "other.keras")
     (tmp_path / "garbage.keras").write_bytes(b"not a zip archive")
+    write_manifest(tmp_path)  # recorded, so the check that follows is the file's content
     _one_line_error(run_cli("predict", "--model", tmp_path / "other.keras", test_normal), "not one of this workbench")
     _one_line_error(run_cli("predict", "--model", tmp_path / "garbage.keras", test_normal), "not a Keras model file")
 
@@ -167,6 +170,7 @@ def test_a_model_without_its_reports_says_it_uses_0_5(tmp_path, test_normal, tes
     import shutil
 
     shutil.copy(ROOT / "models" / "frozen.keras", tmp_path / "frozen.keras")
+    write_manifest(tmp_path)
     res = run_cli("predict", "--json", "--model", tmp_path / "frozen.keras", test_normal)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)[0]["threshold"] == 0.5
@@ -214,8 +218,6 @@ def _models_copy(tmp_path, variant="frozen", with_reports=True):
     """A models folder holding one shipped model, its training record and (optionally) its OOD
     detector, with a manifest of its own, so nothing under models/ is touched."""
     import shutil
-
-    from pneumo_core.inference.model_files import write_manifest
 
     models = tmp_path / "models"
     (models / "reports" / variant).mkdir(parents=True)

@@ -10,6 +10,7 @@ from pneumo_core.artifacts import sidecar
 from pneumo_core.inference import gradcam as explain
 from pneumo_core.inference.backends import KerasBackend
 from pneumo_core.inference.litert import LiteRTBackend
+from pneumo_core.inference.model_files import write_manifest
 from pneumo_core.inference.predictor import Predictor
 from pneumo_core.training.export import convert, export_tflite
 from tests.helpers.tiny_models import lively_model, random_inputs
@@ -32,6 +33,7 @@ def exported(frozen_tiny, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tflite")
     frozen_tiny.save(out / "tiny.keras")
+    write_manifest(out)  # a model one made loads only once recorded (models fail closed)
     assert main(["export", "--model", str(out / "tiny.keras"), "--out", str(out / "tiny.none.tflite")]) == 0
     export_tflite(frozen_tiny, out=out / "tiny.float16.tflite", quantize="float16")
     return {"none": out / "tiny.none.tflite", "float16": out / "tiny.float16.tflite"}
@@ -166,6 +168,7 @@ def test_predictor_without_cam_output_says_so(frozen_tiny, tmp_path, test_normal
     conv = tf.lite.TFLiteConverter.from_concrete_functions([frozen_fn])
     path = tmp_path / "plain.tflite"
     path.write_bytes(conv.convert())
+    write_manifest(tmp_path)
     pred = Predictor(path)
     r = pred.predict(test_normal, explain=True)
     assert r.error is None and r.label is not None and r.heatmap is None
@@ -254,11 +257,13 @@ def moved_export(frozen_tiny, tmp_path_factory):
     report.mkdir(parents=True)
     (report / "training.json").write_text(json.dumps({"threshold": 0.37}))
     detector.save(report / "ood.npz")
+    write_manifest(src)
     meta = export_tflite(src / "tiny.keras", out=src / "tiny.tflite")
     dest = tmp_path_factory.mktemp("moved")
     for name in ("tiny.tflite", "tiny.tflite.json", "tiny.ood.npz"):
         shutil.move(src / name, dest / name)
     shutil.rmtree(src)
+    write_manifest(dest)  # the moved set, recorded where it now lives
     return dest / "tiny.tflite", meta, detector, Predictor(keras_model=frozen_tiny, ood=detector, warm_up=False)
 
 
@@ -299,9 +304,11 @@ def test_a_changed_or_missing_detector_is_refused(moved_export, tmp_path):
     # a valid detector, but not the exported one: a looser threshold would let anything through
     MahalanobisOOD(detector.mean, detector.precision, detector.threshold * 10, detector.target_frr).save(
         tmp_path / "tiny.ood.npz")
+    write_manifest(tmp_path)  # even recorded in the folder's manifest, the sidecar still refuses it
     with pytest.raises(ModelLoadError, match="tiny.ood.npz does not match the SHA-256"):
         Predictor(copy, warm_up=False)
     (tmp_path / "tiny.ood.npz").write_bytes(b"PK\x03\x04 truncated")
+    write_manifest(tmp_path)
     with pytest.raises(ModelLoadError, match="OOD detector was changed or damaged"):
         Predictor(copy, warm_up=False)
     (tmp_path / "tiny.ood.npz").unlink()
@@ -320,6 +327,7 @@ def test_a_changed_tflite_file_is_refused(moved_export, tmp_path):
     blob = bytearray((tmp_path / "tiny.tflite").read_bytes())
     blob[-10] ^= 0xFF
     (tmp_path / "tiny.tflite").write_bytes(bytes(blob))
+    write_manifest(tmp_path)  # even recorded in the folder's manifest, the sidecar still refuses it
     with pytest.raises(ModelLoadError, match="does not match the SHA-256 in tiny.tflite.json"):
         Predictor(tmp_path / "tiny.tflite", warm_up=False)
 

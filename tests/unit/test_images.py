@@ -9,6 +9,7 @@ fine-tuned model on the re-encoded film and compare with the clean JPEG.
 """
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import logging
@@ -578,3 +579,165 @@ def test_prediction_of_a_dicom_leaks_no_identifiers(predictor, normal_grey, capl
 def test_predictor_reports_refusals_without_raising(predictor, make):
     pred = predictor.predict(make(), name="upload.png")
     assert pred.error and pred.label is None and pred.p_pneumonia is None
+
+
+# ---------------------------------------------------------------- OpenCV left the runtime: the same pixels in numpy
+
+def _opencv():
+    require(importlib.util.find_spec("cv2") is not None,
+            "OpenCV (the reference) is not installed: pip install -r requirements-dev.txt")
+    import cv2
+
+    return cv2
+
+
+def _films(data_root, step: int = 60) -> list[Path]:
+    return sorted((data_root / "test").glob("*/*.jpeg"))[::step]  # both classes, many sizes
+
+
+def test_the_deblocking_kernel_is_opencvs():
+    """OpenCV's 8-bit kernels for the two DEBLOCK sigmas (its bit-exact path), recorded from OpenCV 5."""
+    from pneumo_core.imaging.resample import _gaussian_taps, gaussian_blur
+
+    assert _gaussian_taps(1.0) == (1, 14, 62, 102, 62, 14, 1)
+    assert _gaussian_taps(0.8) == (0, 6, 58, 128, 58, 6, 0)
+    flat = np.full((70, 90), 137, np.uint8)
+    assert (gaussian_blur(flat, 1.0) == 137).all()
+    with pytest.raises(ValueError, match="8-bit"):
+        gaussian_blur(flat.astype(np.float32), 1.0)
+
+
+def test_deblocking_equals_opencvs_gaussian_blur(data_root):
+    cv2 = _opencv()
+    from pneumo_core.imaging.core import DEBLOCK
+    from pneumo_core.imaging.resample import gaussian_blur
+
+    rng = np.random.default_rng(4)
+    cases = [grey(p) for p in _films(data_root)] + [rng.integers(0, 256, s, dtype=np.uint8)
+                                                   for s in ((64, 65), (97, 64, 3), (200, 131, 3))]
+    for px in cases:
+        for _, sigma in DEBLOCK:
+            np.testing.assert_array_equal(gaussian_blur(px, sigma), cv2.GaussianBlur(px, (0, 0), sigma))
+    film = grey(_films(data_root)[0])
+    heavy = encode(film, "JPEG", quality=25)
+    undeblocked = np.asarray(Image.open(io.BytesIO(heavy)).convert("L"))
+    np.testing.assert_array_equal(load_image(heavy).pixels, cv2.GaussianBlur(undeblocked, (0, 0), 0.8))  # q 21-60
+
+
+def test_shrinking_equals_opencvs_area_resize(data_root):
+    cv2 = _opencv()
+    from pneumo_core.imaging.resample import shrink
+
+    for path in _films(data_root, 120):
+        film = grey(path)
+        for side in (1024, 700, 333, film.shape[0] // 2):
+            if side >= max(film.shape):
+                continue
+            scale = side / max(film.shape)
+            shape = (max(1, round(film.shape[0] * scale)), max(1, round(film.shape[1] * scale)))
+            for values in (film, np.dstack([film, film // 2, 255 - film]), film.astype(np.uint16) * 257):
+                ours = shrink(values, shape).astype(int)
+                ref = cv2.resize(values, shape[::-1], interpolation=cv2.INTER_AREA).astype(int)
+                assert ours.shape == ref.shape and np.abs(ours - ref).max() <= 1, (path.name, shape)
+                assert (ours != ref).mean() < 1e-3, (path.name, shape)  # float32 sums rounding the other way
+            raw = film.astype(np.float32) * 16.5 - 40
+            ref = cv2.resize(raw, shape[::-1], interpolation=cv2.INTER_AREA)
+            np.testing.assert_allclose(shrink(raw, shape), ref, rtol=0, atol=2e-3)
+    with pytest.raises(ValueError, match="cannot shrink"):
+        shrink(np.zeros((10, 10)), (20, 5))
+
+
+def test_overlays_are_opencvs_pixels(data_root):
+    """The colour map, the blend and a whole overlay against OpenCV's applyColorMap and addWeighted."""
+    cv2 = _opencv()
+    from pneumo_core.inference.gradcam import VIRIDIS, blend, colour_scale, normalise_heatmap, overlay
+
+    ramp = np.arange(256, dtype=np.uint8)[None]
+    np.testing.assert_array_equal(VIRIDIS[None], cv2.cvtColor(cv2.applyColorMap(ramp, cv2.COLORMAP_VIRIDIS),
+                                                               cv2.COLOR_BGR2RGB))
+    assert colour_scale(256, thickness=2)[0].tolist() == VIRIDIS.tolist()
+    a = np.repeat(np.arange(256, dtype=np.uint8), 256).reshape(256, 256)
+    for alpha in (0.05, 0.1, 0.3, 0.35, 0.4, 0.45, 0.5, 0.65, 0.9, 0.37):
+        np.testing.assert_array_equal(blend(a, a.T, alpha), cv2.addWeighted(a, 1.0 - alpha, a.T, alpha, 0.0))
+
+    def opencv_overlay(img, heat, alpha):
+        if heat.shape != img.shape[:2]:
+            heat = cv2.resize(heat, img.shape[1::-1], interpolation=cv2.INTER_CUBIC)
+        colour = cv2.cvtColor(cv2.applyColorMap(np.uint8(np.clip(heat, 0, 1) * 255), cv2.COLORMAP_VIRIDIS),
+                              cv2.COLOR_BGR2RGB)
+        return cv2.addWeighted(img, 1.0 - alpha, colour, alpha, 0.0)
+
+    rng = np.random.default_rng(5)
+    for path in _films(data_root, 150):
+        img = np.dstack([grey(path)] * 3)
+        cam = rng.random((7, 7)).astype(np.float32)
+        heat = normalise_heatmap(cam, img.shape[:2])
+        np.testing.assert_array_equal(overlay(img, heat, 0.4), opencv_overlay(img, heat, 0.4))
+        small = normalise_heatmap(cam, (img.shape[0] // 3, img.shape[1] // 3))  # resized to the film here
+        ours, ref = overlay(img, small, 0.5).astype(int), opencv_overlay(img, small, 0.5).astype(int)
+        assert np.abs(ours - ref).max() <= 2 and np.corrcoef(ours.ravel(), ref.ravel())[0, 1] > 0.9999
+
+
+def test_grey_copies_and_the_blank_check_are_exact(data_root):
+    from pneumo_core.imaging.core import grey_to_rgb
+    from pneumo_core.inference.preprocess import pixel_std
+
+    for path in _films(data_root, 150):
+        film = grey(path)
+        np.testing.assert_array_equal(grey_to_rgb(film), np.repeat(film[..., None], 3, axis=2))
+        f32 = film.astype(np.float32) / 127.5 - 1
+        np.testing.assert_array_equal(grey_to_rgb(f32[..., None]), np.repeat(f32[..., None], 3, axis=2))
+        assert pixel_std(film) == pytest.approx(float(film.std()), rel=1e-12)
+        rgb = np.dstack([film, film[::-1], 255 - film])
+        assert pixel_std(rgb) == pytest.approx(float(rgb.std()), rel=1e-12)
+    assert pixel_std(np.full((80, 80), 9, np.uint8)) == 0.0
+
+
+def test_the_runtime_path_needs_neither_opencv_nor_scikit_learn(tmp_path):
+    """With cv2, sklearn and scipy unimportable, a bundled film is read, scored with its heatmap (a large copy
+    too, so the display copy is shrunk), overlaid, put in a report PNG and a Secondary Capture picture, and the
+    metrics and reader statistics computed."""
+    import subprocess
+    import sys
+
+    script = '''
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("cv2", "sklearn", "scipy"):
+            raise ImportError(f"{name} is not in the runtime")
+sys.meta_path.insert(0, Block())
+import io, numpy as np
+from PIL import Image
+from pneumo_core import Predictor
+from pneumo_core.evaluation.metrics import full_report, roc_points
+from pneumo_core.imaging.decode import load_image
+from pneumo_core.inference.gradcam import overlay
+from pneumo_core.quiz.reader_study import reader_stats
+from pneumo_core.review.report_image import study_report_png
+film = open("assets/examples/ex01.jpeg", "rb").read()
+big = Image.open(io.BytesIO(film)).resize((1500, 1300))
+buf = io.BytesIO(); big.save(buf, "JPEG", quality=20)
+predictor = Predictor("finetuned", kind="litert")
+for data in (film, buf.getvalue()):
+    pred = predictor.predict(data, explain=True)
+    assert pred.error is None and pred.heatmap is not None, pred.error
+    assert overlay(pred.image, pred.heatmap).shape[:2] == pred.image.shape[:2]
+assert any("block edges smoothed" in n for n in pred.notes), pred.notes
+png = study_report_png(pred.image, pred.heatmap, file_name="x", p_pneumonia=pred.p_pneumonia, label=pred.label,
+                       threshold=pred.threshold, model_name=pred.model)
+assert png[:4] == b"\\x89PNG"
+y = np.r_[np.zeros(20, int), np.ones(20, int)]
+p = np.r_[np.linspace(0, 0.6, 20), np.linspace(0.4, 1, 20)]
+assert full_report(y, p, 0.5, n_boot=20)["at_threshold"]["auc"] > 0.9 and len(roc_points(y, p)) > 2
+stats = reader_stats(["NORMAL", "PNEUMONIA"] * 3, ["NORMAL", "PNEUMONIA"] * 2 + ["PNEUMONIA"] * 2, [3] * 6,
+                     ["NORMAL", "PNEUMONIA"] * 3)
+assert 0 < stats["kappa"] < 1 and stats["auc"] > 0.5
+assert not [m for m in sys.modules if m.split(".")[0] in ("cv2", "sklearn", "scipy")]
+print("ok")
+'''
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "PNEUMO_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]

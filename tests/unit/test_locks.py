@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCKS = {
     "requirements.lock": ("requirements.txt",),
     "requirements-train.lock": ("requirements.txt", "requirements-train.txt"),
-    "requirements-dev.lock": ("requirements.txt", "requirements-train.txt", "requirements-dev.txt"),
+    "requirements-scale.lock": ("requirements.txt", "requirements-scale.txt"),
+    "requirements-dev.lock": ("requirements.txt", "requirements-train.txt", "requirements-scale.txt",
+                              "requirements-dev.txt"),
 }
 _PIN = re.compile(r"^([A-Za-z0-9_.\-]+)(\[[^\]]*\])?==([^\s;\\]+)")
 
@@ -77,7 +79,7 @@ def test_lock_matches_its_direct_pins(lock_name):
 
 def test_runtime_versions_are_the_same_in_every_lock():
     runtime = {name: version for name, (version, _) in locked(ROOT / "requirements.lock").items()}
-    for lock_name in ("requirements-train.lock", "requirements-dev.lock"):
+    for lock_name in ("requirements-train.lock", "requirements-scale.lock", "requirements-dev.lock"):
         other = locked(ROOT / lock_name)
         differ = {name: (version, other.get(name, ("missing",))[0]) for name, version in runtime.items()
                   if other.get(name, ("missing",))[0] != version}

@@ -116,7 +116,7 @@ def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, tes
 
     from pneumo_core.imaging.decode import load_path
     from pneumo_core.inference.gradcam import gradcam
-    from pneumo_core.inference.model_files import load_model, member_feature_dim, split_model
+    from pneumo_core.inference.model_files import load_model, member_feature_dim, split_model, write_manifest
     from pneumo_core.inference.preprocess import model_input
     from pneumo_core.training.builders import build_ensemble
     from tests.helpers.tiny_models import lively_model
@@ -147,6 +147,7 @@ def test_ensemble_averages_member_logits_loads_safely_and_explains(tmp_path, tes
     assert ens.predict(x, verbose=0).ravel()[0] == pytest.approx(want, rel=1e-4)
     path = tmp_path / "ensemble.keras"
     ens.save(path)
+    write_manifest(tmp_path)
     loaded = load_model(path)  # safe_mode: no Lambda layers, nothing to unpickle
     assert loaded.predict(x, verbose=0).ravel()[0] == pytest.approx(want, rel=1e-4)
     backbone, head = split_model(loaded)
@@ -215,6 +216,7 @@ def test_a_load_failure_with_an_empty_message_is_one_clear_line(tmp_path, frozen
     import keras
 
     frozen_tiny.save(tmp_path / "tiny.keras")
+    pneumo_model.write_manifest(tmp_path)
 
     def refuse(*args, **kwargs):
         raise ValueError("")

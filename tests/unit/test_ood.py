@@ -212,8 +212,10 @@ def test_truncated_model_without_manifest_fails_cleanly(model_copy, tmp_path):
 
     path = tmp_path / "frozen.keras"
     path.write_bytes(model_copy.read_bytes()[:100_000])
+    with pytest.raises(ModelLoadError, match="frozen.keras is not listed in MANIFEST.json"):
+        load_model(path)  # fails closed: nothing unlisted is opened
     with pytest.raises(ModelLoadError, match="frozen.keras is not a Keras model file.*truncated"):
-        load_model(path)
+        load_model(path, verify=False)
 
 
 def test_not_a_model_and_missing_model(tmp_path):
@@ -223,7 +225,7 @@ def test_not_a_model_and_missing_model(tmp_path):
     fake = tmp_path / "fake.keras"
     fake.write_text("<html>not a model</html>")
     with pytest.raises(ModelLoadError, match="fake.keras is not a Keras model file"):
-        load_model(fake)
+        load_model(fake, verify=False)
     with pytest.raises(ModelLoadError, match="model file not found"):
         load_model(tmp_path / "missing.keras")
 

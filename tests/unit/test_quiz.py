@@ -1,17 +1,15 @@
 """Quiz storage against real databases: a SQLite file (the default) and a PostgreSQL 15 cluster
-that a fixture makes in a temporary folder, on a free 127.0.0.1 port, and stops afterwards.
+that a fixture (tests/helpers/postgres.py) makes in a temporary folder, on a free 127.0.0.1 port, and stops afterwards.
 
 The same storage tests run on both; SQLite-only failures (read-only file, locked file, not a
 database) and the CLI follow."""
-import glob
+import io
 import json
 import os
 import pwd
-import secrets
 import shutil
 import socket
 import sqlite3
-import subprocess
 import tempfile
 import threading
 from datetime import UTC, datetime, timedelta
@@ -25,6 +23,7 @@ from pneumo_core.config import CLASS_NAMES
 from pneumo_core.errors import (
     AnswerConflict,
     InvalidAnswer,
+    KeyWithheld,
     NicknameError,
     NicknameTaken,
     NotFinished,
@@ -39,7 +38,8 @@ from pneumo_core.quiz.database import default_url
 from pneumo_core.quiz.reader_study import reader_table
 from pneumo_core.quiz.rules import QuizStore
 from pneumo_core.review.examples import example_films
-from tests.helpers.support import require
+from pneumo_core.storage.migrate import head_revision
+from tests.helpers.postgres import postgres  # noqa: F401 (a fixture)
 from tests.unit.test_cli import run_cli
 
 
@@ -51,87 +51,6 @@ class Clock:
 
     def __call__(self):
         return self.now
-
-
-# ---------------------------------------------------------------------------- PostgreSQL
-def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    initdb = found[-1] if found else shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-class Postgres:
-    def __init__(self, port: int, password: str):
-        self.port, self.password = port, password
-
-    def url(self, database: str) -> str:
-        return f"postgresql+psycopg://quiz:{self.password}@127.0.0.1:{self.port}/{database}"
-
-    def new_database(self) -> str:
-        """A fresh empty database: each test starts from nothing, as a first use does."""
-        import psycopg
-
-        name = f"quiz_{secrets.token_hex(4)}"
-        with psycopg.connect(host="127.0.0.1", port=self.port, user="quiz", password=self.password,
-                             dbname="postgres", autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    bin_dir = _postgres_bin()
-    require(bin_dir is not None, "PostgreSQL server not installed (apt-get install postgresql)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        require(False, "psycopg not installed (pip install -r requirements.txt)")
-    folder = Path(tempfile.mkdtemp(prefix="pneumo-pg-"))
-    run_as = []
-    if os.geteuid() == 0:  # initdb refuses root: run the server as an ordinary user
-        user = next((u for u in ("postgres", "nobody") if _user_exists(u)), None)
-        require(user is not None and shutil.which("runuser"), "no unprivileged user (postgres or nobody) and runuser")
-        entry = pwd.getpwnam(user)
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
-        run_as = ["runuser", "-u", user, "--"]
-    password = secrets.token_urlsafe(12)
-    (folder / "pw").write_text(password)
-    if run_as:
-        os.chown(folder / "pw", entry.pw_uid, entry.pw_gid)
-    port = _free_port()
-    data = folder / "data"
-
-    def pg(*args, check=True):
-        return subprocess.run([*run_as, *map(str, args)], cwd=folder, capture_output=True, text=True, check=check,
-                              timeout=120)
-
-    pg(bin_dir / "initdb", "-D", data, "-U", "quiz", f"--pwfile={folder / 'pw'}", "-A", "scram-sha-256",
-       "-E", "UTF8", "--no-sync")
-    started = pg(bin_dir / "pg_ctl", "-D", data, "-l", folder / "log", "-w", "-t", "60", "-o",
-                 f"-c listen_addresses=127.0.0.1 -p {port} -k {folder} -c fsync=off", "start", check=False)
-    if started.returncode != 0:
-        log = (folder / "log").read_text() if (folder / "log").exists() else ""
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.fail(f"PostgreSQL did not start: {started.stderr} {log[-2000:]}")
-    try:
-        yield Postgres(port, password)
-    finally:
-        pg(bin_dir / "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop", check=False)  # data is thrown away
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-        return True
-    except KeyError:
-        return False
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -155,11 +74,12 @@ def _answers(k: int, n: int) -> dict[int, tuple[str, int]]:
 
 # ---------------------------------------------------------------------------- both databases
 def test_a_reader_takes_a_quiz_and_sees_the_truth_only_at_the_end(store):
-    quiz = store.new_quiz(n_films=6, seed=3)
+    quiz = store.new_quiz(n_films=6, seed=3, reveal="at_end")
     assert len(quiz.code) == 6 and set(quiz.code) <= set("ABCDEFGHJKMNPQRSTUVWXYZ23456789")
     ann = store.join(quiz.code.lower(), "  Ann  ")  # codes are typed in any case; names are trimmed
     bob = store.join(f" {quiz.code[:3]}-{quiz.code[3:]} ", "Bob")
-    assert (ann.nickname, ann.n_films, ann.answered, ann.next_position) == ("Ann", 6, (), 1)
+    assert (ann.nickname, ann.n_films, ann.answered, ann.next_position) == ("Ann", 6, (), ann.order[0])
+    assert sorted(ann.order) == [1, 2, 3, 4, 5, 6]
     film = store.film(ann.token, 1)
     assert film.path.is_file() and film.answer is None
     assert not hasattr(film, "truth") and film.path.name.startswith("ex")  # neutral name, no truth
@@ -187,13 +107,15 @@ def test_answers_survive_a_server_restart(db_url):
     first = QuizStore(db_url)
     quiz = first.new_quiz(n_films=5, seed=8)
     token = first.join(quiz.code, "night owl").token
+    order = first.resume(token).order
     for position in (1, 2, 3):
         first.answer(token, position, "PNEUMONIA", position)
     first.dispose()  # the server goes away: every pooled connection closed
 
     second = QuizStore(db_url)  # a new process, a new engine, the same database
     state = second.resume(token)
-    assert state.answered == (1, 2, 3) and state.next_position == 4 and state.nickname == "night owl"
+    assert state.answered == (1, 2, 3) and state.nickname == "night owl"
+    assert state.order == order and state.next_position == [p for p in order if p > 3][0]
     assert second.film(token, 2).answer == "PNEUMONIA" and second.film(token, 2).confidence == 2
     second.answer(token, 4, "NORMAL", 1)
     second.answer(token, 5, "NORMAL", 5)
@@ -308,7 +230,9 @@ def test_codes_keys_closing_and_time_limits(db_url):
     with pytest.raises(TimeUp, match="time is up .* your 1 answers are saved"):
         store.answer(late.token, 2, "NORMAL", 2)
     assert store.answer(late.token, 1, "NORMAL", 2).repeated  # a resent answer is still no error
-    assert store.resume(late.token).finished and len(store.review(late.token).answers) == 1
+    assert store.resume(late.token).finished
+    with pytest.raises(KeyWithheld, match="your 1 answers are saved; the truth .* when the teacher closes the quiz"):
+        store.review(late.token)  # a new quiz reveals on close
     early = store.join(quiz.code, "early")  # each reader's limit counts from their own join
     store.answer(early.token, 1, "PNEUMONIA", 3)
     store.close(quiz.code, quiz.teacher_key)
@@ -318,6 +242,8 @@ def test_codes_keys_closing_and_time_limits(db_url):
     with pytest.raises(QuizClosed, match="closed"):
         store.join(quiz.code, "later")
     assert store.resume(early.token).finished and store.quiz_info(quiz.code)["closed"]
+    assert len(store.review(late.token).answers) == 1 and set(store.review(late.token).films["truth"]) <= {
+        "NORMAL", "PNEUMONIA"}
     with pytest.raises(WrongKey):
         store.close(quiz.code, "guess")
     store.dispose()
@@ -348,13 +274,15 @@ def test_the_teacher_key_and_reader_tokens_are_stored_only_hashed(store, db_url)
     assert not any(quiz.teacher_key in v or token in v for v in stored)
 
 
-def test_a_database_of_a_newer_schema_is_refused(db_url):
+def test_a_database_of_a_newer_release_is_refused(db_url):
     QuizStore(db_url).dispose()
     engine = create_engine(db_url)
     with engine.begin() as conn:
-        conn.execute(text("UPDATE quiz_schema SET version = 99"))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099'"))
     engine.dispose()
-    with pytest.raises(StorageError, match="newer version of the workbench \\(schema 99; this version reads schema 1"):
+    with pytest.raises(StorageError, match=f"made by a newer version of the workbench \\(schema revision 0099; this "
+                                           f"version knows up to {head_revision()}\\): use that version, or set "
+                                           "PNEUMO_DB_URL"):
         QuizStore(db_url)
 
 
@@ -369,7 +297,8 @@ def test_the_default_is_a_sqlite_file_in_the_users_data_folder_in_wal_mode(monke
     store.dispose()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("SELECT version FROM quiz_schema").fetchall() == [(1,)]
+        assert raw.execute("SELECT version FROM quiz_schema").fetchall() == [(2,)]  # the release before refuses it
+        assert raw.execute("SELECT version_num FROM alembic_version").fetchall() == [(head_revision(),)]
 
 
 def test_a_locked_database_gets_a_clear_message_and_loses_nothing(tmp_path):
@@ -381,7 +310,7 @@ def test_a_locked_database_gets_a_clear_message_and_loses_nothing(tmp_path):
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # another program holds the write lock
     try:
-        with pytest.raises(StorageError, match=f"the quiz database {path} is locked by another program; try again"):
+        with pytest.raises(StorageError, match=f"the database {path} is locked by another program; try again"):
             store.answer(token, 2, "NORMAL", 2)
         with pytest.raises(StorageError, match="locked"):
             store.join(quiz.code, "newcomer")
@@ -409,7 +338,7 @@ def test_a_read_only_database_file_gets_a_clear_message(tmp_path):
         path.chmod(0o444)
         films = example_films(n=2, seed=1)  # read here: the child may not be allowed to read the checkout
         outcome = _unprivileged(lambda: _try_writes(url, quiz, token, films))
-        assert outcome["answer"].startswith(f"StorageError: the quiz database {path} is read-only")
+        assert outcome["answer"].startswith(f"StorageError: the database {path} is read-only")
         assert outcome["join"].startswith("StorageError: ") and "read-only" in outcome["join"]
         assert outcome["new"].startswith("StorageError: ") and "read-only" in outcome["new"]
         assert outcome["answered"] == [1]  # what was stored can still be read
@@ -473,13 +402,26 @@ def test_a_file_that_is_not_a_database_gets_a_clear_message(tmp_path):
 
 
 # ---------------------------------------------------------------------------- PostgreSQL only
-def test_the_postgres_password_is_never_shown(postgres):
+def test_the_postgres_login_and_host_are_never_shown(postgres):  # noqa: F811 (the fixture)
     wrong = postgres.url("postgres").replace(postgres.password, "wrong-" + postgres.password)
     with pytest.raises(StorageError) as caught:
         QuizStore(wrong)
     message = str(caught.value)
-    assert "password authentication failed" in message and "***" in message
-    assert postgres.password not in message and "\n" not in message
+    assert message == ("the database postgresql database postgres refused the login: check the user and password "
+                       "in PNEUMO_DB_URL")
+    unreachable = postgres.url("postgres").replace(f":{postgres.port}/", f":{_closed_port()}/")
+    with pytest.raises(StorageError) as caught:
+        QuizStore(unreachable)
+    message = str(caught.value)
+    assert message.startswith("cannot reach the database postgresql database postgres: check the host")
+    for secret in (postgres.password, "quiz:", "127.0.0.1", str(postgres.port), "\n"):
+        assert secret not in message
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:  # bound then closed: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -489,7 +431,7 @@ def test_cli_new_results_and_refusals(monkeypatch, tmp_path, capsys):
     made = run_cli("quiz", "new", "--films", "4", "--seed", "11", "--json")
     assert made.returncode == 0, made.stderr
     quiz = json.loads(made.stdout)
-    assert set(quiz) >= {"code", "teacher_key", "films"} and quiz["films"] == 4
+    assert set(quiz) >= {"code", "teacher_key", "films"} and quiz["films"] == 4 and quiz["reveal"] == "on_close"
     store = QuizStore(url)
     for k, name in enumerate(["ann", "<b>bob</b>"]):
         token = store.join(quiz["code"], name).token
@@ -531,10 +473,17 @@ def test_cli_new_results_and_refusals(monkeypatch, tmp_path, capsys):
     monkeypatch.delenv("PNEUMO_TEACHER_KEY", raising=False)
     assert cli.main(["quiz", "results", quiz["code"], "--json"]) == 2
     out = capsys.readouterr()
-    assert out.out == "" and out.err == "error: give the teacher key (--teacher-key KEY or $PNEUMO_TEACHER_KEY)\n"
+    assert out.out == "" and out.err == ("error: give the teacher key ($PNEUMO_TEACHER_KEY, --teacher-key - to read "
+                                         "it from standard input, or type it at the prompt)\n")
+    monkeypatch.setattr("sys.stdin", io.StringIO(quiz["teacher_key"] + "\n"))  # kept out of `ps`: read from stdin
+    assert cli.main(["quiz", "results", quiz["code"], "--teacher-key", "-", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["closed"] is True
     monkeypatch.setenv("PNEUMO_TEACHER_KEY", quiz["teacher_key"])
     assert cli.main(["quiz", "results", quiz["code"], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["closed"] is True
+    assert cli.main(["quiz", "new", "--films", "2", "--reveal", "at-end", "--json"]) == 0
+    at_end = json.loads(capsys.readouterr().out)
+    assert at_end["reveal"] == "at_end" and QuizStore(url).quiz_info(at_end["code"])["reveal"] == "at_end"
     assert cli.main(["quiz", "new", "--films", "41"]) == 2
     assert "at most 40" in capsys.readouterr().err
     monkeypatch.setenv("PNEUMO_DB_URL", f"sqlite:///{tmp_path / 'no such folder' / 'x' / 'q.sqlite3'}")

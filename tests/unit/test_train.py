@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pneumo_core.inference.model_files import write_manifest
 from pneumo_core.training.trainer import TrainConfig, get_strategy, train, training_split
 from tests.helpers.tiny_models import lively_model
 
@@ -105,6 +106,7 @@ def test_soup_cli_averages_members_and_writes_a_loadable_model(tmp_path, data_ro
     members = [tmp_path / "a.keras", tmp_path / "b.keras"]
     a.save(members[0])
     b.save(members[1])
+    write_manifest(tmp_path)  # models one made are loaded only once recorded (models fail closed)
     out = tmp_path / "soup"
     # --limit: a small validation split keeps this to seconds
     assert main(["soup", *map(str, members), "--data", str(data_root), "--out", str(out), "--method", "uniform",
@@ -198,6 +200,7 @@ def test_ensemble_cli_writes_a_model_whose_p_is_the_mean_logit(tmp_path, data_ro
         m.get_layer("logit").set_weights([kernel, bias + shift])
         paths.append(tmp_path / f"m{k}.keras")
         m.save(paths[-1])
+    write_manifest(tmp_path)  # models one made are loaded only once recorded (models fail closed)
     out = tmp_path / "ens"
     assert main(["ensemble", *map(str, paths), "--data", str(data_root), "--out", str(out), "--limit", "60"]) == 0
     info = json.loads((out / "reports" / "finetuned" / "training.json").read_text())

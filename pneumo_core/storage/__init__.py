@@ -1,0 +1,1 @@
+"""The project's database: URL and engine, one schema (quiz, audit trail) and its Alembic migrations."""
