@@ -14,13 +14,15 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # requirements.lock (runtime), requirements-train.lock (+ TensorFlow), requirements-scale.lock (+ Ray, for `score
 # --engine ray` workers), requirements-dev.lock (all of them + test tools).
 # The *.txt files name the direct dependencies; `make lock` compiles the locks from them (docs/security.md).
-# pip's own upgrade is skipped on purpose: it would be the one unpinned download.
+# pip's own upgrade is skipped on purpose: it would be the one unpinned download. The runtime is installed with
+# --no-compile: Python writes the bytecode of what actually runs on first import, instead of pip compiling every
+# module of every package (80 MB of bytecode for code the workbench never imports; docs/benchmarks.md).
 LOCK_FLAGS := --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header -q
 
 $(BIN)/.runtime: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@echo "Installing requirements.lock into $(VENV) (the runtime, no TensorFlow, every file hash-checked: a few minutes the first time)..."
-	$(BIN)/python -m pip install -q --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install -q --no-compile --require-hashes -r requirements.lock
 	@echo "Installing the project itself (editable: the pneumo command)..."
 	$(BIN)/python -m pip install -q --no-deps -e .
 	touch $@
@@ -40,7 +42,7 @@ $(BIN)/.dev: $(BIN)/.train requirements-dev.lock
 LEAN := .venv-lean
 $(LEAN)/bin/.runtime: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(LEAN)
-	$(LEAN)/bin/python -m pip install -q --require-hashes -r requirements.lock
+	$(LEAN)/bin/python -m pip install -q --no-compile --require-hashes -r requirements.lock
 	$(LEAN)/bin/python -m pip install -q --no-deps -e .
 	touch $@
 
