@@ -41,6 +41,8 @@ PAGES = {
                       "Reader quiz: read films blind, then see yourself on the model's ROC curve"),
     "class_view": PageEntry("class_view.py", "Class view", ":material/groups:", "class",
                             "Class view (teacher key): every reader on the model's ROC curve"),
+    "site": PageEntry("site.py", "Your site", ":material/local_hospital:", "site",
+                      "Your site: the model against your own reads, drift, a proposed site threshold"),
     "protocols": PageEntry("protocols.py", "Why results differ", ":material/science:", "protocols",
                            "Why results differ: the same recipes under three evaluation protocols"),
     "about": PageEntry("about.py", "About / model card", ":material/info:", "about",
