@@ -28,6 +28,7 @@ import importlib.util
 import json
 import os
 import queue
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -88,6 +89,39 @@ def make_interpreter(path: str | Path, num_threads: int | None = None, xnnpack: 
         return Interpreter(model_path=str(path), num_threads=num_threads, **kw)
 
 
+DELEGATE_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU."
+
+
+class without_delegate_notice:
+    """While planning an interpreter, keep LiteRT's native "INFO: Created ... XNNPACK delegate" line off stderr
+    (a CLI's stderr holds one-line errors only) and pass every other native line through. It swaps file
+    descriptor 2, so it is used only where one thread runs (the CLI's start-up), never in the dashboard."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+
+    def __enter__(self):
+        if self.enabled:
+            import sys
+
+            sys.stderr.flush()
+            self._saved, self._capture = os.dup(2), tempfile.TemporaryFile()
+            os.dup2(self._capture.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            os.dup2(self._saved, 2)
+            os.close(self._saved)
+            self._capture.seek(0)
+            rest = b"".join(line for line in self._capture.read().splitlines(keepends=True)
+                            if line.strip() != DELEGATE_NOTICE)
+            self._capture.close()
+            if rest:
+                os.write(2, rest)
+        return False
+
+
 class _Slot:
     """One interpreter of a backend's pool and the batch size it is planned for (used by one call at a time)."""
 
@@ -141,6 +175,7 @@ class LiteRTBackend:
         pool, threads = litert_layout(use, _cpu_count())
         self.pool_size, self.num_threads = interpreters or pool, num_threads or threads
         self.delegate = "xnnpack" if xnnpack else "builtin"
+        self._quiet_notice = use == "batch"  # one thread at start-up: safe to borrow the process's stderr briefly
         first = self._new_slot()
         self._idle: queue.SimpleQueue[_Slot] = queue.SimpleQueue()
         self._idle.put(first)
@@ -263,7 +298,8 @@ class LiteRTBackend:
         slot.batch = None
         try:
             slot.interp.resize_tensor_input(self._input["index"], list(shape))
-            slot.interp.allocate_tensors()
+            with without_delegate_notice(self._quiet_notice):
+                slot.interp.allocate_tensors()
         except RuntimeError:
             if not slot.xnnpack:
                 raise

@@ -309,7 +309,8 @@ def test_manifest_lists_the_shipped_exports_and_export_records_them(tmp_path):
     shipped = json.loads((MODELS / "MANIFEST.json").read_text())
     written = write_manifest(models)
     assert set(written["models"]) == {"frozen.keras", "frozen.tflite"}
-    assert set(written["ood_detectors"]) == {"reports/frozen/ood.npz", "frozen.ood.npz"}
+    assert set(written["ood_detectors"]) == {"reports/frozen/ood.npz", "frozen.ood.npz",
+                                             "reports/frozen/shift_reference.npz"}
     for section, entries in written.items():
         for name, entry in entries.items():
             assert entry["sha256"] == shipped[section][name]["sha256"], name  # the shipped hashes, unchanged
