@@ -83,7 +83,7 @@ with example_tab:
 with pacs_tab:
     st.caption("Studies from the PACS named in the server's settings (never an address typed here); films are "
                "named by a short hash, never by patient identifiers or UIDs.")
-    from_pacs = pacs_source(predictor, key="pacs")
+    from_pacs = pacs_source(predictor, key="pacs", threshold=threshold)  # the labels stored back follow it
     current = {(name, id(item)) for name, item in zip(film_names(from_pacs), from_pacs)}
     shown = {k: v for k, v in st.session_state.get("pacs_display", {}).items() if k in current}
     st.session_state["pacs_display"] = shown  # display copies encoded once per film of the current results

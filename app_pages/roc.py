@@ -6,6 +6,7 @@ from ui.cache import confusion, curves, evaluated_reports_or_stop
 from ui.chrome import plot
 from ui.controls import operating_point_picker
 from ui.figures import calibration_figure, confusion_figure, pr_figure, roc_figure
+from ui.study import calibration_caption, model_calibration
 
 st.title("ROC curves and confusion matrices")
 st.caption("Computed from the saved test-split scores (test_predictions.csv); no model is re-run. A threshold "
@@ -34,5 +35,10 @@ with st.expander("Precision-recall and calibration"):
     saved_curves = {variant: curves(variant) for variant in ready}  # (PR curve, average precision, calibration)
     # One under the other: side by side, each chart was too narrow on a 1024 px screen.
     plot(pr_figure(ready, {v: (pr, ap) for v, (pr, ap, _) in saved_curves.items()}, points), key="pr")
-    plot(calibration_figure(ready, {v: cal for v, (_, _, cal) in saved_curves.items()}), key="calibration",
-         caption="Points below the diagonal: the model's score overstates the pneumonia rate.")
+    for variant, rep in ready.items():
+        calibration, why_not = model_calibration(rep.report_dir)
+        if calibration is None:
+            st.caption(f"{rep.name}: no reliability diagram, {why_not}.")
+            continue
+        plot(calibration_figure(rep, calibration), key=f"calibration_{variant}",
+             caption=calibration_caption(rep, calibration))

@@ -171,20 +171,42 @@ def pr_figure(reps: dict, curves: dict, points: dict) -> go.Figure:
     return fig
 
 
-def calibration_figure(reps: dict, cals: dict) -> go.Figure:
-    """Reliability diagram of each model's saved test scores (``cals``: variant -> calibration table)."""
-    fig = go.Figure()
-    fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
-                    line={"color": OKABE_ITO["grey"], "dash": "dot"})
-    for v, cal in cals.items():
-        fig.add_scatter(x=cal["mean_predicted"], y=cal["observed"], mode="lines+markers", name=reps[v].name,
-                        line={"color": model_colour(v), "dash": MODEL_DASH.get(v, "solid")},
-                        marker={"symbol": MODEL_SYMBOL.get(v, "circle"), "size": 8}, customdata=cal["n"],
-                        hovertemplate="mean P %{x:.2f}, observed %{y:.2f} (n=%{customdata})<extra></extra>")
-    cap = next(iter(reps.values())).data_caption() if reps else ""
-    _apply_title(fig, _title("Calibration (reliability) on the test split", cap,
-                             "10 equal-width bins; independent of the threshold"),
-                 xaxis={"title": "Mean predicted P(pneumonia)", "range": [0, 1]},
-                 yaxis={"title": "Observed fraction with pneumonia", "range": [0, 1.02]}, height=460,
-                 legend={"orientation": "h", "y": -0.25})
+def reliability_panels(panels: list[tuple[str, dict]], title: str, *subs: str) -> go.Figure:
+    """Reliability diagrams side by side, one panel per labelled set (``panels``: (panel title, figures of
+    :func:`pneumo_core.site.calibration.calibration_figures`)), the raw and the calibrated score in each."""
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[name for name, _ in panels], horizontal_spacing=0.1)
+    for col, (_, figures) in enumerate(panels, start=1):
+        fig.add_scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration", hoverinfo="skip",
+                        line={"color": OKABE_ITO["grey"], "dash": "dot"}, legendgroup="diag", showlegend=col == 1,
+                        row=1, col=col)
+        for which, colour, dash, symbol in (("raw", OKABE_ITO["vermillion"], "dash", "diamond"),
+                                            ("calibrated", OKABE_ITO["green"], "solid", "circle")):
+            bins = figures[f"reliability_{which}"]
+            fig.add_scatter(x=[b["mean_p"] for b in bins], y=[b["observed"] for b in bins], mode="lines+markers",
+                            name=f"{which} score", legendgroup=which, showlegend=col == 1,
+                            line={"color": colour, "dash": dash}, marker={"symbol": symbol, "size": 8},
+                            customdata=[b["n"] for b in bins], row=1, col=col,
+                            hovertemplate=f"{which}: mean P %{{x:.2f}}, observed %{{y:.2f}} (n=%{{customdata}})"
+                                          "<extra></extra>")
+        fig.update_xaxes(title_text="Mean predicted P(pneumonia)", range=[0, 1], row=1, col=col)
+        fig.update_yaxes(title_text="Observed fraction with pneumonia" if col == 1 else None, range=[0, 1.02],
+                         row=1, col=col)
+    _apply_title(fig, _title(title, *subs), height=460, legend={"orientation": "h", "y": -0.25})
     return fig
+
+
+def calibration_figure(rep: reports.VariantReport, calibration) -> go.Figure:
+    """Reliability diagrams of one model's scores, raw and calibrated, on validation (where the calibration was
+    fitted) and on the test split (reported only), from its ``calibration.json`` (``calibration``:
+    :class:`pneumo_core.site.calibration.Calibration`)."""
+    from pneumo_core.site.calibration import ECE_BINS
+
+    shown = {"validation": "Validation (fitted on)", "test": "Test (reported only)"}
+    panels = [(f"{shown.get(name.split(' ', 1)[0], name)}, {figures['n']} films", figures)
+              for name, figures in calibration.figures.items()]
+    return reliability_panels(panels, f"Calibration (reliability): {rep.name}",
+                              "validation: patient-grouped split of train/; test: the official test split, "
+                              "never fitted on",
+                              f"{ECE_BINS} equal-width bins; logistic calibration (temperature "
+                              f"{calibration.temperature:.2f}, offset {calibration.bias:+.2f}); independent of the "
+                              "threshold")

@@ -30,6 +30,7 @@ from pneumo_core.pacs.settings import (
     load_settings,
     pacs_configured,
 )
+from pneumo_core.review.decisions import at_threshold
 from ui.access import audit, pacs_gate, still_allowed
 from ui.cache import BoundedPredictor
 from ui.text import literal
@@ -186,7 +187,7 @@ def film_names(scored: list[ScoredInstance]) -> list[str]:
     return names
 
 
-def _summary(predictor, scored: list[ScoredInstance]) -> None:
+def _summary(predictor, scored: list[ScoredInstance], threshold: float) -> None:
     rows = []
     for name, item in zip(film_names(scored), scored):
         pred = item.prediction
@@ -194,8 +195,9 @@ def _summary(predictor, scored: list[ScoredInstance]) -> None:
                      "P(pneumonia)": None if pred.p_pneumonia is None else round(pred.p_pneumonia, 3),
                      "problem": hide_uids(pred.error) if pred.error else ""})
     st.dataframe(rows, hide_index=True, width="stretch")
-    st.caption(f"Model {predictor.name}, threshold {predictor.threshold:.2f}, on films retrieved from the PACS. "
-               "Research and teaching tool, not a diagnostic device.")
+    st.caption(f"Model {predictor.name}, threshold {threshold:.3f} (the one in force on this page; the results "
+               "stored back carry it), on films retrieved from the PACS. Research and teaching tool, not a "
+               "diagnostic device.")
 
 
 def _store(pacs: Pacs, predictor, scored: list[ScoredInstance], key: str) -> None:
@@ -209,11 +211,13 @@ def _store(pacs: Pacs, predictor, scored: list[ScoredInstance], key: str) -> Non
     st.session_state[f"{key}-stored"] = (sum(ref is not None for ref in stored), failed)
 
 
-def pacs_source(predictor, key: str = "pacs") -> list[ScoredInstance]:
+def pacs_source(predictor, key: str = "pacs", threshold: float | None = None) -> list[ScoredInstance]:
     """Render the "From PACS" source and return the films retrieved and scored so far (this session).
 
     ``predictor``: a :class:`pneumo_core.inference.predictor.Predictor` (its ``predict``, ``threshold``, ``name``,
     ``sha256``). ``key``: prefix of every widget and ``st.session_state`` entry, unique on the page.
+    ``threshold``: the threshold in force on the page (an adopted site threshold, a preset, the slider; None: the
+    predictor's own): the summary's labels and the results stored back follow it, as the studies drawn do.
     Each :class:`pneumo_core.pacs.dicomweb.ScoredInstance` has ``ref`` (name it on the page with
     :func:`film_names`, never by its UIDs), ``prediction`` (label, p_pneumonia, threshold, model,
     notes, error, and ``film`` and ``heatmap`` at :data:`ui.viewer.DISPLAY_SIDE`; ``prediction.file`` holds
@@ -242,7 +246,10 @@ def pacs_source(predictor, key: str = "pacs") -> list[ScoredInstance]:
     scored = st.session_state.get(f"{key}-scored", [])
     if not scored:
         return []
-    _summary(predictor, scored)
+    threshold = predictor.threshold if threshold is None else float(threshold)
+    for item in scored:  # the page's threshold may have moved since the films were scored
+        item.prediction = at_threshold(item.prediction, threshold)
+    _summary(predictor, scored, threshold)
     if any(item.prediction.label for item in scored):
         done = bool(st.session_state.get(f"{key}-stored", (0,))[0])  # stored once: a second click would duplicate
         # a callback, so the button is already disabled in the run that follows the click

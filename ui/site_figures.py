@@ -8,7 +8,7 @@ import math
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ui.figures import OKABE_ITO, _apply_title, _title
+from ui.figures import OKABE_ITO, _apply_title, _title, reliability_panels
 
 READER_SYMBOLS = ("star", "triangle-up", "square", "diamond", "cross", "x", "pentagon", "hexagon")
 
@@ -69,3 +69,13 @@ def drift_figure(weeks: list[dict], model_text: str, threshold: float) -> go.Fig
                              f"positive rate at the active threshold {threshold:.3f}"),
                  height=620, legend={"orientation": "h", "x": 0, "y": -0.08, "yanchor": "top"})
     return fig
+
+
+def site_reliability_figure(figures: dict, model_text: str, data_text: str) -> go.Figure:
+    """The reliability diagram of the site's films: the raw score and the score recalibrated on these same reads
+    (``figures``: :func:`pneumo_core.site.calibration.calibration_figures`)."""
+    from pneumo_core.site.calibration import ECE_BINS
+
+    return reliability_panels([(f"This site's reads, {figures['n']} films", figures)],
+                              "Recalibration from this site's reads", model_text, data_text,
+                              f"{ECE_BINS} equal-width bins; fitted and shown on the same reads (optimistic)")

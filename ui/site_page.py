@@ -16,13 +16,21 @@ from pneumo_core.access.policy import Action, decide
 from pneumo_core.errors import SiteDataError, SiteReadError, StorageError, first_line
 from pneumo_core.evaluation.reports import display_name
 from pneumo_core.review.decisions import plural
-from pneumo_core.site.validation import MIN_READS_PER_CLASS, SITE_RULE, validate_site, weekly_drift
+from pneumo_core.site.calibration import calibration_figures, expected_calibration_error, log_loss
+from pneumo_core.site.validation import (
+    MIN_READS_PER_CLASS,
+    SITE_RULE,
+    site_recalibration,
+    validate_site,
+    weekly_drift,
+)
 from pneumo_core.storage.reads import film_truths, reader_points, site_reads_db
 from ui.access import requester
 from ui.chrome import plot
 from ui.reads import READER_KEY
-from ui.site_figures import drift_figure, site_roc_figure
+from ui.site_figures import drift_figure, site_reliability_figure, site_roc_figure
 from ui.site_threshold import active_threshold, model_sha256, no_database_yet
+from ui.study import model_calibration
 
 SHOWN = {"sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV", "npv": "NPV", "auc": "ROC AUC",
          "kappa": "Cohen's kappa (model vs the films' class)"}
@@ -33,6 +41,13 @@ MESSAGE_KEY = "_site_page_message"
 def site_figures(y: tuple, p: tuple, threshold: float) -> dict:
     """:func:`validate_site` on the site's films (cached: the bootstrap takes a second or two)."""
     return validate_site(list(y), list(p), threshold)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def site_calibration(y: tuple, p: tuple) -> tuple[dict, dict]:
+    """The calibration refitted on the site's films (its JSON) and its figures on those same films."""
+    calibration = site_recalibration(list(y), list(p))
+    return calibration.to_json(), calibration_figures(list(y), list(p), calibration)
 
 
 def _num(value, digits: int = 3) -> str:
@@ -125,6 +140,33 @@ def _adoption_section(variant: str, sha: str, shipped: float, result: dict | Non
         st.caption("Every adoption of a site threshold for this model version, newest first; nothing is deleted.")
 
 
+def _recalibration(y: tuple, p: tuple, shipped, model_text: str, data_text: str) -> None:
+    """Display only: the score recalibrated on the site's own films once there are enough of each class."""
+    st.subheader("Recalibration from reads")
+    have = {"NORMAL": y.count(0), "PNEUMONIA": y.count(1)}
+    short = {name: MIN_READS_PER_CLASS - n for name, n in have.items() if n < MIN_READS_PER_CLASS}
+    if short:
+        st.info(f"Not yet: a recalibration from this site's reads needs {MIN_READS_PER_CLASS} films of each class "
+                f"({have['NORMAL']} NORMAL and {have['PNEUMONIA']} PNEUMONIA now): "
+                + " and ".join(f"{n} more {name}" for name, n in short.items()) + ".",
+                icon=":material/hourglass_empty:")
+        return
+    fitted, figures = site_calibration(y, p)
+    rows = [{"score": "raw", "ECE": _num(figures["ece_raw"]), "log-loss": _num(figures["log_loss_raw"])}]
+    if shipped is not None:  # the calibration shipped with the model (fitted on validation), on the site's films
+        q = shipped.apply(list(p))
+        rows.append({"score": "calibrated on validation (shipped)", "ECE": _num(expected_calibration_error(y, q)),
+                     "log-loss": _num(log_loss(y, q))})
+    rows.append({"score": "recalibrated on these reads", "ECE": _num(figures["ece_calibrated"]),
+                 "log-loss": _num(figures["log_loss_calibrated"])})
+    st.dataframe(rows, hide_index=True, width="stretch")
+    plot(site_reliability_figure(figures, model_text, data_text), key="site_reliability")
+    st.caption(f"{model_text}; {data_text}. Logistic calibration (temperature {fitted['temperature']:.2f}, offset "
+               f"{fitted['bias']:+.2f}) fitted on the site's {figures['n']} films with a class and shown on the same "
+               "films, so the recalibrated figures are optimistic. Display only: the pages keep the model's own "
+               "calibration (fitted on validation). Research and teaching tool.")
+
+
 def _drift(reads, films: pd.DataFrame, model_text: str, threshold: float) -> None:
     st.subheader("Drift by week")
     by_film = weekly_drift(films["first_at"].dt.tz_localize(None), films["p_pneumonia"], threshold,
@@ -178,9 +220,9 @@ def render_site_page(variant: str, rep) -> None:
                 f"({(known['truth_from'] == 'readers').sum()})."
                 + "".join(f" Left out: {n} film{'s' if n > 1 else ''} ({why})." for why, n in left_out.items()))
     result = None
+    y, p = tuple(int(t == "PNEUMONIA") for t in known["truth"]), tuple(float(s) for s in known["p_pneumonia"])
     try:
-        result = site_figures(tuple(int(t == "PNEUMONIA") for t in known["truth"]),
-                              tuple(float(p) for p in known["p_pneumonia"]), active.threshold)
+        result = site_figures(y, p, active.threshold)
     except SiteDataError as exc:
         st.warning(f"No site figures yet: {exc}.", icon=":material/info:")
     if result is not None:
@@ -215,5 +257,6 @@ def render_site_page(variant: str, rep) -> None:
                 column.dataframe(confusion_table(block), hide_index=True, width="stretch")
                 column.caption(f"{model_text}; {data_text}. Sensitivity {_num(block['sensitivity'])}, "
                                f"specificity {_num(block['specificity'])}.")
+    _recalibration(y, p, model_calibration(rep.report_dir)[0], model_text, data_text)
     _drift(reads, films, model_text, active.threshold)
     _adoption_section(variant, sha, shipped, result, active)

@@ -10,8 +10,10 @@ clicked.
 """
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
@@ -19,6 +21,7 @@ import streamlit as st
 from pneumo_core.evaluation import reports
 from pneumo_core.review import decisions as review
 from pneumo_core.review.csv_export import safe_csv
+from pneumo_core.site.calibration import CALIBRATION_FILE, ECE_BINS, Calibration, load_calibration
 from ui.cache import BUSY, BoundedPredictor
 from ui.reads import read_widget
 from ui.text import literal
@@ -64,6 +67,64 @@ def colour_scale_png() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(colour_scale(256, thickness=14)).save(buf, "PNG")
     return buf.getvalue()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)  # read only: shared, not copied per rerun
+def _calibration_cached(report_dir: str, mtime_ns: int) -> tuple[Calibration | None, str | None]:
+    try:
+        calibration = load_calibration(Path(report_dir))
+        if not (math.isfinite(float(calibration.slope)) and math.isfinite(float(calibration.bias))):
+            raise ValueError("slope and bias must be finite numbers")
+        return calibration, None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        return None, f"its {CALIBRATION_FILE} cannot be read ({type(exc).__name__})"
+
+
+def model_calibration(report_dir) -> tuple[Calibration | None, str | None]:
+    """The model's calibration (``calibration.json`` in its reports folder, fitted on validation), read once per file
+    version; or None and why there is none."""
+    path = Path(report_dir) / CALIBRATION_FILE if report_dir is not None else None
+    if path is None or not path.is_file():
+        return None, f"the model has no {CALIBRATION_FILE} (`pneumo site calibrate` writes it)"
+    return _calibration_cached(str(report_dir), path.stat().st_mtime_ns)
+
+
+def calibration_split(calibration: Calibration, split: str) -> dict | None:
+    """The figures the calibration file holds for ``split`` ("validation", "test"), or None (the test entry's name
+    also says it is reported only)."""
+    return next((f for name, f in calibration.figures.items() if name.split(" ", 1)[0] == split), None)
+
+
+def calibration_help(calibration: Calibration) -> str:
+    """What the calibrated probability is, with the ECE figures of its own file."""
+    val, test = calibration_split(calibration, "validation"), calibration_split(calibration, "test")
+    text = (f"The score through a logistic calibration (temperature {calibration.temperature:.2f}, prior offset "
+            f"{calibration.bias:+.2f}) fitted on the patient-grouped validation split ({calibration.n} films, "
+            f"{calibration.prevalence:.0%} pneumonia)")
+    if val is not None:
+        text += (f"; expected calibration error (ECE) there {val['ece_raw']:.3f} raw, "
+                 f"{val['ece_calibrated']:.3f} calibrated")
+    text += "."
+    if test is not None:
+        worse = val is not None and test["ece_calibrated"] > val["ece_calibrated"]
+        text += (f" On the later test batch ({test['n']} films, reported only, never fitted on) it was "
+                 f"{'worse ' if worse else ''}calibrated: ECE {test['ece_calibrated']:.3f} (raw score "
+                 f"{test['ece_raw']:.3f}).")
+    return text + (" So at a new site it is not a risk estimate until recalibrated from the site's own reads "
+                   "(the Your site page).")
+
+
+def calibration_caption(rep, calibration: Calibration) -> str:
+    """The ECE of the raw and the calibrated score on each set of a model's calibration file, and where it is from."""
+    parts = []
+    for name, figures in calibration.figures.items():
+        split = name.split(" ", 1)[0]
+        what = {"validation": "fitted here", "test": "reported only, never fitted on"}.get(split, name)
+        parts.append(f"{split} {figures['ece_raw']:.3f} raw, {figures['ece_calibrated']:.3f} calibrated "
+                     f"({figures['n']} films, {what})")
+    return (f"ECE ({ECE_BINS} equal-width bins), {rep.name}: " + "; ".join(parts) + f". From reports/"
+            f"{Path(rep.report_dir).name}/{CALIBRATION_FILE}. Points below the diagonal: the score overstates the "
+            "pneumonia rate.")
 
 
 def _store_key(predictor, film: Film) -> tuple:
@@ -163,7 +224,17 @@ def render_study(scored: ScoredFilm, threshold: float, op_name: str, alpha: floa
         with verdict:
             # A heading, not st.metric: a metric cuts "PNEUMONIA" to "PNEUM..." in a narrow column.
             st.markdown(f"{LABEL_HEADING}\n#### {d['label']}", help=f"PNEUMONIA when P(pneumonia) >= {threshold:.3f}.")
-            st.metric("P(pneumonia)", f"{d['p']:.3f}", help="The model's score (0-1); not a calibrated risk.")
+            calibration, why_not = model_calibration(predictor.report_dir)
+            # the calibrated label must not contain "P(pneumonia)": the browser tests find the raw score by it
+            raw, calibrated = st.columns(2) if calibration is not None else (st.container(), None)
+            raw.metric("P(pneumonia)", f"{d['p']:.3f}", help="The model's score (0-1); not a calibrated risk.")
+            if calibrated is not None:
+                calibrated.metric("Calibrated probability", f"{float(calibration.apply(d['p'])):.3f}",
+                                  help=calibration_help(calibration))
+                st.caption(f"Calibrated for films like the validation films ({calibration.prevalence:.0%} "
+                           "pneumonia); the label comes from the raw score and the threshold.")
+            else:
+                st.caption(f"No calibrated probability: {why_not}.")
             st.caption(f"Threshold {threshold:.3f}, operating point: {op_name}; model: {model_name}")
             st.markdown(f"Confidence cue: **{conf['level']}**, {conf['text']} (distance from the threshold "
                         f"{conf['distance']:+.3f}).")
@@ -187,17 +258,21 @@ def render_study(scored: ScoredFilm, threshold: float, op_name: str, alpha: floa
 
 def render_review_table(preds: list, threshold: float, op_name: str, predictor) -> None:
     """The study's review table (one row per film) and its CSV download, built on click."""
-    df = review.review_rows(preds, threshold, op_name, predictor.sha256)
+    df = review.review_rows(preds, threshold, op_name, predictor.sha256, model_calibration(predictor.report_dir)[0])
     st.subheader("Review table")
     st.caption(f"{len(df)} files; model {reports.display_name(predictor.name)}; threshold {threshold:.3f}, "
                f"operating point: {op_name}.")
     # The explanation columns come before "confidence": on a narrow screen they stay in view.
-    shown = df[["file", "label", "p_pneumonia", "flag", "error", "confidence"]].assign(
-        p_pneumonia=[f"{p:.3f}" if pd.notna(p) else "-" for p in df["p_pneumonia"]])
+    shown = df[["file", "label", "p_pneumonia", "p_calibrated", "flag", "error", "confidence"]].assign(
+        p_pneumonia=[f"{p:.3f}" if pd.notna(p) else "-" for p in df["p_pneumonia"]],
+        p_calibrated=[f"{p:.3f}" if pd.notna(p) else "-" for p in df["p_calibrated"]])
     st.dataframe(shown, hide_index=True, width="stretch",
                  column_config={"file": st.column_config.TextColumn("File", width="medium"),
                                 "label": st.column_config.TextColumn("Label", width=100),
                                 "p_pneumonia": st.column_config.TextColumn("P(pneumonia)", width=95),
+                                "p_calibrated": st.column_config.TextColumn(
+                                    "Calibrated", width=95, help="Fitted on the validation split; not a risk "
+                                    "estimate at a new site until recalibrated from its reads"),
                                 "flag": st.column_config.TextColumn("Flag", width="medium"),
                                 "error": st.column_config.TextColumn("Why not scored", width="large"),
                                 "confidence": st.column_config.TextColumn("Confidence", width=95)})

@@ -386,9 +386,8 @@ def score_instances(pacs: Pacs, predictor, refs, explain: bool = False, progress
 
 
 def store_results(pacs: Pacs, scored, model_sha256: str | None = None) -> list[InstanceRef | None]:
-    """One Secondary Capture per scored instance (needs ``explain=True``), in one new series per study
-    and call; each instance's prediction is replaced by a copy with a note saying where its result went,
-    or why it did not (predictions are immutable)."""
+    """One Secondary Capture per scored instance (needs ``explain=True``), in one new series per study and call;
+    each instance's prediction is replaced by a copy noting where its result went, or why not (they are immutable)."""
     from dataclasses import replace
 
     from pydicom.uid import generate_uid
@@ -426,10 +425,11 @@ def find_studies(pacs: Pacs, modalities, studies=None, limit: int | None = None)
     return found, [] if found else [f"no {'/'.join(modalities)} study on the PACS"]
 
 
-def score_studies(pacs: Pacs, predictor, studies, modalities, store: bool = False) -> list:
-    """Every instance of ``modalities`` in each study scored (``store``: a result stored per scored film);
-    a study that fails gets one Prediction with its ``error`` and the others go on."""
+def score_studies(pacs: Pacs, predictor, studies, modalities, store: bool = False, threshold=None) -> list:
+    """Every instance of ``modalities`` in each study scored and labelled at ``threshold`` (None: the predictor's);
+    ``store``: a result stored per scored film. A study that fails gets one Prediction with its ``error``."""
     from pneumo_core.inference.predictor import Prediction
+    from pneumo_core.review.decisions import at_threshold
 
     results = []
     for uid in studies:
@@ -442,7 +442,9 @@ def score_studies(pacs: Pacs, predictor, studies, modalities, store: bool = Fals
                                       error=str(exc)))
             continue
         scored = score_instances(pacs, predictor, refs, explain=store)
+        for item in scored:  # before storing: the stored result carries the label and threshold
+            item.prediction = at_threshold(item.prediction, threshold)
         if store:
             store_results(pacs, scored, getattr(predictor, "sha256", None))
         results += [item.prediction for item in scored]
-    return results
+    return [at_threshold(pred, threshold) for pred in results]

@@ -19,8 +19,8 @@ USE_NOTE = "research and teaching only; not a diagnostic device"  # travels with
 NOT_CHEST_XRAY = "not a chest X-ray"
 UNREADABLE = "unreadable file"
 NEAR_THRESHOLD_FLAG = "near threshold: review"
-REVIEW_COLUMNS = ["file", "label", "p_pneumonia", "confidence", "flag", "error", "model", "model_sha256",
-                  "threshold", "operating_point", "use"]
+REVIEW_COLUMNS = ["file", "label", "p_pneumonia", "p_calibrated", "confidence", "flag", "error", "model",
+                  "model_sha256", "threshold", "operating_point", "use"]
 
 
 def plural(n: int, word: str) -> str:
@@ -45,6 +45,17 @@ def decision(pred, threshold: float) -> dict:
             "confidence": reports.confidence(pred.p_pneumonia, threshold)}
 
 
+def at_threshold(pred, threshold: float | None):
+    """``pred`` labelled at ``threshold``: a copy (predictions are immutable), or ``pred`` itself when ``threshold``
+    is None or its own. A film that was not scored keeps no label."""
+    from dataclasses import replace
+
+    if threshold is None or pred.threshold == float(threshold):
+        return pred
+    label = None if pred.error or pred.p_pneumonia is None else label_at(pred.p_pneumonia, threshold)
+    return replace(pred, threshold=float(threshold), label=label)
+
+
 def flag_for(pred, threshold: float) -> str:
     """What a reviewer should look at: why a film was not scored, a score near the threshold,
     and the image-handling notes; ``"ok"`` when there is nothing."""
@@ -55,14 +66,18 @@ def flag_for(pred, threshold: float) -> str:
     return "; ".join(flags) or "ok"
 
 
-def review_rows(preds: list, threshold: float, op_name: str = "", model_sha256: str | None = None) -> pd.DataFrame:
+def review_rows(preds: list, threshold: float, op_name: str = "", model_sha256: str | None = None,
+                calibration=None) -> pd.DataFrame:
     """One row per film; the provenance columns (model, its SHA-256, threshold, operating point,
-    use) travel with the CSV download, where no page caption can."""
+    use) travel with the CSV download, where no page caption can. ``p_calibrated``: the score through the model's
+    :class:`~pneumo_core.site.calibration.Calibration` (fitted on validation), empty without one."""
     rows = []
     for pred in preds:
         d = decision(pred, threshold)
         rows.append({"file": pred.file, "label": d["label"] or "",
                      "p_pneumonia": round(d["p"], 4) if d["p"] is not None else None,
+                     "p_calibrated": round(float(calibration.apply(d["p"])), 4)
+                     if d["p"] is not None and calibration is not None else None,
                      "confidence": d["confidence"]["level"] if d["confidence"] else "",
                      "flag": flag_for(pred, threshold), "error": pred.error or "", "model": pred.model,
                      "model_sha256": model_sha256 or "", "threshold": round(threshold, 4),

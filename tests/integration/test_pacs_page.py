@@ -20,6 +20,7 @@ from tests.helpers import orthanc as orthanc_helper
 from tests.helpers.dicom_files import PATIENT_ID, SECRETS, compress, dx_film, grey, missing_tools
 from tests.helpers.orthanc import ENV_NAMES
 from tests.helpers.support import require
+from ui.text import WORD_JOINER
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "tests" / "helpers" / "harness" / "pacs_page.py"
@@ -74,8 +75,9 @@ def page(monkeypatch, shipped_predictor):
 
 
 def shown(text: str) -> str:
-    """Markdown text as a reader sees it: the backslash escapes of ui.text.literal removed."""
-    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(text))
+    """Markdown text as a reader sees it: the backslash escapes and the invisible word joiners of ui.text.literal
+    removed."""
+    return re.sub(r"\\([!-/:-@\[-`{-~])", r"\1", str(text)).replace(WORD_JOINER, "")
 
 
 def page_text(at) -> str:
@@ -303,3 +305,85 @@ def test_the_analyse_page_scores_pacs_films_like_uploads(orthanc, films_on_pacs,
     assert any("View Position LATERAL" in shown(e.value) for e in at.error)
     text = page_text(at) + " ".join(shown(e.value) for e in at.error)
     no_identifiers(text, *films_on_pacs, *(sop for films in films_on_pacs.values() for sop, _ in films))
+
+
+def test_the_pacs_labels_and_the_results_stored_follow_an_adopted_site_threshold(orthanc, films_on_pacs, monkeypatch):
+    """The real Analyse page: films retrieved at the shipped threshold, then a site threshold adopted (in this test's
+    database, as the "Your site" page records it) and chosen so that at least one film changes label: on the next run
+    the PACS summary labels at it, and the Secondary Captures stored back carry it and its labels."""
+    import json
+
+    import requests
+    from dicomweb_client.api import DICOMwebClient
+    from streamlit.testing.v1 import AppTest
+
+    from pneumo_core.config import label_at
+    from pneumo_core.storage.reads import SiteReads
+    from ui.site_threshold import model_sha256
+
+    for name in ENV_NAMES:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in orthanc.env().items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=300).run()
+    at.switch_page("app_pages/analyse.py").run()
+    at = click(search(at, PATIENT_ID), "Retrieve and score")
+    assert not at.exception, page_text(at)
+    shipped = at.slider(key="thr_finetuned").value
+
+    def summary():
+        return next(d.value for d in at.dataframe if "problem" in d.value.columns).query("problem == ''")
+
+    scores = sorted(summary()["P(pneumonia)"])  # three decimals: a threshold 0.002 from each keeps labels exact
+    cuts = [(low + high) / 2 for low, high in zip([0.0, *scores], [*scores, 1.0]) if high - low > 0.004]
+    adopted = next(t for t in cuts if [label_at(p, t) for p in scores] != [label_at(p, shipped) for p in scores])
+    db = SiteReads(os.environ["PNEUMO_DB_URL"])
+    try:
+        db.adopt(model="finetuned", model_sha256=model_sha256("finetuned"), shipped_threshold=shipped,
+                 new_threshold=adopted, n_normal=20, n_pneumonia=20, who="dr site")
+    finally:
+        db.dispose()
+    at.run()
+    assert not at.exception, page_text(at)
+    assert at.slider(key="thr_finetuned").value == pytest.approx(adopted)
+    table = summary()
+    assert list(table["label"]) == [label_at(p, adopted) for p in table["P(pneumonia)"]]
+    assert any(f"threshold {adopted:.3f} (the one in force on this page" in shown(c.value) for c in at.caption)
+
+    at = click(at, "Store results to PACS")
+    assert not at.exception and any("Stored 3 research-use result(s)" in s.value for s in at.success), page_text(at)
+    session = requests.Session()
+    session.auth = (orthanc.user, orthanc.password)
+    client = DICOMwebClient(orthanc.dicomweb, session=session)
+    comments = []
+    for study in films_on_pacs:
+        for series in client.search_for_series(study, fields=["SeriesDescription"]):
+            if series.get("0008103E", {}).get("Value") == [RESULT_SERIES_DESCRIPTION]:
+                uid = series["0020000E"]["Value"][0]
+                comments += [meta["00204000"]["Value"][0] for meta in client.retrieve_series_metadata(study, uid)]
+    ours = [dict(part.split("=", 1) for part in c.removeprefix("RESEARCH USE ONLY. ").split("; ")) for c in comments
+            if f"threshold={adopted:.4f}" in c]
+    assert len(ours) == 3, json.dumps(comments)  # one per scored film, at the adopted threshold
+    assert sorted(float(r["p_pneumonia"]) for r in ours) == pytest.approx(sorted(table["P(pneumonia)"]), abs=6e-4)
+    assert all(r["label"] == label_at(float(r["p_pneumonia"]), adopted) for r in ours)
+
+
+def test_score_studies_labels_at_the_threshold_it_is_given(orthanc, films_on_pacs, shipped_predictor):
+    """``score_studies(threshold=...)`` (the library call under the page and the CLI) labels every film at that
+    threshold, the refused film included, without changing a score; None keeps the model's own."""
+    from pneumo_core.config import label_at
+    from pneumo_core.pacs.dicomweb import Pacs, score_studies
+    from pneumo_core.pacs.settings import load_settings
+
+    pacs = Pacs(load_settings(environ=orthanc.env()))
+    own = score_studies(pacs, shipped_predictor, list(films_on_pacs), ("CR", "DX"))
+    scores = sorted(p.p_pneumonia for p in own if p.p_pneumonia is not None)
+    threshold = (scores[0] + scores[1]) / 2  # between the two lowest scores: the second lowest changes label or not
+    if [label_at(p, threshold) for p in scores] == [label_at(p, shipped_predictor.threshold) for p in scores]:
+        threshold = scores[0] / 2  # then every film is PNEUMONIA, the lowest was not
+    moved = score_studies(pacs, shipped_predictor, list(films_on_pacs), ("CR", "DX"), threshold=threshold)
+    assert [p.p_pneumonia for p in moved] == [p.p_pneumonia for p in own]
+    assert {p.threshold for p in own} == {shipped_predictor.threshold} and {p.threshold for p in moved} == {threshold}
+    assert [p.label for p in moved] == [None if p.p_pneumonia is None else label_at(p.p_pneumonia, threshold)
+                                        for p in own]
+    assert [p.label for p in moved] != [p.label for p in own]
