@@ -210,6 +210,9 @@ def _setting(chosen: dict, method: str) -> dict:
 def run() -> None:
     if not _committed(PREREGISTRATION):
         raise SystemExit("the pre-registration is not committed yet: no test film is read before it")
+    done = [m for m in METHOD_TEXT if (OUT / m / "metrics.json").exists()]
+    if done:
+        raise SystemExit(f"already evaluated ({', '.join(done)}): each method is read on the test films once")
     chosen = json.loads((OUT / "tuning" / "chosen.json").read_text())
     model, probe, source, _ = setup()
     head, blocks = methods.head_affine(model), methods.n_members(model)

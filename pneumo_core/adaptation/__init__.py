@@ -1,3 +1,3 @@
-"""Label-free adaptation to a site: class-prior estimation and correction (EM) and the model-side methods of the
-pre-registered site-adaptation study (models/experiments/site_adaptation_preregistration.md): AdaBN anchored to
-the training films, CORAL on pooled features, and the cross-fitting protocol. TensorFlow only inside functions."""
+"""Label-free adaptation to a site: class-prior estimation and correction (EM), the methods and protocol of the
+pre-registered site-adaptation study (models/experiments/site_adaptation_preregistration.md: anchored AdaBN,
+CORAL, two-fold cross-fitting) and the opt-in action it allowed (adapt.py). TensorFlow only inside functions."""

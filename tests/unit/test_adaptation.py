@@ -3,6 +3,8 @@ MobileNetV2 and real training films, CORAL, EM on the shipped model's real valid
 patient-grouped cross-fitting and the shipping rule. Training films only: the test split is the study's."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -195,3 +197,41 @@ def test_adabn_maps_a_blurred_site_onto_the_training_films_and_restores_the_mode
     assert p.shape == (len(clean),) and np.all((p > 0) & (p < 1))
     restored = probe.statistics()
     assert all(np.array_equal(a, b) for a, b in zip(restored.mean + restored.var, before.mean + before.var))
+
+
+# ---------------------------------------------------------------- the opt-in action (EM met the shipping rule)
+def test_site_threshold_is_the_shipped_threshold_on_reweighted_posteriors():
+    from pneumo_core.adaptation.adapt import site_threshold
+    from pneumo_core.adaptation.prior_shift import reweight
+
+    for site in (0.3, 0.625, 0.9):
+        t = site_threshold(0.549, 0.743, site)
+        assert float(reweight(t, 0.743, site)) == pytest.approx(0.549)
+    assert site_threshold(0.549, 0.743, 0.5) > 0.549 > site_threshold(0.549, 0.743, 0.9)
+
+
+def test_adapt_scores_refuses_too_few_films():
+    from pneumo_core.adaptation.adapt import MIN_FILMS, adapt_scores
+    from pneumo_core.errors import SiteDataError
+
+    with pytest.raises(SiteDataError, match=f"at least {MIN_FILMS}"):
+        adapt_scores([0.2] * (MIN_FILMS - 1), 0.549, 0.743)
+
+
+def test_adapt_model_on_a_normal_heavy_batch_of_real_films_raises_the_threshold(tmp_path):
+    import json
+
+    from pneumo_core.adaptation.adapt import MIN_FILMS, adapt_model
+    from pneumo_core.datasets.listing import list_images
+
+    train = data_dir() / "train"
+    require(train.is_dir(), f"training films not found at {train} (set PNEUMO_DATA_DIR)")
+    films = list_images(train)
+    batch = pd.concat([films[films.label == 0].head(MIN_FILMS - 20), films[films.label == 1].head(20)])
+    record = adapt_model(batch.path, tmp_path / "site")
+    assert record["films_scored"] == MIN_FILMS and record["films_not_scored"] == 0
+    assert record["estimated_site_prevalence"] < 0.5 < record["train_prevalence"]
+    assert record["threshold_site"] > record["threshold_model"]  # fewer PNEUMONIA expected: a higher bar
+    written = json.loads((tmp_path / "site" / "adaptation.json").read_text())
+    assert written == json.loads(json.dumps(record))
+    assert not any(str(p) in json.dumps(written) or p.name in json.dumps(written) for p in map(Path, batch.path))
