@@ -121,3 +121,15 @@ def backbone_weights() -> str:
         return env
     local = PROJECT_DIR.parent / "shared" / "weights" / "mobilenet_v2_1.0_224_imagenet_no_top.weights.h5"
     return str(local) if local.exists() else "imagenet"
+
+
+def server_setting(name: str, environ, secrets) -> object:
+    """Setting ``name`` from the environment, else from Streamlit secrets (``secrets``: a mapping, or None in the
+    CLI): the environment wins; a blank value counts as unset. Operator-side only, never from a page's user."""
+    value = environ.get(name)
+    if (value is None or str(value).strip() == "") and secrets is not None:
+        try:
+            value = secrets.get(name)
+        except Exception:  # Streamlit raises when no secrets.toml exists
+            value = None
+    return value

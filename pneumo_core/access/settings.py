@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from pneumo_core.config import server_setting
 from pneumo_core.errors import AccessError
 
 RADIOLOGIST, TEACHER = "radiologist", "teacher"
@@ -44,16 +45,6 @@ class RoleSettings:
         return f"RoleSettings({counts}, claim={self.claim!r})"
 
 
-def _raw(name: str, environ: Mapping, secrets) -> object:
-    value = environ.get(name)
-    if (value is None or str(value).strip() == "") and secrets is not None:
-        try:
-            value = secrets.get(name)
-        except Exception:  # Streamlit raises when no secrets.toml exists
-            value = None
-    return value
-
-
 def _entries(value: object) -> list[str]:
     """A comma-separated string or a list (TOML array) as stripped, non-empty entries."""
     if value is None:
@@ -68,13 +59,13 @@ def load_role_settings(environ: Mapping | None = None, secrets=None) -> RoleSett
     environ = os.environ if environ is None else environ
     emails = {}
     for role, name in ENV_ROLES.items():
-        entries = _entries(_raw(name, environ, secrets))
+        entries = _entries(server_setting(name, environ, secrets))
         bad = [entry for entry in entries if not _EMAIL.fullmatch(entry)]
         if bad:
             raise AccessError(f"{name} must list e-mail addresses separated by commas; "
                               f"{len(bad)} entr{'y is' if len(bad) == 1 else 'ies are'} not one")
         emails[role] = frozenset(entry.lower() for entry in entries)
-    claim = _raw(ENV_ROLES_CLAIM, environ, secrets)
+    claim = server_setting(ENV_ROLES_CLAIM, environ, secrets)
     claim = None if claim is None or str(claim).strip() == "" else str(claim).strip()
     if claim is not None and not _CLAIM_NAME.fullmatch(claim):
         raise AccessError(f"{ENV_ROLES_CLAIM} must be the name of one claim, e.g. roles or groups")

@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from pneumo_core.config import server_setting
 from pneumo_core.errors import PacsError
 
 ENV_URL, ENV_USER, ENV_PASSWORD = "PNEUMO_DICOMWEB_URL", "PNEUMO_DICOMWEB_USER", "PNEUMO_DICOMWEB_PASSWORD"
@@ -65,12 +66,7 @@ class PacsSettings:
 
 
 def _setting(name: str, environ, secrets) -> str | None:
-    value = environ.get(name)
-    if (value is None or str(value).strip() == "") and secrets is not None:
-        try:
-            value = secrets.get(name)
-        except Exception:  # Streamlit raises when no secrets.toml exists
-            value = None
+    value = server_setting(name, environ, secrets)
     value = None if value is None else str(value).strip()
     return value or None
 
