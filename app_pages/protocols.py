@@ -1,6 +1,8 @@
 """Why results differ: the same two recipes under three evaluation protocols, beside the reference
-write-up's figures. Every number is read from models/experiments/protocols/ (or PNEUMO_PROTOCOLS_DIR)
-and models/reports/; a missing report is named as pending. Reads no dataset film."""
+write-up's figures, and the pre-registered site-adaptation study. Every number is read from
+models/experiments/protocols/ (or PNEUMO_PROTOCOLS_DIR), models/experiments/site_adaptation/ and
+models/reports/; a missing report is named as pending. Reads no dataset film."""
+import json
 from pathlib import Path
 
 import streamlit as st
@@ -10,10 +12,11 @@ from pneumo_core.datasets.protocols import PROTOCOLS
 from pneumo_core.evaluation import protocol_results as results
 from pneumo_core.evaluation.protocol_markdown import figures_markdown, wise_ft_markdown
 from pneumo_core.evaluation.protocol_results import PROTOCOL_NAMES, VARIANT_NAMES
-from ui.protocol_figures import protocol_chart
+from ui.protocol_figures import adaptation_table, protocol_chart
 
 BASES = {"each protocol's validation-chosen threshold": "at_threshold", "threshold 0.5": "at_0.5"}
 METRICS = ("accuracy", "AUC", "sensitivity", "specificity")
+ADAPTATION_DIR = PROJECT_DIR / "models" / "experiments" / "site_adaptation"
 
 st.title("Why results differ: one recipe, three protocols")
 
@@ -109,6 +112,39 @@ for row in table[~table.evaluated].itertuples():
 
 st.subheader("Pre-registered robust fine-tuning (WiSE-FT)")
 st.markdown(wise_ft_markdown(table, results.load_wise_ft(), shipped, which))
+
+# ---------------------------------------------------------------------------- label-free site adaptation
+st.subheader("Pre-registered label-free site adaptation")
+shipped_report = PROJECT_DIR / "models" / "reports" / "finetuned" / "metrics.json"
+adaptation, study = adaptation_table(ADAPTATION_DIR, json.loads(shipped_report.read_text())
+                                     if shipped_report.is_file() else None)
+if study is None:
+    st.info(f"The study's reports ({shown_path(ADAPTATION_DIR)}/<method>/metrics.json) are not there yet.",
+            icon=":material/hourglass_empty:")
+else:
+    st.markdown("Can the shipped model adapt to the later batch from its **unlabelled** films? Three methods, fixed "
+                f"before the run in `{study['preregistration']}`, each adapted on one half of the official test "
+                "films and scored on the other (then swapped). A method was to become an opt-in action only if its "
+                "balanced accuracy beat the unadapted model's in **both** folds.")
+    st.dataframe(adaptation, hide_index=True, width="stretch", key="adaptation_table")
+    counts = ", ".join(f"{n} {name}" for name, n in study["counts"].items())
+    st.caption(f"**Model**: {study['model']} (SHA-256 {study['model_sha256'][:12]}). **Data**: the official test "
+               f"batch ({sum(study['counts'].values())} films: {counts}). **Protocol**: {study['protocol']}. "
+               f"**Threshold**: {study['threshold']:.3f}, {study['threshold_rule']}. **Intervals**: 95 % bootstrap "
+               f"over {study['bootstrap_unit']}, {study['bootstrap_resamples']} resamples; the unadapted row's are "
+               "the shipped report's (same model, films and threshold). Fold changes in points of balanced accuracy.")
+    passed = adaptation.method[adaptation["shipping rule"].str.startswith("met")].tolist()
+    aim = adaptation.columns[-1]
+    st.markdown(("No method met the rule" if not passed else
+                 f"{' and '.join(passed)} met the rule"
+                 + (" by one or two films a fold, far inside the intervals (the rule was met, an improvement was "
+                    "not shown)" if passed == ["EM prior shift"] else "")
+                 + ": it is offered as the opt-in *Adapt to this site* action (Your site page, "
+                   "`python -m pneumo_core site adapt`)")
+                + f"; the shipped models did not change. The aim {aim.removeprefix('aim ')} was "
+                + ("met by " + ", ".join(adaptation.method[adaptation[aim] == "met"])
+                   if (adaptation[aim] == "met").any() else "**not met** by any method")
+                + ". Prior-shift correction moves only the operating point and cannot change the ranking (AUC).")
 
 # ---------------------------------------------------------------------------- fine-tuning gain
 st.subheader("What fine-tuning gains under each protocol")

@@ -2,6 +2,7 @@
 tables of ``pneumo_core.evaluation.protocol_results``; no Streamlit here."""
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -83,3 +84,50 @@ def protocol_chart(table: pd.DataFrame, references: pd.DataFrame, metric: str = 
         plot_bgcolor="white")
     fig.update_yaxes(gridcolor="#e5e5e5")
     return fig
+
+
+# ---------------------------------------------------------------- the pre-registered site-adaptation study
+ADAPTATION_METHODS = {"em": "EM prior shift", "adabn": "anchored AdaBN", "coral": "CORAL"}
+#: Issue 22's aim as the pre-registration states it (a target, not a result): pooled accuracy and AUC.
+AIM_ACCURACY, AIM_AUC = 0.946, 0.99
+
+
+def _interval(block: dict, key: str, percent: bool) -> str:
+    low, high = (block.get("ci95") or {}).get(key) or (None, None)
+    if low is None:
+        return "-"
+    return f"[{low:.1%}, {high:.1%}]" if percent else f"[{low:.3f}, {high:.3f}]"
+
+
+def adaptation_table(root, shipped: dict | None = None) -> tuple[pd.DataFrame, dict | None]:
+    """The study's four rows (unadapted, then each method with a ``root/<method>/metrics.json``), as shown: pooled
+    figures at the shipped threshold with 95 % intervals, the per-fold balanced-accuracy change, the shipping-rule
+    verdict and the aim. ``shipped``: the shipped model's own report, whose intervals the unadapted row takes when
+    it is the same model, films and threshold. Also the first report read (protocol, threshold, data), or None."""
+    from pathlib import Path
+
+    reports = {m: json.loads(p.read_text()) for m in ADAPTATION_METHODS
+               if (p := Path(root) / m / "metrics.json").is_file()}
+    if not reports:
+        return pd.DataFrame(), None
+    first = next(iter(reports.values()))
+    base = dict(first["unadapted_at_threshold"])
+    if shipped and shipped.get("model_sha256") == first["model_sha256"] and \
+            shipped["at_threshold"]["threshold"] == first["threshold"] and shipped["at_threshold"]["n"] == base["n"]:
+        base["ci95"] = shipped["at_threshold"].get("ci95")
+
+    def row(name: str, block: dict, folds: str, verdict: str) -> dict:
+        aim = block["accuracy"] >= AIM_ACCURACY and block["auc"] >= AIM_AUC
+        return {"method": name, "accuracy": f"{block['accuracy']:.1%}",
+                "accuracy 95% CI": _interval(block, "accuracy", True), "AUC": f"{block['auc']:.3f}",
+                "AUC 95% CI": _interval(block, "auc", False), "sensitivity": f"{block['sensitivity']:.1%}",
+                "specificity": f"{block['specificity']:.1%}", "balanced accuracy": f"{block['balanced_accuracy']:.1%}",
+                "balanced accuracy change, fold 1 / fold 2": folds, "shipping rule": verdict,
+                f"aim ({AIM_ACCURACY:.1%}, AUC {AIM_AUC})": "met" if aim else "not met"}
+
+    rows = [row("unadapted (shipped)", base, "-", "-")]
+    for method, report in reports.items():
+        gains = " / ".join(f"{fold['balanced_accuracy_gain'] * 100:+.2f}" for fold in report["folds"]) + " points"
+        rows.append(row(ADAPTATION_METHODS[method], report["at_threshold"], gains,
+                        "met: opt-in site action" if report["passes_shipping_rule"] else "not met"))
+    return pd.DataFrame(rows), first

@@ -28,6 +28,7 @@ from pneumo_core.storage.reads import film_truths, reader_points, site_reads_db
 from ui.access import requester
 from ui.chrome import plot
 from ui.reads import READER_KEY
+from ui.site_adaptation import adapt_section, adaptation_source
 from ui.site_figures import drift_figure, site_reliability_figure, site_roc_figure
 from ui.site_threshold import active_threshold, model_sha256, no_database_yet
 from ui.study import model_calibration
@@ -84,6 +85,18 @@ def _adopt(variant: str, sha: str, shipped: float, proposed: float, counts: dict
         st.session_state[MESSAGE_KEY] = ("error", f"Not adopted: {first_line(exc)}")
 
 
+def _adopt_adapted(variant: str, sha: str, shipped: float, record: dict) -> None:
+    n = record["films_scored"]
+    try:
+        done = site_reads_db().adopt(model=variant, model_sha256=sha, shipped_threshold=shipped,
+                                     new_threshold=record["threshold_site"], n_normal=0, n_pneumonia=0, n_films=n,
+                                     source=adaptation_source(n), who=_actor())
+        st.session_state[MESSAGE_KEY] = ("ok", f"Adopted {done.new_threshold:.3f} (was {done.old_threshold:.3f}), "
+                                               f"from the {adaptation_source(n)}.")
+    except (StorageError, SiteReadError) as exc:
+        st.session_state[MESSAGE_KEY] = ("error", f"Not adopted: {first_line(exc)}")
+
+
 def _revert(sha: str, adoption_id: int) -> None:
     try:
         done = site_reads_db().revert(model_sha256=sha, who=_actor(), adoption_id=adoption_id)
@@ -133,11 +146,14 @@ def _adoption_section(variant: str, sha: str, shipped: float, result: dict | Non
         return
     if history:
         st.dataframe([{"adopted (UTC)": a.adopted_at.strftime("%Y-%m-%d %H:%M"), "by": a.adopted_by,
-                       "old": round(a.old_threshold, 3), "new": round(a.new_threshold, 3), "films": a.n_reads,
-                       "NORMAL": a.n_normal, "PNEUMONIA": a.n_pneumonia,
+                       "old": round(a.old_threshold, 3), "new": round(a.new_threshold, 3), "source": a.origin,
+                       "films": a.n_reads, "NORMAL": "-" if a.source else str(a.n_normal),
+                       "PNEUMONIA": "-" if a.source else str(a.n_pneumonia),
                        "ended": f"{a.end_reason} {a.ended_at:%Y-%m-%d %H:%M} by {a.ended_by}" if a.ended_at else
                        "in force"} for a in history], hide_index=True, width="stretch")
-        st.caption("Every adoption of a site threshold for this model version, newest first; nothing is deleted.")
+        st.caption("Every adoption of a site threshold for this model version, newest first; nothing is deleted. "
+                   "NORMAL and PNEUMONIA: the films with a class behind a threshold proposed from reads (an EM "
+                   "adaptation uses none).")
 
 
 def _recalibration(y: tuple, p: tuple, shipped, model_text: str, data_text: str) -> None:
@@ -205,6 +221,7 @@ def render_site_page(variant: str, rep) -> None:
     if not reads:
         st.info("No read recorded yet for this model version: record your read of each film on the Analyse page.",
                 icon=":material/edit_note:")
+        adapt_section(variant, sha, rep, [], active, _adopt_adapted)
         _adoption_section(variant, sha, shipped, None, active)
         return
     films = film_truths(reads)
@@ -259,4 +276,5 @@ def render_site_page(variant: str, rep) -> None:
                                f"specificity {_num(block['specificity'])}.")
     _recalibration(y, p, model_calibration(rep.report_dir)[0], model_text, data_text)
     _drift(reads, films, model_text, active.threshold)
+    adapt_section(variant, sha, rep, [float(s) for s in films["p_pneumonia"]], active, _adopt_adapted)
     _adoption_section(variant, sha, shipped, result, active)

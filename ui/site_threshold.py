@@ -35,6 +35,9 @@ class ActiveThreshold:
             text = f"Shipped threshold {self.shipped:.3f} (chosen on the validation split); no site threshold adopted."
             return text if self.problem is None else f"{text} Site threshold unknown: {literal(self.problem)}."
         a = self.adoption
+        if a.source:
+            return (f"Site threshold {a.new_threshold:.3f} adopted by {literal(a.adopted_by)} on "
+                    f"{a.adopted_at:%Y-%m-%d} ({literal(a.source)}); shipped {self.shipped:.3f}.")
         return (f"Site threshold {a.new_threshold:.3f} adopted by {literal(a.adopted_by)} on "
                 f"{a.adopted_at:%Y-%m-%d} ({a.n_reads} reads: {a.n_normal} NORMAL, {a.n_pneumonia} PNEUMONIA); "
                 f"shipped {self.shipped:.3f}.")

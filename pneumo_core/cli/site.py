@@ -156,13 +156,95 @@ def register_reads(site) -> None:
     export.set_defaults(func=cmd_reads_export)
 
 
+def adaptation_report(record: dict) -> str:
+    """The human-readable report written beside ``adaptation.json``: what it is, how to use it, what the study
+    showed (no film named)."""
+    model, site = record["model"], record["threshold_site"]
+    return "\n".join([
+        "Site adaptation by EM prior-shift correction (opt-in; research and teaching tool, not a diagnostic device)",
+        "",
+        f"Model: {model} (SHA-256 {record['model_sha256']}).",
+        "Unchanged: the adapted model is this same file used at the site threshold below; the shipped models and",
+        "their thresholds do not change.",
+        f"Films: {record['films_scored']} scored, {record['films_not_scored']} left out (unreadable or not a chest "
+        "X-ray); no label used.",
+        f"Pneumonia share: {record['train_prevalence']:.1%} in the model's training films; estimated for these films "
+        f"by EM: {record['estimated_site_prevalence']:.1%}"
+        + ("" if record["em_converged"] else " (EM did not converge: treat it as rough)") + ".",
+        f"Threshold: model {record['threshold_model']:.3f}; site {site:.3f} (the model's threshold applied to scores "
+        "re-weighted to the estimated share, as a threshold on the model's own scores).",
+        "",
+        "Use it: adopt it on the Your site page (section 'Adapt to this site'; recorded, reversible), or pass it to",
+        f"the CLI: python -m pneumo_core predict PATH... --model {model} --threshold {site:.3f}",
+        f"         python -m pneumo_core score PATH... --model {model} --threshold {site:.3f}",
+        "",
+        f"Evidence: {record['evidence']}.",
+        "It met the pre-registered shipping rule (balanced accuracy above the unadapted model in both folds) by one",
+        "or two films a fold: the rule was met, an improvement was not shown. It moves only the operating point and",
+        "cannot change the ranking (AUC).",
+        f"Pre-registration: {record['preregistration']}",
+        "",
+    ])
+
+
+def cmd_adapt(args) -> int:
+    """EM prior-shift adaptation of a shipped model to a set of unlabelled films: DIR/adaptation.json and
+    DIR/README.txt; too few films, a missing path or an unusable DIR is one ``error:`` line (exit 2)."""
+    from pathlib import Path
+
+    from pneumo_core.adaptation.adapt import MIN_FILMS, adapt_model
+    from pneumo_core.cli.predict import expand_inputs
+    from pneumo_core.errors import SiteDataError
+    from pneumo_core.review.decisions import plural
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        return error_line(f"no such file or folder: {missing[0]}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        return error_line(f"--out {out} is a file, not a folder")
+    if (out / "adaptation.json").exists():
+        return error_line(f"{out} already holds an adaptation.json: choose a new folder (nothing is overwritten)")
+    films = expand_inputs(args.paths)
+    if len(films) < MIN_FILMS:  # refused before any scoring
+        return error_line(f"{plural(len(films), 'film')} given; adapting to a site needs at least {MIN_FILMS}")
+    try:
+        record = adapt_model(films, out, args.model)
+    except SiteDataError as exc:
+        return error_line(str(exc))
+    (out / "README.txt").write_text(adaptation_report(record))
+    if args.json:
+        print_json(record, allow_nan=False)
+    else:
+        print(f"{record['model']}: {record['films_scored']} films scored ({record['films_not_scored']} left out); "
+              f"estimated pneumonia share {record['estimated_site_prevalence']:.1%} "
+              f"(training {record['train_prevalence']:.1%})")
+        print(f"  site threshold {record['threshold_site']:.3f} (model {record['threshold_model']:.3f}); "
+              f"written: {out / 'adaptation.json'}, {out / 'README.txt'}")
+        print("  the pre-registered study: one or two films a fold better, inside the intervals (README.txt)")
+    return EXIT_OK
+
+
+def register_adapt(site) -> None:
+    a = site.add_parser("adapt", help="opt-in, label-free: estimate the films' pneumonia share by EM (the one "
+                        "method that met the pre-registered site-adaptation study's rule, by one or two films a "
+                        "fold) and write the site threshold it implies: DIR/adaptation.json and DIR/README.txt")
+    a.add_argument("paths", nargs="+", metavar="PATH", help="the site's films or folders (searched recursively); "
+                   "at least 100 readable chest X-rays")
+    a.add_argument("--out", required=True, metavar="DIR", help="a new or empty folder for the record and report")
+    a.add_argument("--model", default="finetuned", choices=["finetuned", "frozen"], help=MODEL_HELP)
+    a.add_argument("--json", action="store_true", help="print the record (adaptation.json) on stdout")
+    a.set_defaults(func=cmd_adapt)
+
+
 #: Functions that add a ``site`` subcommand to the ``site`` subparsers, in ``--help`` order.
-SUBCOMMANDS = [register_check, register_validate, register_calibrate, register_reads]
+SUBCOMMANDS = [register_check, register_validate, register_calibrate, register_reads, register_adapt]
 
 
 def register(sub) -> None:
     """``site`` and its subcommands on the subparsers ``sub``."""
-    site = sub.add_parser("site", help="a site's own check of the model: site check, site validate, site calibrate")
+    site = sub.add_parser("site", help="a site's own check of the model: site check, site validate, site calibrate, "
+                          "site reads export, site adapt")
     subcommands = site.add_subparsers(dest="site_command", required=True)
     for add in SUBCOMMANDS:
         add(subcommands)

@@ -97,10 +97,16 @@ class Adoption:
     ended_at: datetime | None = None
     ended_by: str | None = None
     end_reason: str | None = None
+    source: str | None = None  # None: proposed from the site's reads by the shipped rule
 
     @property
     def active(self) -> bool:
         return self.ended_at is None
+
+    @property
+    def origin(self) -> str:
+        """Where the threshold came from, one line: the adoption's source, else the site's reads."""
+        return self.source or f"proposed from the site's reads ({self.n_reads} films)"
 
 
 def pixels_sha256(pixels) -> str:
@@ -157,7 +163,7 @@ def _read(row, saves: int) -> Read:
 def _adoption(row) -> Adoption:
     return Adoption(row.id, row.model, row.model_sha256, row.old_threshold, row.new_threshold, row.n_reads,
                     row.n_normal, row.n_pneumonia, row.adopted_by, aware(row.adopted_at), aware(row.ended_at),
-                    row.ended_by, row.end_reason)
+                    row.ended_by, row.end_reason, row.source)
 
 
 class SiteReads(Database):
@@ -267,10 +273,17 @@ class SiteReads(Database):
             return [_adoption(row) for row in conn.execute(query).all()]
 
     def adopt(self, *, model: str, model_sha256: str, shipped_threshold: float, new_threshold: float,
-              n_normal: int, n_pneumonia: int, who: str) -> Adoption:
+              n_normal: int, n_pneumonia: int, who: str, source: str | None = None,
+              n_films: int | None = None) -> Adoption:
         """Make ``new_threshold`` the site threshold of this model version; an active adoption is ended as
-        replaced. The old threshold recorded is the one in force (the active adoption's, else the shipped one)."""
+        replaced. The old threshold recorded is the one in force (the active adoption's, else the shipped one).
+        ``source``: where it came from when not the reads' proposal (one line, stored and shown); ``n_films``: the
+        films it rests on when they have no class (a label-free adaptation), else NORMAL + PNEUMONIA."""
         who = check_reader(who)
+        if source is not None and not (isinstance(source, str) and 0 < len(source) <= 80 and source.isprintable()):
+            raise SiteReadError("an adoption's source is one line of at most 80 printable characters")
+        if n_films is not None and n_films < 0:
+            raise SiteReadError("read counts cannot be negative")
         for value in (shipped_threshold, new_threshold):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise SiteReadError("a threshold is a number from 0 to 1")
@@ -278,19 +291,20 @@ class SiteReads(Database):
             raise SiteReadError("the model's SHA-256 must be 64 lower-case hex digits")
         if min(n_normal, n_pneumonia) < 0:
             raise SiteReadError("read counts cannot be negative")
-        return self._adopt(model, model_sha256, float(shipped_threshold), float(new_threshold), int(n_normal),
-                           int(n_pneumonia), who)
+        counts = {"n_reads": int(n_normal) + int(n_pneumonia) if n_films is None else int(n_films),
+                  "n_normal": int(n_normal), "n_pneumonia": int(n_pneumonia), "source": source}
+        return self._adopt(model, model_sha256, float(shipped_threshold), float(new_threshold), counts, who)
 
     @guarded
-    def _adopt(self, model, model_sha256, shipped, new, n_normal, n_pneumonia, who) -> Adoption:
+    def _adopt(self, model, model_sha256, shipped, new, counts, who) -> Adoption:
         now = self.now()
         try:
-            return self._adopt_in(model, model_sha256, shipped, new, n_normal, n_pneumonia, who, now)
+            return self._adopt_in(model, model_sha256, shipped, new, counts, who, now)
         except sa_exc.IntegrityError:  # the partial unique index: another adoption got in first
             raise SiteReadError("another threshold was adopted for this model at the same moment; "
                                 "reload the page and look again") from None
 
-    def _adopt_in(self, model, model_sha256, shipped, new, n_normal, n_pneumonia, who, now) -> Adoption:
+    def _adopt_in(self, model, model_sha256, shipped, new, counts, who, now) -> Adoption:
         with self.transaction(write=True) as conn:
             current = conn.execute(select(site_thresholds).where(site_thresholds.c.model_sha256 == model_sha256,
                                                                  site_thresholds.c.ended_at.is_(None))).first()
@@ -300,8 +314,7 @@ class SiteReads(Database):
             new_id = conn.execute(insert(site_thresholds).values(
                 model=model, model_sha256=model_sha256,
                 old_threshold=current.new_threshold if current is not None else shipped, new_threshold=new,
-                n_reads=n_normal + n_pneumonia, n_normal=n_normal, n_pneumonia=n_pneumonia, adopted_by=who,
-                adopted_at=now)).inserted_primary_key[0]
+                **counts, adopted_by=who, adopted_at=now)).inserted_primary_key[0]
             row = conn.execute(select(site_thresholds).where(site_thresholds.c.id == new_id)).first()
         return _adoption(row)
 

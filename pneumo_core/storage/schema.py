@@ -149,6 +149,7 @@ site_thresholds = Table(  # adoptions of a site threshold; the active one per mo
     Column("ended_at", DateTime(timezone=True)),
     Column("ended_by", String(READER_MAX)),
     Column("end_reason", String(10)),  # reverted, or replaced by a later adoption
+    Column("source", String(80)),  # NULL: proposed from the site's reads; else e.g. EM prior-shift adaptation
     CheckConstraint("end_reason IS NULL OR end_reason IN ('reverted', 'replaced')", name="site_threshold_end_known"),
 )
 # At most one active adoption per model version, even for two adoptions at once (both backends have partial indexes).

@@ -143,6 +143,40 @@ def test_displayed_figures_match_metrics_json(no_dataset):
         assert f"| {block['n']} (" in row, row
 
 
+def test_site_adaptation_table_shows_the_study_reports(no_dataset):
+    study = ROOT / "models" / "experiments" / "site_adaptation"
+    reports = {m: json.loads((study / m / "metrics.json").read_text()) for m in ("em", "adabn", "coral")
+               if (study / m / "metrics.json").is_file()}
+    require(len(reports) == 3, f"the site-adaptation study's reports are not all under {study}")
+    at = render()
+    (table,) = [d.value for d in at.dataframe if "shipping rule" in d.value.columns]
+    assert table.method.tolist() == ["unadapted (shipped)", "EM prior shift", "anchored AdaBN", "CORAL"]
+    base = reports["em"]["unadapted_at_threshold"]
+    shipped = json.loads((ROOT / "models" / "reports" / "finetuned" / "metrics.json").read_text())["at_threshold"]
+    rows = [(table.iloc[0], {**base, "ci95": shipped["ci95"]}, None)] + [
+        (table.iloc[i], report["at_threshold"], report) for i, report in enumerate(reports.values(), start=1)]
+    for shown, block, report in rows:
+        assert shown["accuracy"] == f"{block['accuracy']:.1%}" and shown["AUC"] == f"{block['auc']:.3f}"
+        low, high = block["ci95"]["accuracy"]
+        assert shown["accuracy 95% CI"] == f"[{low:.1%}, {high:.1%}]"
+        low, high = block["ci95"]["auc"]
+        assert shown["AUC 95% CI"] == f"[{low:.3f}, {high:.3f}]"
+        for key in ("sensitivity", "specificity", "balanced_accuracy"):
+            assert shown[key.replace("_", " ")] == f"{block[key]:.1%}"
+        assert shown["aim (94.6%, AUC 0.99)"] == "not met"
+        if report is not None:
+            folds = [f"{f['balanced_accuracy_gain'] * 100:+.2f}" for f in report["folds"]]
+            assert shown["balanced accuracy change, fold 1 / fold 2"] == " / ".join(folds) + " points"
+            assert shown["shipping rule"].startswith("met") == report["passes_shipping_rule"]
+    assert table["shipping rule"].tolist()[1:] == ["met: opt-in site action", "not met", "not met"]
+    em = reports["em"]
+    assert any(f"**Threshold**: {em['threshold']:.3f}" in c and em["model_sha256"][:12] in c and "624 films" in c
+               for c in (c.value for c in at.caption))
+    assert any("EM prior shift met the rule by one or two films a fold" in m.value and "**not met** by any method"
+               in m.value for m in at.markdown)
+    assert any(em["preregistration"] in m.value for m in at.markdown)
+
+
 def test_missing_or_unreadable_report_is_shown_as_pending(no_dataset, tmp_path, monkeypatch):
     evaluated = evaluated_runs()
     require(len(evaluated) >= 2, "two protocol reports needed (one removed, one corrupted)")

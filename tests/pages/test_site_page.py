@@ -19,9 +19,14 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from pneumo_core.adaptation.adapt import MIN_FILMS, adapt_scores, training_share
+from pneumo_core.config import data_dir
+from pneumo_core.datasets.listing import list_images
 from pneumo_core.site.validation import validate_site
 from pneumo_core.storage.reads import FilmScore, SiteReads, film_truths
+from tests.helpers.support import require
 from tests.pages.test_access_pages import AUTH, RADIOLOGIST, TEACHER, bound_to
+from ui.text import literal
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "assets" / "examples"
@@ -304,3 +309,59 @@ def test_signed_in_reads_carry_the_address_and_only_a_radiologist_adopts(db_url,
         show_example(at, normal)
     assert any("Recording reads is off on a shared server without sign-in" in c for c in texts(at, "caption"))
     assert np.isclose(at.slider(key="thr_finetuned").value, stored(db_url)[1][0].new_threshold)
+
+
+# ---------------------------------------------------------------------------- adapt to this site (EM, opt-in)
+TRAIN = data_dir() / "train"  # read at import: the page's own PNEUMO_DATA_DIR points elsewhere
+
+
+@pytest.fixture(scope="module")
+def training_scored(shipped_predictor) -> list[tuple[FilmScore, str]]:
+    """What Analyse would store of 60 training films (45 PNEUMONIA, 15 NORMAL), with each film's class."""
+    require(TRAIN.is_dir(), f"training films not found at {TRAIN} (set PNEUMO_DATA_DIR)")
+    films = list_images(TRAIN)
+    chosen = pd.concat([films[films.label == 1].head(45), films[films.label == 0].head(15)])
+    preds = shipped_predictor.predict_files(list(chosen.path))
+    return [(FilmScore(hashlib.sha256(Path(path).read_bytes()).hexdigest(), shipped_predictor.name,
+                       shipped_predictor.sha256, pred.p_pneumonia, shipped_predictor.threshold, pred.ood_distance),
+             "PNEUMONIA" if label else "NORMAL") for path, label, pred in zip(chosen.path, chosen.label, preds)]
+
+
+def test_adapting_to_the_site_needs_enough_films_then_its_threshold_is_adopted_with_its_source(
+        db_url, scored, training_scored, shipped_predictor):
+    seed_reads(db_url, scored, "dr a")
+    at = open_page(SITE)
+    assert any(i.startswith(f"Not yet: adapting needs the scores of {MIN_FILMS} films read with this model version "
+                            f"(40 now): {MIN_FILMS - 40} more.") for i in texts(at, "info"))
+    assert not any(b.label == "Adopt this threshold" for b in at.button)
+
+    db = SiteReads(db_url)
+    for film, truth in training_scored:
+        db.record("dr a", film, truth)
+    db.dispose()
+    at = open_page(SITE)
+    reads, _ = stored(db_url)
+    p = film_truths(reads)["p_pneumonia"].to_numpy()  # the stored rows' scores, no class used
+    expected = adapt_scores(list(p), 0.548521876335144, training_share(shipped_predictor.info))
+    shown = next(d.value for d in at.dataframe if "site threshold" in d.value.columns).iloc[0]
+    assert shown["films scored"] == 100 and shown["site threshold"] == f"{expected['threshold_site']:.3f}"
+    assert shown["pneumonia share, EM estimate"].startswith(f"{expected['estimated_site_prevalence']:.1%}")
+    changed = int(((p >= expected["threshold_site"]) != (p >= 0.548521876335144)).sum())
+    assert shown["labels that would change"] == changed
+    assert any("by one or two films a fold" in c for c in texts(at, "caption"))
+
+    assert widget(at, "button", "Adopt this threshold").disabled
+    at.checkbox(key="site_adapt_sure_finetuned").check().run()
+    widget(at, "button", "Adopt this threshold").click().run()
+    healthy(at)
+    (adoption,) = stored(db_url)[1]
+    assert adoption.new_threshold == pytest.approx(expected["threshold_site"]) and adoption.active
+    assert (adoption.source, adoption.n_reads, adoption.old_threshold) == (
+        "EM prior-shift adaptation (100 films)", 100, pytest.approx(0.548521876335144))
+    source = literal("EM prior-shift adaptation (100 films)")  # stored text: shown as plain text, not Markdown
+    assert any(i.endswith(f"({source}); shipped 0.549.") for i in texts(at, "info"))
+    history = next(d.value for d in at.dataframe if "source" in d.value.columns)
+    assert history["source"].tolist() == ["EM prior-shift adaptation (100 films)"]
+    widget(at, "button", "Revert to the shipped threshold 0.549").click().run()
+    healthy(at)
+    assert stored(db_url)[1][0].end_reason == "reverted"
