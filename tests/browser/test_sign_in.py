@@ -142,7 +142,10 @@ def sign_in(page, url: str, user: str) -> None:
     page.get_by_role("button", name=user).click(timeout=TIMEOUT_MS)  # the provider's page
     page.wait_for_url(f"{url}/**", timeout=TIMEOUT_MS)
     shots.wait_page_idle(page, TIMEOUT_MS)
-    sidebar.get_by_text(f"Signed in as {user}").wait_for(timeout=TIMEOUT_MS)
+    signed_in = sidebar.get_by_text("Signed in as")
+    signed_in.wait_for(timeout=TIMEOUT_MS)
+    # the address is user text: shown through ui.text.literal, with invisible word joiners against autolinks
+    assert signed_in.inner_text().replace("\u2060", "").startswith(f"Signed in as {user}")
 
 
 def events_of(db_url: str, actor: str):
