@@ -126,8 +126,9 @@ def test_reads_a_reload_a_second_reader_and_an_adoption_shown_on_analyse(tmp_pat
             assert "43 reads of 40 films by 3 readers" in text
             assert f"Sensitivity {expected['at_active']['sensitivity']:.3f}" in text
             assert f"Sensitivity {expected['at_proposed']['sensitivity']:.3f}" in text
-            ada.locator('[data-testid="stPlotlyChart"]').nth(1).wait_for(timeout=WAIT_MS)  # ROC with readers, drift
-            assert ada.locator('[data-testid="stPlotlyChart"]').count() == 2
+            # ROC with readers, the recalibration from reads (20 films a class reached), drift
+            ada.locator('[data-testid="stPlotlyChart"]').nth(2).wait_for(timeout=WAIT_MS)
+            assert ada.locator('[data-testid="stPlotlyChart"]').count() == 3
             # dr a against the others: Example 1 NORMAL by dr b and dr c (dr a wrong), Example 2 PNEUMONIA by dr c
             point = "dr a: sensitivity 1.000, specificity 0.000 (2 films)"
             assert ada.locator(".legendtext", has_text=point).count() == 1
