@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.support import parse
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pneumo_core", "ui", "app_pages")  # project modules; app.py is the entry point
 LINE_LIMITS = {"ui": 300, "app_pages": 300, "pneumo_core": 450, "app.py": 60}
@@ -48,7 +50,7 @@ def _from_base(node: ast.ImportFrom, name: str, modules: dict[str, Path]) -> str
 def imported_modules(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     """The project modules that module ``name`` (file ``path``) imports anywhere in its body:
     top level, inside functions, under ``if``; a ``from package import module`` counts as the module."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    tree = parse(path)
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -130,7 +132,7 @@ def single_letter_module_aliases(name: str, path: Path, modules: dict[str, Path]
     """``import x as y`` and ``from package import module as y`` with a one-letter ``y`` in module
     ``name`` (file ``path``), each as ``line: ... import x as y``."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(parse(path)):
         if isinstance(node, ast.Import):
             bad = [a for a in node.names if a.asname and len(a.asname) == 1]
         elif isinstance(node, ast.ImportFrom):
@@ -198,7 +200,7 @@ def wrong_way_imports(graph: dict[str, set[str]]) -> list[str]:
 def modules_importing(path: Path, name: str) -> list[int]:
     """Lines of ``path`` that import module ``name`` (``import name``, ``from name import ...``)."""
     lines = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(parse(path)):
         if isinstance(node, ast.Import) and any(_under(a.name, name) for a in node.names):
             lines.append(node.lineno)
         elif isinstance(node, ast.ImportFrom) and not node.level and _under(node.module or "", name):
@@ -209,7 +211,7 @@ def modules_importing(path: Path, name: str) -> list[int]:
 def sys_path_edits(path: Path) -> list[int]:
     """Lines that change ``sys.path`` (``sys.path.insert/append/extend/...`` or an assignment to it)."""
     lines = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(parse(path)):
         target = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else None
         if isinstance(node, (ast.Assign, ast.AugAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
@@ -277,7 +279,7 @@ def test_subpackages_say_what_they_are_for():
     subpackages = sorted(p.parent for p in (ROOT / "pneumo_core").glob("*/__init__.py"))
     assert len(subpackages) >= 5, [p.name for p in subpackages]
     for package in subpackages:
-        doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text()))
+        doc = ast.get_docstring(parse(package / "__init__.py"))
         assert doc and len(doc.split(".")[0]) > 20, f"pneumo_core/{package.name}/__init__.py needs a one-line purpose"
 
 
