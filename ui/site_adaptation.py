@@ -12,6 +12,7 @@ from pneumo_core.errors import SiteDataError
 from pneumo_core.evaluation.reports import display_name
 from pneumo_core.review.decisions import plural
 from ui.access import requester
+from ui.site_threshold import adoption_control
 
 
 def adaptation_source(n: int) -> str:
@@ -53,13 +54,9 @@ def adapt_section(variant: str, sha: str, rep, scores: list[float], active, on_a
                f"with it (no class used); shipped threshold {shipped:.3f} re-weighted from the training share. "
                f"Evidence: {record['evidence']}. Research and teaching tool.")
     decision = decide(Action.SITE_THRESHOLD, requester())
-    if not decision.allowed:
-        st.caption(decision.reason)
-    elif abs(site - active.threshold) < 5e-4:
-        st.caption(f"The EM site threshold {site:.3f} is the one in force.")
-    else:
-        sure = st.checkbox(f"Make {site:.3f} the threshold every page uses for the {display_name(variant)} on this "
-                           f"site ({adaptation_source(record['films_scored'])}; {active.threshold:.3f} now, "
-                           f"{plural(changed, 'label')} would change)", key=f"site_adapt_sure_{variant}")
-        st.button("Adopt this threshold", key=f"site_adapt_{variant}", disabled=not sure, on_click=on_adopt,
-                  args=(variant, sha, shipped, record), icon=":material/done_all:")
+    adoption_control(decision, site, active.threshold, what="EM site threshold",
+                     confirm=f"Make {site:.3f} the threshold every page uses for the {display_name(variant)} on this "
+                             f"site ({adaptation_source(record['films_scored'])}; {active.threshold:.3f} now, "
+                             f"{plural(changed, 'label')} would change)",
+                     button="Adopt this threshold", key=f"site_adapt_{variant}", sure_key=f"site_adapt_sure_{variant}",
+                     on_click=on_adopt, args=(variant, sha, shipped, record))

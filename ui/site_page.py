@@ -30,7 +30,7 @@ from ui.chrome import plot
 from ui.reads import READER_KEY
 from ui.site_adaptation import adapt_section, adaptation_source
 from ui.site_figures import drift_figure, site_reliability_figure, site_roc_figure
-from ui.site_threshold import active_threshold, model_sha256, no_database_yet
+from ui.site_threshold import active_threshold, adoption_control, model_sha256, no_database_yet
 from ui.study import model_calibration
 
 SHOWN = {"sensitivity": "Sensitivity", "specificity": "Specificity", "ppv": "PPV", "npv": "NPV", "auc": "ROC AUC",
@@ -126,16 +126,13 @@ def _adoption_section(variant: str, sha: str, shipped: float, result: dict | Non
     if result is not None and result["proposed_threshold"] is not None:
         proposed = result["proposed_threshold"]
         counts = result["counts"]
-        if not decision.allowed:
-            st.caption(decision.reason)
-        elif abs(proposed - active.threshold) < 5e-4:
-            st.caption(f"The proposed threshold {proposed:.3f} is the one in force.")
-        else:
-            sure = st.checkbox(f"Make {proposed:.3f} the threshold every page uses for the {display_name(variant)} "
-                               f"on this site (from {counts['NORMAL'] + counts['PNEUMONIA']} films; "
-                               f"{active.threshold:.3f} now)", key=f"site_adopt_sure_{variant}")
-            st.button("Adopt the proposed threshold", key=f"site_adopt_{variant}", disabled=not sure, type="primary",
-                      on_click=_adopt, args=(variant, sha, shipped, proposed, counts), icon=":material/done_all:")
+        adoption_control(decision, proposed, active.threshold, what="proposed threshold",
+                         confirm=f"Make {proposed:.3f} the threshold every page uses for the {display_name(variant)} "
+                                 f"on this site (from {counts['NORMAL'] + counts['PNEUMONIA']} films; "
+                                 f"{active.threshold:.3f} now)",
+                         button="Adopt the proposed threshold", key=f"site_adopt_{variant}",
+                         sure_key=f"site_adopt_sure_{variant}", on_click=_adopt,
+                         args=(variant, sha, shipped, proposed, counts), primary=True)
     if active.adoption is not None and decision.allowed:
         st.button(f"Revert to the shipped threshold {shipped:.3f}", key=f"site_revert_{variant}", on_click=_revert,
                   args=(sha, active.adoption.id), icon=":material/undo:")

@@ -82,3 +82,17 @@ def follow_adoption(variant: str, active: ActiveThreshold, preset_key: str, thre
         return  # the picker's own default (the shipped threshold) stands
     st.session_state[preset_key] = SITE_PRESET if current is not None else shipped_preset
     st.session_state[threshold_key] = float(active.threshold)
+
+
+def adoption_control(decision, new: float, current: float, *, what: str, confirm: str, button: str, key: str,
+                     sure_key: str, on_click, args: tuple, primary: bool = False) -> None:
+    """The explicit adoption of threshold ``new`` (``what`` names it, e.g. "proposed threshold"): the role's refusal,
+    or a note that it is already in force, or a confirmation box (``confirm``) and then the ``button``."""
+    if not decision.allowed:
+        st.caption(decision.reason)
+    elif abs(new - current) < 5e-4:
+        st.caption(f"The {what} {new:.3f} is the one in force.")
+    else:
+        sure = st.checkbox(confirm, key=sure_key)
+        st.button(button, key=key, disabled=not sure, type="primary" if primary else "secondary", on_click=on_click,
+                  args=args, icon=":material/done_all:")
