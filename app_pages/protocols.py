@@ -12,6 +12,7 @@ from pneumo_core.datasets.protocols import PROTOCOLS
 from pneumo_core.evaluation import protocol_results as results
 from pneumo_core.evaluation.protocol_markdown import figures_markdown, wise_ft_markdown
 from pneumo_core.evaluation.protocol_results import PROTOCOL_NAMES, VARIANT_NAMES
+from ui.chrome import plot
 from ui.protocol_figures import adaptation_table, protocol_chart
 
 BASES = {"each protocol's validation-chosen threshold": "at_threshold", "threshold 0.5": "at_0.5"}
@@ -87,8 +88,7 @@ rules = sorted({r for r in table.threshold_rule if r})
 seeds = sorted({f"{s:.0f}" for s in leak.split_seed.dropna()})
 commands = {(p, v): run.training.get("command", "") for (p, v), run in runs.items() if run.training}
 
-st.plotly_chart(protocol_chart(table, references, metric, f"at {basis}"), width="stretch", theme=None,
-                key="protocol_chart", config={"displaylogo": False})
+plot(protocol_chart(table, references, metric, f"at {basis}"), key="protocol_chart")
 st.caption(
     "**Models**: the frozen recipe (ImageNet MobileNetV2, head only, seed 42) and the fine-tuned recipe "
     "(fine-tuned member 1's: seed 1, head seed 42, 14 epochs), each trained afresh on the protocol's training "

@@ -32,9 +32,8 @@ with cm_col:
     st.caption("Cells: count and share of the true class (rows sum to 100%).")
 
 with st.expander("Precision-recall and calibration"):
-    saved_curves = {variant: curves(variant) for variant in ready}  # (PR curve, average precision, calibration)
     # One under the other: side by side, each chart was too narrow on a 1024 px screen.
-    plot(pr_figure(ready, {v: (pr, ap) for v, (pr, ap, _) in saved_curves.items()}, points), key="pr")
+    plot(pr_figure(ready, {variant: curves(variant) for variant in ready}, points), key="pr")
     for variant, rep in ready.items():
         calibration, why_not = model_calibration(rep.report_dir)
         if calibration is None:

@@ -105,7 +105,7 @@ def wait_page_idle(page, timeout_ms: int = 120_000) -> None:
     for _ in range(2):
         page.wait_for_timeout(700)
         page.wait_for_function(IDLE_JS, timeout=timeout_ms)
-    page.wait_for_timeout(800)  # let Plotly and data grids finish drawing
+    page.wait_for_timeout(800)  # let Vega-Lite charts and data grids finish drawing
 
 
 def label_locator(page):
@@ -144,7 +144,7 @@ def capture_all(server: Server, out_dir: Path, image: Path | None, width: int = 
             if name == "analyse" and image is not None:
                 upload_and_wait(page, image)
             if name in ("roc", "compare", "protocols"):  # past the disclaimer and title, to the charts
-                page.locator('[data-testid="stPlotlyChart"]').first.scroll_into_view_if_needed()
+                page.locator('[data-testid="stVegaLiteChart"]').first.scroll_into_view_if_needed()
                 page.wait_for_timeout(500)
             target = out_dir / f"{name}.png"
             page.screenshot(path=str(target), full_page=False)

@@ -165,14 +165,14 @@ def confusion(variant: str, threshold: float) -> dict:
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def _curves_cached(variant: str, signature: tuple) -> tuple[pd.DataFrame, float, pd.DataFrame]:
-    rep = get_reports()[variant]
-    pr = reports.pr_curve(rep)
-    return pr, pr.attrs["average_precision"], reports.calibration(rep)
+def _curves_cached(variant: str, signature: tuple) -> tuple[pd.DataFrame, float]:
+    pr = reports.pr_curve(get_reports()[variant])
+    return pr, pr.attrs["average_precision"]
 
 
-def curves(variant: str) -> tuple[pd.DataFrame, float, pd.DataFrame]:
-    """(precision-recall curve, average precision, calibration table) of the saved test scores (cached)."""
+def curves(variant: str) -> tuple[pd.DataFrame, float]:
+    """(precision-recall curve, average precision) of the saved test scores (cached). Reliability comes from each
+    model's calibration.json, not from these scores."""
     return _curves_cached(variant, reports.files_signature(MODELS_DIR))
 
 

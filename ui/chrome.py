@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import plotly.graph_objects as go
+import altair as alt
 import streamlit as st
 
 from pneumo_core.config import DISCLAIMER, DISCLAIMER_DETAIL
@@ -30,8 +30,10 @@ def render_markdown_file(path: Path, missing_message: str) -> bool:
     return True
 
 
-def plot(fig: go.Figure, caption: str | None = None, key: str | None = None) -> None:
-    """A Plotly figure at full width in its own colours (``theme=None``), with an optional caption."""
-    st.plotly_chart(fig, width="stretch", theme=None, key=key, config={"displaylogo": False})
+def plot(chart: alt.TopLevelMixin, caption: str | None = None, key: str | None = None,
+         width: str | int = "stretch") -> None:
+    """An Altair (Vega-Lite) chart at full width in its own colours (``theme=None``), with an optional caption;
+    ``width="content"`` keeps the chart's own size (a square ROC plot: stretching sets only its width)."""
+    st.altair_chart(chart, width=width, theme=None, key=key)
     if caption:
         st.caption(caption)

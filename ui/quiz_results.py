@@ -23,6 +23,7 @@ from pneumo_core.quiz.report import results_csv
 from pneumo_core.quiz.rules import QuizResults
 from pneumo_core.review.examples import is_bundled, score_column
 from ui import cache
+from ui.chrome import plot
 from ui.quiz_charts import class_figure, reader_figure
 from ui.viewer import DISPLAY_SIDE
 
@@ -97,8 +98,7 @@ def show_reader_results(results: QuizResults, variant: str = DEFAULT_VARIANT) ->
     cols[4].metric("Kappa with the model", _num(stats["kappa"]),
                    help=f"Cohen's kappa: agreement of your labels with the {display_name(variant)}'s at threshold "
                         f"{_num(threshold)}, beyond chance (1 = always agree, 0 = chance level)")
-    st.plotly_chart(reader_figure(chart, variant, threshold, films_text(results)), width="stretch", theme=None,
-                    key="quiz_result_chart")
+    plot(reader_figure(chart, variant, threshold, films_text(results)), key="quiz_result_chart", width="content")
     st.caption(f"Model: {display_name(variant)}, threshold {_num(threshold)} (validation-chosen). Films: "
                f"{films_text(results)}; you answered {stats['answered']}. Your curve ranks your answers from "
                "'PNEUMONIA, sure' to 'NORMAL, sure'; the star is your yes/no reading. Scores are the model's saved "
@@ -145,11 +145,11 @@ def show_class_view(results: QuizResults, variant: str = DEFAULT_VARIANT) -> Non
               else "each reader sees the truth on finishing")
     st.markdown(f"**{len(results.readers)} readers** joined, {finished} finished; quiz "
                 f"{'closed' if results.closed else 'open'}; {reveal}.")
-    st.plotly_chart(class_figure(model, table, summary, variant, threshold, films_text(results)), width="stretch",
-                    theme=None, key="quiz_class_chart")
+    plot(class_figure(model, table, summary, variant, threshold, films_text(results)), key="quiz_class_chart",
+         width="content")
     st.caption(f"Model: {display_name(variant)} at threshold {_num(threshold)} (validation-chosen), saved test-split "
-               f"scores. Films: {films_text(results)}. Each cross is one reader's sensitivity and specificity on the "
-               "films they answered.")
+               f"scores. Films: {films_text(results)}. Each cross, labelled with the reader's nickname, is their "
+               "sensitivity and specificity on the films they answered.")
     shown = table.merge(results.readers[["nickname", "finished"]], on="nickname", how="left")
     shown = shown[["nickname", "answered", "finished", "correct", "sensitivity", "specificity", "auc", "kappa"]]
     # st.dataframe, not st.table: st.table renders cells as Markdown, and even escaped punctuation (ui.text.literal)

@@ -3,12 +3,11 @@ reader's token (session state and the ``?reader=`` query parameter) and error me
 
 The quiz rules live in :mod:`pneumo_core.quiz.rules`; every refusal there is a :class:`QuizError`
 whose text is one line for the user, shown here with ``st.error``, never as a traceback.
-Nicknames are shown as plain text only (``st.text``, ``st.dataframe`` cells, escaped in Plotly labels; never
-``st.table``, whose cells are Markdown).
+Nicknames are shown as plain text only (``st.text``, ``st.dataframe`` cells, Vega-Lite labels, which are
+plain text; never ``st.table``, whose cells are Markdown).
 """
 from __future__ import annotations
 
-import html
 from pathlib import Path
 
 import streamlit as st
@@ -16,17 +15,13 @@ import streamlit as st
 from pneumo_core.errors import QuizError, StorageError, UnknownReader
 from pneumo_core.quiz.database import default_url
 from pneumo_core.quiz.rules import QuizStore, ReaderState
-from ui.viewer import VIEWER_CONFIG, encode_jpeg, film_figure
+from ui.chrome import plot
+from ui.viewer import encode_jpeg, film_figure
 
 TOKEN_KEY = "quiz_reader_token"  # st.session_state key of the reader's token
 TOKEN_PARAM = "reader"  # the query parameter holding it, so a reload or a new tab resumes
 FLASH_KEY = "quiz_flash"  # a message from a button callback, shown on the next run
 VIEW_SIDE = 1024  # longest side of the film sent to the browser: enough to zoom, small to send
-
-
-def plotly_text(text: str) -> str:
-    """``text`` for a Plotly label: Plotly reads a few HTML tags in labels; escaped, they show as typed."""
-    return html.escape(str(text))
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -133,6 +128,5 @@ def show_blind_film(path: Path, position: int, n_films: int, key: str) -> None:
     jpeg, width, height = shown
     # the JPEG is encoded once per film (cached); the viewer's window/overlay controls are not offered
     # here: a blind read shows the film as the model read it, without a heatmap
-    st.plotly_chart(film_figure(jpeg, width, height, title=f"Film {position} of {n_films}", revision=key),
-                    width="stretch", theme=None, key=key, config=VIEWER_CONFIG)
+    plot(film_figure(jpeg, width, height, title=f"Film {position} of {n_films}", revision=key), key=key)
     st.caption("Scroll to zoom, drag to pan, double-click to reset.")

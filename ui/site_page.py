@@ -248,7 +248,7 @@ def render_site_page(variant: str, rep) -> None:
                    "films (1000 resamples). Research and teaching tool: these reads are the site's, not a validation "
                    "of clinical use.")
         plot(site_roc_figure(result["roc"], result["at_active"], result["at_proposed"], points, model_text,
-                             data_text), key="site_roc")
+                             data_text), key="site_roc", width="content")
         st.dataframe([{"reader": p["label"], "reads": p["reads"], "films with a class": p["n"],
                        "sensitivity": _num(p["sensitivity"]), "specificity": _num(p["specificity"]),
                        "kappa with the model": _num(p["kappa_with_model"])} for p in points],

@@ -250,7 +250,7 @@ def render_study(scored: ScoredFilm, threshold: float, op_name: str, alpha: floa
                                key=f"dl_{key}", on_click="ignore", icon=":material/download:")
         st.caption(HEATMAP_CAPTION)
         read_widget(scored, predictor, threshold, key=key)  # the reader's own read, saved for the site's figures
-        # drawn only on request: a Plotly viewer per study would put an image encode on every rerun
+        # drawn only on request: a zoomable viewer per study would put an image encode on every rerun
         if st.toggle("Open in the viewer: zoom and pan, heatmap on/off and opacity"
                      + (", window/level" if pred.film.raw is not None else ""), key=f"viewer_{key}"):
             show_film(pred.film, pred.heatmap, key=f"film_{key}", title=title or pred.file)

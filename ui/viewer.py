@@ -1,28 +1,27 @@
-"""A film viewer in the browser: zoom (scroll wheel, box, double-click to reset) and pan (drag) on
-the film, optionally with its Grad-CAM overlay, drawn by Plotly from an encoded JPEG.
+"""A film viewer in the browser: zoom (scroll wheel) and pan (drag) on the film, double-click to show it
+whole again, optionally with its Grad-CAM overlay, drawn by Vega-Lite (Altair) from an encoded JPEG.
 
-The image travels as one data URI (``go.Image(source=...)``): a ``z`` array of pixel values would
-be megabytes of JSON for a 768 px film (:data:`DISPLAY_SIDE`). Window/level, overlay and opacity are
-applied on the server (:func:`compose_film`) and the new picture replaces the old one. Zoom and pan live in
-the browser: a rerun that leaves the figure as it was keeps them, but a new picture (another window,
-opacity or overlay) shows the whole film again: Streamlit redraws a changed Plotly figure and drops the
-``uirevision`` state (streamlit/streamlit#5107). "Reset view" brings back the whole film and the
-defaults.
+The image travels as one data URI (the ``url`` of an ``image`` mark): a table of pixel values would be
+megabytes for a 768 px film (:data:`DISPLAY_SIDE`). Window/level, overlay and opacity are applied on the
+server (:func:`compose_film`) and the new picture replaces the old one in the chart's data. Zoom and pan
+live in the browser (a Vega-Lite interval selection bound to the scales): a rerun that leaves spec and
+picture as they were keeps them, but a new picture (another window, opacity or overlay) shows the whole
+film again: Streamlit resets scale-bound selections when a chart's data change. "Reset view" changes the
+spec (a new revision), which redraws the chart with the whole film, and brings back the defaults. There is
+no box zoom (Vega-Lite's interval selection either zooms the scales or draws a box, not both).
 """
 from __future__ import annotations
 
 import base64
-import html
 from dataclasses import dataclass
 
+import altair as alt
 import numpy as np
-import plotly.graph_objects as go
 import streamlit as st
 
+from ui.chrome import plot
 from ui.text import literal
 
-VIEWER_CONFIG = {"scrollZoom": True, "displaylogo": False, "doubleClick": "reset",
-                 "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"]}
 #: The first window choice: the pixels exactly as the model read them.
 AS_LOADED = "as loaded (what the model read)"
 #: The dashboard's one display size: the longest side of every film a page keeps, shows or sends to the
@@ -46,22 +45,41 @@ class FilmView:
 
 
 def film_figure(jpeg: bytes, width: int, height: int, title: str = "", revision: str = "",
-                max_height: int = 640) -> go.Figure:
-    """A zoomable, pannable Plotly figure of one encoded image (``width`` x ``height`` pixels).
+                 max_height: int = 640) -> alt.Chart:
+    """A zoomable, pannable Vega-Lite chart of one encoded image (``width`` x ``height`` pixels), as wide
+    as its container and ``max_height`` px high at most, the film whole and undistorted in it.
 
-    ``revision``: keeps the user's zoom across reruns while it stays the same (use the film's id)."""
+    ``revision``: part of the spec, so a new one (Reset view) redraws the chart and drops the user's zoom;
+    while it and the picture stay the same, the zoom survives reruns."""
     source = "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
-    fig = go.Figure(go.Image(source=source, hoverinfo="skip"))
     shown = min(max_height, max(420, height))  # a small film (the 224 px set) still fills a column
-    fig.update_layout(
-        # Plotly reads tags (<b>, <a href>) in titles: a file name's are escaped to show as typed
-        title={"text": html.escape(title), "x": 0.0, "font": {"size": 13}} if title else None,
-        dragmode="pan", height=shown, margin={"l": 0, "r": 0, "t": 28 if title else 0, "b": 0},
-        uirevision=revision or None, paper_bgcolor="#111", plot_bgcolor="#111",
-        xaxis={"visible": False, "range": [0, width], "constrain": "domain"},
-        yaxis={"visible": False, "range": [height, 0], "scaleanchor": "x", "constrain": "domain"},
-    )
-    return fig
+    # The chart's width is the container's, known only in the browser: the scale domains are
+    # Vega expressions of the plot's width and height that pad the film's axes to its aspect ratio.
+    span_x = f"max({width}, width * {height} / height)"
+    span_y = f"max({height}, height * {width} / width)"
+
+    def scale(size: int, span: str, **more) -> alt.Scale:
+        return alt.Scale(domain=[alt.ExprRef(f"{size / 2} - {span} / 2"), alt.ExprRef(f"{size / 2} + {span} / 2")],
+                         nice=False, zero=False, **more)
+
+    film = [{"url": source, "left": 0, "right": width, "top": 0, "bottom": height}]
+    # tooltip=None: Streamlit's default tooltip would print the row, data URI included
+    chart = alt.Chart(alt.NamedData(name="film")).mark_image(aspect=False, clip=True, tooltip=None).encode(
+        url="url:N",
+        x=alt.X("left:Q", axis=None, scale=scale(width, span_x)), x2="right:Q",
+        y=alt.Y("top:Q", axis=None, scale=scale(height, span_y, reverse=True)), y2="bottom:Q",  # rows go down
+    ).add_params(
+        alt.selection_interval(bind="scales", name="zoom"),  # wheel zooms, drag pans, double-click resets
+    ).properties(
+        # padding as an object: Streamlit's frontend sets padding.bottom and breaks on a plain number
+        height=shown, background="#111111", padding={side: 6 for side in ("left", "top", "right", "bottom")},
+        datasets={"film": film},
+        # the SVG renderer keeps one <image> element (the browser test reads where the film is drawn)
+        usermeta={"embedOptions": {"renderer": "svg"}, "revision": revision},
+    ).configure_view(stroke=None)
+    if title:  # Vega-Lite draws titles as plain text: a file name shows as typed
+        chart = chart.properties(title=alt.TitleParams(title, anchor="start", fontSize=13, color="#dddddd"))
+    return chart
 
 
 def window_choices(image) -> list:
@@ -128,7 +146,7 @@ def _window_label(choice) -> str:
 
 
 def _reset(key: str) -> None:
-    """"Reset view": defaults back, and a new ``uirevision`` so Plotly shows the whole film again."""
+    """"Reset view": defaults back, and a new revision of the chart's spec so it shows the whole film again."""
     for part in ("window", "overlay", "opacity"):
         st.session_state.pop(f"{key}-{part}", None)
     st.session_state[f"{key}-revision"] = st.session_state.get(f"{key}-revision", 0) + 1
@@ -156,9 +174,8 @@ def _controls(image, heatmap, key: str) -> FilmView:
 
 def show_film(image, heatmap: np.ndarray | None = None, *, key: str, controls: bool = True, title: str = "",
               caption: str | None = None, max_height: int = 640) -> FilmView:
-    """Draw one film, zoomable and pannable (scroll, box zoom, drag; double-click or "Reset view"
-    shows the whole film, as does any change of picture), with its Grad-CAM ``heatmap`` ([0, 1],
-    any size) when given.
+    """Draw one film, zoomable and pannable (scroll, drag; double-click or "Reset view" shows the whole
+    film, as does any change of picture), with its Grad-CAM ``heatmap`` ([0, 1], any size) when given.
 
     ``image``: a prediction's display copy (``Prediction.film``) or another
     :class:`pneumo_core.imaging.core.LoadedImage` (window/level presets when it kept raw 12/16-bit
@@ -170,11 +187,12 @@ def show_film(image, heatmap: np.ndarray | None = None, *, key: str, controls: b
     if heatmap is None:
         view = FilmView(view.window, False, view.opacity)
     rgb = compose_film(image, heatmap, view)
-    # a new revision on "Reset view" makes Plotly drop the user's zoom even when the picture is unchanged
+    if controls:  # room for the chart's hover toolbar, which would otherwise cover "Reset view"
+        st.space("small")
+    # a new revision on "Reset view" redraws the chart, dropping the user's zoom even when the picture is unchanged
     revision = f"{key}:{st.session_state.get(f'{key}-revision', 0)}"
-    fig = film_figure(encode_jpeg(rgb), rgb.shape[1], rgb.shape[0], title=title, revision=revision,
-                      max_height=max_height)
-    st.plotly_chart(fig, width="stretch", theme=None, key=f"{key}-figure", config=VIEWER_CONFIG)
+    plot(film_figure(encode_jpeg(rgb), rgb.shape[1], rgb.shape[0], title=title, revision=revision,
+                     max_height=max_height), key=f"{key}-figure")
     notes = []
     if view.window is not None:
         # a window's name can come from the DICOM header (Window Center & Width Explanation)

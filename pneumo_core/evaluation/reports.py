@@ -261,17 +261,6 @@ def pr_curve(rep: VariantReport) -> pd.DataFrame:
     return out
 
 
-def calibration(rep: VariantReport, bins: int = 10) -> pd.DataFrame:
-    """Reliability table: mean predicted P(pneumonia) vs observed pneumonia rate in equal-width bins."""
-    df = rep.test_predictions
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(df["p_pneumonia"], edges[1:-1]), 0, bins - 1)
-    g = df.assign(bin=idx).groupby("bin")
-    out = pd.DataFrame({"mean_predicted": g["p_pneumonia"].mean(), "observed": g["label"].mean(),
-                        "n": g.size()}).reset_index()
-    return out
-
-
 def test_examples(root: str | Path, per_class: int = 4) -> pd.DataFrame:
     """A few images of each class from ``root/test`` (deterministic choice and order) with their
     true labels, each named "Example k"."""

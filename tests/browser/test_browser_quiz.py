@@ -148,7 +148,7 @@ def test_two_readers_at_once_then_the_class_view(browser_ready, tmp_path, monkey
                     assert "truth" not in shown.replace("The truth, the model's reading", "")
                     html = page.content()  # the whole page, hidden parts included
                     assert "truth NORMAL" not in html and "truth PNEUMONIA" not in html and "Film by film" not in html
-                    assert page.locator('[data-testid="stPlotlyChart"]').count() == 0
+                    assert page.locator('[data-testid="stVegaLiteChart"]').count() == 0
                     if attempt == 0:
                         page.reload()
             bea.screenshot(path=str(ARTIFACTS / "quiz_key_withheld.png"))

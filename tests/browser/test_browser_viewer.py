@@ -3,13 +3,16 @@ on a 12-bit DX DICOM made from a test-split film, with its Grad-CAM heatmap from
 fine-tuned model, driven by headless Debian Chromium (Playwright).
 
 Checks what the user sees change: a window preset, the overlay toggle and the opacity each change
-the picture Plotly draws (its image data), zooming through Plotly's modebar and the scroll wheel
-changes the axis range, and "Reset view" brings back the whole film and the first picture.
-Screenshots go to ``test-artifacts/``.
+the picture Vega-Lite draws (its image data); the film is drawn whole with its aspect ratio; the scroll
+wheel zooms and a drag pans (where the film's ``<image>`` lies on screen changes, the picture does not);
+a rerun by an unrelated widget keeps the zoom; a double-click, then "Reset view", bring back the whole
+film, the latter also the first picture. Screenshots go to ``test-artifacts/``.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import os
 import subprocess
 import sys
@@ -30,13 +33,17 @@ HARNESS = "tests/helpers/harness/viewer_page.py"
 CHROMIUM = os.environ.get("PNEUMO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
-IMAGE_JS = """() => { const im = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot image');
-  return im ? (im.getAttribute('href') || im.getAttribute('xlink:href')) : null; }"""
-RANGE_JS = """() => { const plot = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
-  return plot && plot._fullLayout ? [plot._fullLayout.xaxis.range, plot._fullLayout.yaxis.range] : null; }"""
-IDLE_JS = """() => { const main = document.querySelector('[data-testid="stMain"]');
+CHART = '[data-testid="stVegaLiteChart"]'
+IMAGE_JS = f"""() => {{ const im = document.querySelector('{CHART} svg image');
+  return im ? (im.getAttribute('href') || im.getAttribute('xlink:href')) : null; }}"""
+# where the film's <image> lies and the plot area it is clipped to, on screen: [x, y, width, height] each
+PLACE_JS = f"""() => {{ const im = document.querySelector('{CHART} svg image');
+  const clip = document.querySelector('{CHART} svg .role-frame.root > g > path.background');
+  const box = e => {{ const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; }};
+  return im && clip ? [box(im), box(clip)] : null; }}"""
+IDLE_JS = f"""() => {{ const main = document.querySelector('[data-testid="stMain"]');
   return main && main.querySelector('h1') && !document.querySelector('[data-testid="stStatusWidget"]')
-    && !main.querySelector('[data-stale="true"]') && main.querySelector('.js-plotly-plot image'); }"""
+    && !main.querySelector('[data-stale="true"]') && main.querySelector('{CHART} svg image'); }}"""
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +108,7 @@ def viewer_server(dicom: Path, heatmap: Path):
 
 
 def settle(page) -> None:
-    """Wait until Streamlit finished the run and Plotly drew the film (checked twice)."""
+    """Wait until Streamlit finished the run and Vega-Lite drew the film (checked twice)."""
     for _ in range(2):
         page.wait_for_timeout(600)
         page.wait_for_function(IDLE_JS, timeout=120_000)
@@ -109,15 +116,34 @@ def settle(page) -> None:
 
 
 def picture(page) -> str:
-    """A digest of the image data Plotly draws."""
+    """A digest of the image data Vega-Lite draws."""
     source = page.evaluate(IMAGE_JS)
     assert source and source.startswith("data:image/jpeg;base64,"), source and source[:40]
     return hashlib.sha256(source.encode()).hexdigest()
 
 
-def x_span(page) -> float:
-    (x_lo, x_hi), _ = page.evaluate(RANGE_JS)
-    return abs(x_hi - x_lo)
+def picture_size(page) -> tuple[int, int]:
+    """(width, height) in pixels of the JPEG the chart draws."""
+    from PIL import Image
+
+    source = page.evaluate(IMAGE_JS)
+    with Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))) as img:
+        return img.size
+
+
+def placed(page) -> list[float]:
+    """Where the film's image lies on screen: [x, y, width, height]."""
+    return page.evaluate(PLACE_JS)[0]
+
+
+def plot_area(page) -> list[float]:
+    """The plot area the film is clipped to, on screen: [x, y, width, height]."""
+    return page.evaluate(PLACE_JS)[1]
+
+
+def middle(page) -> tuple[float, float]:
+    x, y, w, h = plot_area(page)
+    return x + w / 2, y + h / 2
 
 
 def changed(page, before: str, action, what: str) -> str:
@@ -135,13 +161,58 @@ def test_viewer_window_overlay_opacity_zoom_and_reset(browser_ready, film_and_he
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1000})
-            errors = []
+            errors = []  # JavaScript errors, and Vega's (logged to the console)
             page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: msg.type == "error" and not msg.text.startswith("Failed to load resource")
+                    and errors.append(msg.text))
             page.goto(url)
             settle(page)
             assert page.get_by_text("not a lesion outline").first.is_visible()
-            full = x_span(page)
             first = shown = picture(page)
+            full = placed(page)
+            # the whole film, centred, undistorted: it fills the plot area's width or its height
+            (x, y, w, h), (ax, ay, aw, ah) = full, plot_area(page)
+            film_w, film_h = picture_size(page)
+            assert w / h == pytest.approx(film_w / film_h, rel=0.01)
+            assert x >= ax - 0.5 and y >= ay - 0.5 and x + w <= ax + aw + 0.5 and y + h <= ay + ah + 0.5
+            assert min(aw - w, ah - h) < 1 and abs((x - ax) - (ax + aw - x - w)) < 1
+
+            # zoom and pan happen in the browser: no rerun, the same picture, another part of it shown
+            centre = middle(page)
+            page.mouse.move(*centre)
+            page.mouse.wheel(0, -400)
+            page.wait_for_timeout(800)
+            zoomed = placed(page)
+            assert zoomed[2] > 1.3 * w and zoomed[3] > 1.3 * h and picture(page) == shown, (zoomed, full)
+            page.mouse.move(*centre)
+            page.mouse.down()
+            page.mouse.move(centre[0] + 80, centre[1] + 40, steps=8)
+            page.mouse.up()
+            page.wait_for_timeout(800)
+            panned = placed(page)
+            assert [panned[0] - zoomed[0], panned[1] - zoomed[1]] == pytest.approx([80, 40], abs=2)
+            assert panned[2:] == pytest.approx(zoomed[2:]) and picture(page) == shown
+            page.screenshot(path=str(ARTIFACTS / "browser_viewer_zoomed.png"), full_page=True)
+
+            # a rerun that leaves the picture as it was keeps the zoom and pan
+            page.get_by_text("A widget unrelated to the viewer").click()
+            settle(page)
+            assert picture(page) == shown and placed(page) == pytest.approx(panned, abs=0.5)
+
+            # double-click: the whole film again
+            centre = middle(page)
+            page.mouse.dblclick(*centre)
+            page.wait_for_timeout(800)
+            assert placed(page) == pytest.approx(full, abs=0.5)
+
+            # "Reset view" with the picture unchanged (defaults already): the chart's new revision drops the zoom
+            page.mouse.move(*centre)
+            page.mouse.wheel(0, -400)
+            page.wait_for_timeout(800)
+            assert placed(page)[2] > 1.3 * w
+            page.get_by_role("button", name="Reset view").click()
+            settle(page)
+            assert picture(page) == first and placed(page) == pytest.approx(full, abs=0.5)
 
             # window/level: the presets of a 12-bit film, each a different picture
             def pick(name):
@@ -165,22 +236,14 @@ def test_viewer_window_overlay_opacity_zoom_and_reset(browser_ready, film_and_he
 
             shown = changed(page, shown, lambda: pick("full range"), "the full-range window")
 
-            # zoom: Plotly's modebar, then the scroll wheel (in the browser: no rerun, the picture stays)
-            page.locator('[data-testid="stPlotlyChart"]').first.hover()
-            page.locator('.modebar-btn[data-title="Zoom in"]').first.click()
-            page.wait_for_timeout(800)
-            zoomed = x_span(page)
-            assert zoomed < 0.75 * full, (zoomed, full)
-            box = page.locator('[data-testid="stPlotlyChart"] .js-plotly-plot').first.bounding_box()
-            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            # reset, zoomed in again: the whole film, and the first picture (as loaded, overlay on at 0.4)
+            centre = middle(page)
+            page.mouse.move(*centre)
             page.mouse.wheel(0, -400)
             page.wait_for_timeout(800)
-            assert x_span(page) < zoomed and picture(page) == shown
-            page.screenshot(path=str(ARTIFACTS / "browser_viewer_zoomed.png"), full_page=True)
-
-            # reset: the whole film, and the first picture again (as loaded, overlay on at 0.4)
+            assert placed(page)[2] > 1.3 * w
             changed(page, shown, lambda: page.get_by_role("button", name="Reset view").click(), "Reset view")
-            assert picture(page) == first and x_span(page) == pytest.approx(full, rel=1e-6)
+            assert picture(page) == first and placed(page) == pytest.approx(full, abs=0.5)
             assert page.get_by_text("not a lesion outline").first.is_visible()
             assert "Traceback" not in page.content()
             assert not errors, errors

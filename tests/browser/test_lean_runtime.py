@@ -43,6 +43,23 @@ def test_the_lean_venv_has_no_tensorflow(lean_python):
     assert "requirements-train.txt" in training.stderr and "Traceback" not in training.stderr
 
 
+#: The issue's bound on the runtime venv's site-packages (docs/benchmarks.md, "Install size").
+RUNTIME_MB = 600
+
+
+def test_the_lean_venv_fits_in_600_mb_even_fully_compiled(lean_python):
+    """``make`` installs the runtime with ``--no-compile``; a plain ``pip install -r requirements.txt`` writes bytecode
+    for every module. Compiling all of site-packages here makes the venv as large as that, then it must still fit."""
+    where = run_lean(lean_python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    site = Path(where.stdout.strip())
+    assert site.is_dir(), where.stderr
+    run_lean(lean_python, "-m", "compileall", "-q", "-j", "0", str(site))  # a few test files of packages fail: fine
+    assert next(site.glob("pandas/core/__pycache__/frame.*.pyc"), None), "compileall wrote no bytecode"
+    size = sum(f.stat().st_size for f in site.rglob("*") if f.is_file() and not f.is_symlink())
+    assert size <= RUNTIME_MB * 2**20, f"runtime site-packages {size / 2**20:.0f} MB > {RUNTIME_MB} MB"
+    assert not (site / "plotly").exists() and not (site / "tensorflow").exists()
+
+
 def test_lean_predict_gives_the_saved_scores_of_the_bundled_films(lean_python):
     saved = pd.read_csv(EXAMPLES / "examples.csv").set_index("file")
     films = sorted(str(p.relative_to(ROOT)) for p in EXAMPLES.glob("*.jpeg"))

@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
 EXAMPLES = ROOT / "assets" / "examples"
 WAIT_MS = 180_000
+CHART = '[data-testid="stVegaLiteChart"]'  # st.altair_chart's container
 pytestmark = pytest.mark.slow
 
 
@@ -127,11 +128,14 @@ def test_reads_a_reload_a_second_reader_and_an_adoption_shown_on_analyse(tmp_pat
             assert f"Sensitivity {expected['at_active']['sensitivity']:.3f}" in text
             assert f"Sensitivity {expected['at_proposed']['sensitivity']:.3f}" in text
             # ROC with readers, the recalibration from reads (20 films a class reached), drift
-            ada.locator('[data-testid="stPlotlyChart"]').nth(2).wait_for(timeout=WAIT_MS)
-            assert ada.locator('[data-testid="stPlotlyChart"]').count() == 3
+            charts = ada.locator(CHART)
+            charts.nth(2).locator("svg .mark-symbol path").first.wait_for(timeout=WAIT_MS)  # drawn, not just placed
+            assert charts.count() == 3
+            for i in range(3):  # each chart has drawn marks (a Vega error leaves an empty view)
+                assert charts.nth(i).locator("svg .mark-symbol path, svg .mark-line path").count() > 0, i
             # dr a against the others: Example 1 NORMAL by dr b and dr c (dr a wrong), Example 2 PNEUMONIA by dr c
             point = "dr a: sensitivity 1.000, specificity 0.000 (2 films)"
-            assert ada.locator(".legendtext", has_text=point).count() == 1
+            assert charts.first.locator("svg .role-legend-label text", has_text=point).count() == 1
             ada.get_by_text("Make ", exact=False).first.click()  # the confirmation box
             ada.get_by_role("button", name="Adopt the proposed threshold").click()
             ada.get_by_text(f"Adopted {proposed:.3f}", exact=False).wait_for(timeout=WAIT_MS)

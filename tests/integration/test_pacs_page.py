@@ -149,9 +149,13 @@ def test_search_retrieve_score_and_store_against_orthanc(page, orthanc, films_on
     assert sorted(scored["label"]) == sorted(wanted)  # every frontal film scored like its clean source
     (problem,) = refused["problem"]  # the lateral: its own reason, and the others went on
     assert "View Position LATERAL" in problem and list(refused["label"]) == ["-"]
-    assert len(at.get("plotly_chart")) == 3  # each scored film in the viewer, with its heatmap caption
+    from tests.helpers.charts import charts
+
+    viewers = charts(at)  # each scored film in the viewer (an image mark), with its heatmap caption
+    assert [c.spec["mark"]["type"] for c in viewers] == ["image"] * 3
     assert "not a lesion outline" in page_text(at)
-    no_identifiers(page_text(at), *films_on_pacs, *(sop for films in films_on_pacs.values() for sop, _ in films))
+    shown = " ".join([page_text(at), *(c.title for c in viewers)])
+    no_identifiers(shown, *films_on_pacs, *(sop for films in films_on_pacs.values() for sop, _ in films))
 
     at = click(at, "Store results to PACS")
     assert not at.exception and not at.error, page_text(at)

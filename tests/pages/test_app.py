@@ -145,25 +145,45 @@ def test_compare_page_shows_both_models_with_cis():
         m = json.loads((MODELS / "reports" / v / "metrics.json").read_text())["at_threshold"]
         lo, hi = m["ci95"]["auc"]
         assert wide.loc["ROC AUC", name] == f"{m['auc']:.3f} [{lo:.3f}, {hi:.3f}]"
-    charts = at.get("plotly_chart")
+    from pneumo_core.evaluation.reports import METRIC_SHORT, load_reports, short_name
+    from tests.helpers.charts import chart_titled, charts
+
     souped = [v for v in ("finetuned", "frozen")
               if {"soup", "ensemble"} & set(json.loads((MODELS / "reports" / v / "training.json").read_text()))]
     curves = [v for v in ("finetuned", "frozen") if (MODELS / "reports" / v / "history_head.csv").is_file()]
-    # metrics bars + one training-curve figure per model with a history; a soup also lists its runs
-    assert len(charts) == 1 + len(curves)
+    # metrics bars + one training-curve chart per model with a history; a soup also lists its runs
+    assert len(charts(at)) == 1 + len(curves)
     if souped:
         members = [df.value for df in at.dataframe if "in model" in getattr(df.value, "columns", [])]
         assert len(members) == len(souped) and (members[0]["in model"] == "yes").any()
-    bar = json.loads(charts[0].proto.spec)
-    thresholds = {v: json.loads((MODELS / "reports" / v / "metrics.json").read_text())["at_threshold"]["threshold"]
-                  for v in ("finetuned", "frozen")}
-    assert {t["name"] for t in bar["data"]} == {f"fine-tuned at {thresholds['finetuned']:.3f}",
-                                                f"frozen at {thresholds['frozen']:.3f}"}
-    assert all("error_y" in t for t in bar["data"])
-    # switching the basis to 0.5 changes the numbers to metrics.json's "at_0.5"
+
+    def assert_bars_are(which: str, basis: str) -> None:
+        """Each model's bar and 95% CI equal metrics.json's block ``which``; the title says the basis."""
+        bar = chart_titled(at, "Test metrics, 95% CIs")
+        assert basis in bar.title and "official Kermany test split" in bar.title
+        rows = bar.rows().set_index(["series", "metric"])
+        for v in ("finetuned", "frozen"):
+            block = json.loads((MODELS / "reports" / v / "metrics.json").read_text())[which]
+            series = f"{short_name(v)} at {block['threshold']:.3f}"
+            for metric, short in METRIC_SHORT.items():
+                shown = rows.loc[(series, short), ["value", "ci_lo", "ci_hi"]]
+                assert list(shown) == pytest.approx([block[metric], *block["ci95"][metric]])
+        assert len(rows) == 2 * len(METRIC_SHORT)
+        (whiskers,) = [layer for layer in bar.spec["layer"] if layer["mark"]["type"] == "errorbar"]
+        assert (whiskers["encoding"]["y"]["field"], whiskers["encoding"]["y2"]["field"]) == ("ci_lo", "ci_hi")
+
+    assert_bars_are("at_threshold", "at each model's validation-chosen threshold")
+    for v in curves:  # the training curves are the history's epochs
+        rep = load_reports(MODELS)[v]
+        history = chart_titled(at, f"Training curves: {rep.name}").rows()
+        training = history[history["split"] == "training"].sort_values("epoch")
+        assert list(training["loss"]) == pytest.approx(list(rep.history["loss"]))
+        assert list(history.loc[history["split"] == "validation", "auc"]) == pytest.approx(list(rep.history["val_auc"]))
+    # switching the basis to 0.5 changes the numbers to metrics.json's "at_0.5", in the table and the chart
     at.radio(key="compare_basis").set_value("threshold 0.5 for both").run()
     m05 = json.loads((MODELS / "reports" / "frozen" / "metrics.json").read_text())["at_0.5"]
     assert at.dataframe[0].value.loc["Accuracy", "Frozen MobileNetV2 (head only)"].startswith(f"{m05['accuracy']:.3f}")
+    assert_bars_are("at_0.5", "at threshold 0.5 for both")
 
 
 def test_roc_page_confusion_follows_threshold():
@@ -171,35 +191,49 @@ def test_roc_page_confusion_follows_threshold():
     import pandas as pd
 
     from pneumo_core.evaluation.metrics import metrics_at
+    from tests.helpers.charts import chart_titled
 
     at = open_page("app_pages/roc.py")
     assert_healthy(at)
     preds = pd.read_csv(MODELS / "reports" / "frozen" / "test_predictions.csv")
 
-    def cm_annotations(at):
-        specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-        return [s for s in specs if s["layout"].get("title", {}).get("text", "").startswith("Confusion matrix: frozen")]
-
+    classes = ["NORMAL", "PNEUMONIA"]
     for t in (0.2, 0.9):
         at.slider(key="thr_frozen").set_value(t).run()
         assert_healthy(at)
         expected = metrics_at(preds["label"], preds["p_pneumonia"], t)["confusion_matrix"]
-        (spec,) = cm_annotations(at)
-        texts = [a["text"] for a in spec["layout"]["annotations"]]
-        counts = [int(x.split("</b>")[0].replace("<b>", "")) for x in texts]
-        assert counts == [expected[0][0], expected[0][1], expected[1][0], expected[1][1]]
-        assert f"threshold {t:.3f}" in spec["layout"]["title"]["text"]
+        matrix = chart_titled(at, "Confusion matrix: frozen")
+        cells = matrix.rows().set_index(["true", "predicted"])
+        assert [[cells.loc[(a, b), "count"] for b in classes] for a in classes] == expected
+        for a in classes:  # each cell's rate is its share of the true class
+            assert [cells.loc[(a, b), "rate"] for b in classes] == pytest.approx(
+                [n / sum(expected[classes.index(a)]) for n in expected[classes.index(a)]])
+        assert f"threshold {t:.3f}" in matrix.title
+        heat = matrix.spec["layer"][0]["encoding"]
+        assert heat["y"]["sort"] == heat["x"]["sort"] == classes  # true NORMAL on the top row, as in the caption
         assert at.selectbox(key="op_frozen").value == "custom (slider)"
     # a preset moves the slider to its validation threshold
     training = json.loads((MODELS / "reports" / "frozen" / "training.json").read_text())
     at.selectbox(key="op_frozen").set_value("0.5").run()
     assert at.slider(key="thr_frozen").value == pytest.approx(training["operating_points"]["0.5"]["threshold"])
-    roc = [json.loads(c.proto.spec) for c in at.get("plotly_chart")
-           if json.loads(c.proto.spec)["layout"]["title"]["text"].startswith("ROC curves")]
-    assert len(roc) == 1
-    names = [t["name"] for t in roc[0]["data"]]
+    roc = chart_titled(at, "ROC curves on the test split")
+    curves = roc.spec["layer"][0]["layer"][-1]["encoding"]  # equal units on both axes: a square plot, in pixels
+    side = {"expr": "min(width, height)"}
+    assert curves["x"]["scale"]["range"] == [0, side]
+    assert curves["y"]["scale"]["range"] == [{"expr": "height"}, {"expr": "height - min(width, height)"}]
+    assert curves["x"]["scale"]["domain"] == curves["y"]["scale"]["domain"]
+    assert "markers = current thresholds:" in roc.title and "frozen 0.500" in roc.title
+    rows = roc.rows()
+    names = set(rows["curve"].dropna())
+    assert "chance" in names
     assert any(n.startswith("fine-tuned (AUC 0.9") for n in names) and any(n.startswith("frozen (AUC") for n in names)
-    assert "frozen at 0.500" in names
+    (frozen_name,) = [n for n in names if n.startswith("frozen (AUC")]
+    drawn = rows[rows["curve"] == frozen_name].sort_values("order")[["fpr", "tpr", "threshold"]]
+    saved = pd.read_csv(MODELS / "reports" / "frozen" / "roc_curve.csv")[["fpr", "tpr", "threshold"]]
+    assert np.allclose(drawn.to_numpy(float), saved.to_numpy(float))  # the report's curve, point for point
+    at_05 = metrics_at(preds["label"], preds["p_pneumonia"], 0.5)
+    (marker,) = rows[rows["marker"] == "frozen at 0.500"].itertuples()
+    assert (marker.fpr, marker.tpr) == pytest.approx((1 - at_05["specificity"], at_05["recall"]))
 
 
 # ---------------------------------------------------------------------------- Analyse X-rays
@@ -513,20 +547,26 @@ def test_pages_hold_no_model_or_metric_logic():
 def test_a_study_opens_in_the_viewer_with_window_presets_for_a_12_bit_dicom(test_normal):
     """The viewer is drawn only on request; a 12-bit DICOM upload keeps its raw values, so the
     viewer offers window/level presets, and a JPEG upload none."""
+    from tests.helpers.charts import charts
     from tests.helpers.dicom_files import dx_film, grey
 
     at = open_page("app_pages/analyse.py")
     at = upload(at, [("film.dcm", dx_film(grey(test_normal)), "application/dicom"),
                      ("film.jpeg", test_normal.read_bytes(), "image/jpeg")])
     assert_healthy(at)
-    assert not at.get("plotly_chart"), "no viewer until asked for: it would cost an encode on every rerun"
+    assert not charts(at), "no viewer until asked for: it would cost an encode on every rerun"
     toggles = [t for t in at.toggle if t.key.startswith("viewer_")]
     assert len(toggles) == 2 and "window/level" in toggles[0].label and "window/level" not in toggles[1].label
     for toggle in toggles:
         toggle.set_value(True)
     at.run()
     assert_healthy(at)
-    assert len(at.get("plotly_chart")) == 2
+    films = charts(at)  # each an image mark over its film's JPEG (one data URI), zoomable and pannable
+    assert [c.spec["mark"]["type"] for c in films] == ["image", "image"]
+    assert all(c.spec["params"][0]["bind"] == "scales" for c in films)
+    for chart in films:
+        (row,) = chart.frames["film"].to_dict("records")
+        assert row["url"].startswith("data:image/jpeg;base64,") and row["right"] > 0 and row["bottom"] > 0
     windows = [box for box in at.selectbox if "indow" in box.label]  # only the DICOM has values to re-window
     assert [box.key for box in windows] == ["film_upload_0-window"] and len(windows[0].options) > 1
     assert any("not a lesion outline" in c.value for c in at.caption)

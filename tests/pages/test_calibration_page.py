@@ -16,6 +16,7 @@ import pytest
 from pneumo_core.site.calibration import Calibration, calibration_figures, expected_calibration_error, log_loss
 from pneumo_core.site.validation import MIN_READS_PER_CLASS, site_recalibration
 from pneumo_core.storage.reads import film_truths
+from tests.helpers.charts import Chart, chart_titled, charts
 from tests.pages import test_site_page as site_tests
 from tests.pages.test_model_errors import frozen_only
 from tests.pages.test_site_page import EXAMPLES, TABLE, healthy, open_page, seed_reads, stored, texts
@@ -40,18 +41,21 @@ def upload(at, files: list[str]):
     return at
 
 
-def figure(at, title: str) -> dict:
-    (spec,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if title in c.proto.spec]
-    return spec
+def reliability_panels(chart: Chart) -> list[tuple[str, list[tuple[list, list, list]]]]:
+    """(panel title, [(x, y, n) of the raw score, (x, y, n) of the calibrated score]) of each panel, left to right,
+    read from the data each panel draws (Streamlit sends it as named datasets beside the spec)."""
+    panels = []
+    for view in chart.spec["hconcat"]:
+        (layer,) = [layer for layer in view["layer"] if "n" in chart.frames[layer["data"]["name"]]]  # not the diagonal
+        assert "n" in [tip["field"] for tip in layer["encoding"]["tooltip"]], "each bin's film count in its tooltip"
+        bins = chart.frames[layer["data"]["name"]]
+        panels.append((view["title"], [(list(g["mean_p"]), list(g["observed"]), list(g["n"]))
+                                       for g in (bins[bins["score"] == s] for s in ("raw score", "calibrated score"))]))
+    return panels
 
 
-def reliability_traces(spec: dict) -> list[tuple[list, list]]:
-    """(x, y) of each raw or calibrated trace, in drawing order (panel by panel, raw before calibrated)."""
-    return [(t["x"], t["y"]) for t in spec["data"] if t.get("name") in ("raw score", "calibrated score")]
-
-
-def bins_xy(bins: list[dict]) -> tuple[list, list]:
-    return [b["mean_p"] for b in bins], [b["observed"] for b in bins]
+def bins_xyn(bins: list[dict]) -> tuple[list, list, list]:
+    return [b["mean_p"] for b in bins], [b["observed"] for b in bins], [b["n"] for b in bins]
 
 
 # ---------------------------------------------------------------------------- Analyse
@@ -99,7 +103,8 @@ def test_without_a_readable_calibration_file_the_raw_score_stands_alone(tmp_path
     at.switch_page(ROC).run()
     healthy(at)
     assert any(c.endswith(f": no reliability diagram, {why}.") for c in texts(at, "caption")), texts(at, "caption")
-    assert not [c for c in at.get("plotly_chart") if "Calibration (reliability)" in c.proto.spec]
+    assert chart_titled(at, "ROC curves on the test split")  # the page drew its charts, this one only is missing
+    assert not [c for c in charts(at) if "Calibration (reliability)" in c.title]
 
 
 # ---------------------------------------------------------------------------- ROC
@@ -116,15 +121,13 @@ def test_the_roc_page_draws_each_models_reliability_diagrams_from_its_calibratio
         assert (f"test {test['ece_raw']:.3f} raw, {test['ece_calibrated']:.3f} calibrated ({test['n']} films, "
                 "reported only, never fitted on)") in caption
         assert f"reports/{variant}/calibration.json" in caption
-        spec = figure(at, f"Calibration (reliability): {rep.name}")
-        assert reliability_traces(spec) == [bins_xy(validation["reliability_raw"]),
-                                            bins_xy(validation["reliability_calibrated"]),
-                                            bins_xy(test["reliability_raw"]), bins_xy(test["reliability_calibrated"])]
-        titles = [a["text"] for a in spec["layout"]["annotations"]]
-        assert titles == [f"Validation (fitted on), {validation['n']} films",
-                          f"Test (reported only), {test['n']} films"]
-        title = spec["layout"]["title"]["text"].replace("</sup><br><sup>", " ")  # the subtitle, unwrapped
-        assert f"temperature {calibration.temperature:.2f}, offset {calibration.bias:+.2f}" in title
+        chart = chart_titled(at, f"Calibration (reliability): {rep.name}")
+        assert reliability_panels(chart) == [
+            (f"Validation (fitted on), {validation['n']} films",
+             [bins_xyn(validation["reliability_raw"]), bins_xyn(validation["reliability_calibrated"])]),
+            (f"Test (reported only), {test['n']} films",
+             [bins_xyn(test["reliability_raw"]), bins_xyn(test["reliability_calibrated"])])]
+        assert f"temperature {calibration.temperature:.2f}, offset {calibration.bias:+.2f}" in chart.title
 
 
 # ---------------------------------------------------------------------------- Your site
@@ -137,7 +140,7 @@ def test_site_recalibration_waits_for_the_minimum_then_shows_figures_of_the_stor
     (told,) = [i for i in texts(at, "info") if i.startswith("Not yet: a recalibration")]
     assert told == (f"Not yet: a recalibration from this site's reads needs {MIN_READS_PER_CLASS} films of each class "
                     f"({MIN_READS_PER_CLASS - 3} NORMAL and {MIN_READS_PER_CLASS} PNEUMONIA now): 3 more NORMAL.")
-    assert not [c for c in at.get("plotly_chart") if "Recalibration from this site" in c.proto.spec]
+    assert not [c for c in charts(at) if "Recalibration from this site" in c.title]
 
     seed_reads(db_url, scored, "dr a", files=set(normal[-3:]))
     at = open_page(SITE)
@@ -154,8 +157,8 @@ def test_site_recalibration_waits_for_the_minimum_then_shows_figures_of_the_stor
     assert table.loc["recalibrated on these reads", "log-loss"] == f"{expected['log_loss_calibrated']:.3f}"
     assert table.loc["calibrated on validation (shipped)", "ECE"] == f"{expected_calibration_error(y, shipped):.3f}"
     assert table.loc["calibrated on validation (shipped)", "log-loss"] == f"{log_loss(y, shipped):.3f}"
-    spec = figure(at, "Recalibration from this site")
-    assert reliability_traces(spec) == [bins_xy(expected["reliability_raw"]),
-                                        bins_xy(expected["reliability_calibrated"])]
+    assert reliability_panels(chart_titled(at, "Recalibration from this site")) == [
+        (f"This site's reads, {len(y)} films",
+         [bins_xyn(expected["reliability_raw"]), bins_xyn(expected["reliability_calibrated"])])]
     assert any(f"fitted on the site's {len(y)} films with a class and shown on the same films" in c
                and f"temperature {refit.temperature:.2f}" in c for c in texts(at, "caption"))

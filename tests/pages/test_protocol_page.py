@@ -15,7 +15,9 @@ import pytest
 from pneumo_core.datasets.protocols import PROTOCOLS
 from pneumo_core.evaluation import protocol_markdown as markdown
 from pneumo_core.evaluation import protocol_results as results
+from tests.helpers.charts import Chart, charts
 from tests.helpers.support import require
+from ui.protocol_figures import WRITEUP_LABEL
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGE = "app_pages/protocols.py"
@@ -56,21 +58,22 @@ def render(**session) -> "AppTest":  # noqa: F821
     return at
 
 
-def chart(at) -> dict:
-    charts = at.get("plotly_chart")
-    assert len(charts) == 1, f"expected the one protocol chart, found {len(charts)}"
-    return json.loads(charts[0].proto.spec)
+def chart(at) -> Chart:
+    drawn = charts(at)
+    assert len(drawn) == 1, f"expected the one protocol chart, found {len(drawn)}"
+    return drawn[0]
 
 
-def point(spec: dict, protocol: str, variant: str) -> tuple[float, float, float] | None:
+def point(drawn: Chart, protocol: str, variant: str) -> tuple[float, float, float] | None:
     """(y, +error, -error) of ``variant``'s point in ``protocol``'s slot of the chart, or None."""
-    x = PROTOCOLS.index(protocol) + (-0.15 if variant == "frozen" else 0.15)
-    name = f"{results.VARIANT_NAMES[variant]} (this project)"
-    for trace in spec["data"]:
-        if trace.get("name") == name and x in [round(v, 6) for v in trace["x"]]:
-            i = [round(v, 6) for v in trace["x"]].index(round(x, 6))
-            return trace["y"][i], trace["error_y"]["array"][i], trace["error_y"]["arrayminus"][i]
-    return None
+    rows = drawn.rows()
+    if "value" not in rows:
+        return None
+    found = rows[(rows.slot == results.PROTOCOL_NAMES[protocol]) & rows.value.notna()
+                 & (rows.series == f"{results.VARIANT_NAMES[variant]} (this project)")].drop_duplicates()
+    assert len(found) <= 1, found
+    return None if found.empty else (found.value.iloc[0], found.hi.iloc[0] - found.value.iloc[0],
+                                     found.value.iloc[0] - found.lo.iloc[0])
 
 
 def fake_report(root: Path, protocol: str, variant: str, accuracy: float, half: float = 0.01, **training) -> None:
@@ -99,20 +102,25 @@ def test_page_renders_from_the_report_files_without_the_dataset(no_dataset):
     at = render()
     assert any("not a diagnostic device" in w.value for w in at.warning), "research/teaching disclaimer missing"
     assert at.title[0].value.startswith("Why results differ")
-    spec = chart(at)
+    drawn = chart(at)
     for protocol, variant in evaluated:
-        assert point(spec, protocol, variant) is not None, f"{protocol}/{variant} evaluated but not drawn"
-    names = {t["name"] for t in spec["data"]}
-    assert {"frozen (head only) (write-up)", "fine-tuned (write-up)"} <= names, names
-    writeup = [t for t in spec["data"] if t["name"] == "fine-tuned (write-up)"][0]
-    assert writeup["y"][0] == pytest.approx(96.59)
+        assert point(drawn, protocol, variant) is not None, f"{protocol}/{variant} evaluated but not drawn"
+    rows = drawn.rows().dropna(subset=["value"]).drop_duplicates()
+    writeup = rows[rows.slot == WRITEUP_LABEL].set_index("series")
+    assert set(writeup.index) == {"frozen (head only) (write-up)", "fine-tuned (write-up)"}, writeup
+    assert writeup.loc["fine-tuned (write-up)", "value"] == pytest.approx(96.59)
+    assert writeup.loc["frozen (head only) (write-up)", "value"] == pytest.approx(87.20)
+    assert writeup.lo.isna().all()  # the write-up reported no interval
     pending = [i.value for i in at.info if PENDING in i.value]
     assert len(pending) == 6 - len(evaluated), pending
     # every metric of the chart renders, at both bases
     for metric in ("AUC", "sensitivity", "specificity"):
         at.selectbox(key="protocol_metric").set_value(metric).run()
         assert not at.exception, metric
-        assert chart(at)["layout"]["title"]["text"].startswith(metric.capitalize())
+        drawn = chart(at)
+        assert drawn.spec["title"]["text"].startswith(f"{metric[0].upper()}{metric[1:]} by protocol")
+        if metric != "AUC":  # the write-up reported accuracy and AUC only: its slot says so
+            assert f"write-up: no {metric} reported" in drawn.rows().note.tolist()
 
 
 def test_displayed_figures_match_metrics_json(no_dataset):
@@ -192,7 +200,11 @@ def test_missing_or_unreadable_report_is_shown_as_pending(no_dataset, tmp_path, 
         label = f"{results.PROTOCOL_NAMES[protocol].capitalize()}, {results.VARIANT_NAMES[variant]}: {PENDING}"
         assert any(i.startswith(label) for i in infos), (label, infos)
         assert point(chart(at), protocol, variant) is None
-    assert any(a["text"] == "not evaluated yet" for a in chart(at)["layout"]["annotations"])
+    notes = chart(at).rows().dropna(subset=["note"])
+    missing = ((removed_p, removed_v), (broken_p, broken_v))
+    assert sorted(zip(notes.slot, notes.recipe)) == sorted(
+        (results.PROTOCOL_NAMES[p], results.VARIANT_NAMES[v]) for p, v in missing)
+    assert set(notes.note) == {"not evaluated yet"}
     # nothing at all evaluated: still a page, six pending notes
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -212,8 +224,9 @@ def test_page_with_all_six_reports_has_no_pending_note(no_dataset, tmp_path, mon
     monkeypatch.setenv("PNEUMO_PROTOCOLS_DIR", str(copy))
     at = render()
     assert not [i.value for i in at.info if PENDING in i.value]
-    spec = chart(at)
-    assert all(point(spec, p, v) is not None for p in PROTOCOLS for v in results.VARIANTS)
+    drawn = chart(at)
+    assert all(point(drawn, p, v) is not None for p in PROTOCOLS for v in results.VARIANTS)
+    assert "note" not in drawn.rows()  # nothing pending in the chart either
     words = " ".join(m.value for m in at.markdown)
     assert " pending" not in words.replace("every pending run", ""), words
     assert "Between this recipe's official figure and the write-up's 96.59 %" in words
@@ -343,10 +356,11 @@ def test_protocols_page_in_a_real_browser():
         shots.wait_page_idle(page)
         assert page.get_by_text("not a diagnostic device").first.is_visible()
         assert "Why results differ" in page.locator('[data-testid="stSidebarNav"]').inner_text()
-        chart_el = page.locator('[data-testid="stPlotlyChart"]').first
+        chart_el = page.locator('[data-testid="stVegaLiteChart"]').first
         chart_el.scroll_into_view_if_needed()
-        chart_el.locator(".main-svg").first.wait_for(timeout=60_000)
-        assert chart_el.locator(".scatterlayer .point").count() >= len(evaluated_runs()) + 2  # + the write-up
+        chart_el.locator("svg .mark-symbol path").first.wait_for(timeout=60_000)
+        # one symbol a drawn figure (+ the write-up's two) and four in the legend
+        assert chart_el.locator("svg .mark-symbol path").count() >= len(evaluated_runs()) + 2 + 4
         assert page.get_by_text(expected).first.is_visible(), expected
         assert page.get_by_text("96.59", exact=False).first.is_visible()
         page.screenshot(path=str(artifacts / "browser_protocols.png"), full_page=True)

@@ -11,7 +11,6 @@ stored answer. Hostile nicknames show as typed.
 """
 from __future__ import annotations
 
-import json
 import sqlite3
 import time
 from datetime import UTC, datetime
@@ -23,6 +22,7 @@ from sklearn.metrics import cohen_kappa_score, roc_auc_score
 from streamlit.testing.v1 import AppTest
 
 from pneumo_core.quiz.rules import QuizStore
+from tests.helpers.charts import chart_titled, charts
 from tests.helpers.support import require
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,9 +137,9 @@ def stored_answers(url: str, code: str, key: str):
         store.dispose()
 
 
-def chart_traces(at, key: str) -> dict:
-    chart = next(c for c in at.get("plotly_chart") if key in c.proto.id)
-    return {t.get("name", ""): t for t in json.loads(chart.proto.spec)["data"]}
+def film_titles(at) -> str:
+    """The titles of the charts on the page (the blind film's says which film it is)."""
+    return " ".join(c.title for c in charts(at))
 
 
 def plan(truth: list[str]) -> list[tuple[str, int]]:
@@ -164,8 +164,8 @@ def test_teacher_creates_reader_answers_blind_and_sees_own_point(db_url):
     for position in order:  # this reader's own order; each film keeps its number in the quiz
         label, confidence = given[position - 1]
         shown = " ".join([m.value for m in at.markdown] + [c.value for c in at.caption] + [t.value for t in at.text])
-        spec = " ".join(c.proto.spec for c in at.get("plotly_chart"))
-        assert f"Film {position} of 8" in spec and not at.metric and not at.dataframe  # no model output, no truth
+        spec = " ".join(c.text() for c in charts(at))
+        assert f"Film {position} of 8" in film_titles(at) and not at.metric and not at.dataframe  # no model output
         for name in films["key"]:
             assert name not in shown and name not in spec  # no file name anywhere
         answer(at, position, label, confidence)
@@ -174,7 +174,7 @@ def test_teacher_creates_reader_answers_blind_and_sees_own_point(db_url):
     assert at.info[0].value.startswith("Done: your 8 answers are saved. The truth, the model's reading")
     mine = at.dataframe[0].value
     assert list(mine.columns) == ["film", "answer", "confidence"] and list(mine["film"]) == list(order)
-    assert not at.metric and not at.get("plotly_chart") and "truth" not in mine.columns
+    assert not at.metric and not charts(at) and "truth" not in mine.columns
     again = open_page(token=token_of(at))  # a reload gives the same: nothing to read off
     assert not again.metric and list(again.dataframe[0].value["film"]) == list(order)
     teacher = open_class_view(code, key)
@@ -197,12 +197,15 @@ def test_teacher_creates_reader_answers_blind_and_sees_own_point(db_url):
     assert shown["Sensitivity"] == f"{sensitivity:.3f}" and shown["Specificity"] == f"{specificity:.3f}"
     assert shown["Your AUC"] == f"{auc:.3f}"
     assert shown["Kappa with the model"] == f"{kappa:.3f}"
-    traces = chart_traces(at, "quiz_result_chart")
-    you = next(t for name, t in traces.items() if name.startswith("you:"))
-    assert you["x"] == [pytest.approx(1 - specificity)] and you["y"] == [pytest.approx(sensitivity)]
-    assert any(name.startswith("model on these films") for name in traces)
-    assert "model, full test split" in traces and any(name.startswith("you, from your confidence") for name in traces)
-    title = json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"]
+    chart = chart_titled(at, "Your reading against")
+    points = chart.rows()
+    you = points[points["series"].str.startswith("you:")]
+    assert list(you["fpr"]) == [pytest.approx(1 - specificity)] and list(you["tpr"]) == [pytest.approx(sensitivity)]
+    series = set(points["series"])
+    assert any(name.startswith("model on these films") for name in series)
+    assert "model, full test split" in series and any(name.startswith("you, from your confidence") for name in series)
+    assert chart.spec["width"] == chart.spec["height"]  # square ROC axes
+    title = chart.title
     assert "Fine-tuned MobileNetV2" in title and f"quiz {code}: 8 films" in title and f"{threshold:.3f}" in title
     review = at.dataframe[0].value
     assert list(review["truth"]) == truth and list(review["your answer"]) == [a for a, _ in given]
@@ -237,7 +240,7 @@ def test_resume_from_the_token_in_the_url(db_url):
     again = open_page(token=token)  # a reload: a new session, only the URL is left
     assert [t.value for t in again.text] == ["Reading as: resumer"]
     assert "2 of 4 films answered" in again.get("progress")[0].proto.text
-    assert f"Film {order[2]} of 4" in again.get("plotly_chart")[0].proto.spec  # the same order as before
+    assert f"Film {order[2]} of 4" in film_titles(again)  # the same order as before
     answer(again, order[2], "NORMAL", 1)
     assert list(stored_answers(db_url, code, key)["position"]) == sorted(order[:3])
 
@@ -275,7 +278,7 @@ def test_a_second_different_answer_is_refused_and_the_first_kept(db_url):
     answer(other, first, "PNEUMONIA", 5)
     assert errors(other) == [f"Film {first} not saved: film {first} is already answered (NORMAL, confidence 3); an "
                              "answer cannot be changed"]
-    assert f"Film {second} of 2" in other.get("plotly_chart")[0].proto.spec  # moved on to the next film
+    assert f"Film {second} of 2" in film_titles(other)  # moved on to the next film
     stored = stored_answers(db_url, code, key)
     assert list(zip(stored["position"], stored["answer"], stored["confidence"])) == [(first, "NORMAL", 3)]
     # a form sent without choosing: a message, nothing stored
@@ -417,7 +420,7 @@ def test_a_quiz_from_the_dataset_folder_of_the_settings(data_root, db_url, monke
     test_dir = (data_root / "test").resolve()  # the data folder may be a symbolic link
     assert all(Path(p).resolve().is_relative_to(test_dir) and Path(p).is_file() for p in films["path"])
     reader = join(code, "folder reader")
-    assert f"Film {order_of(db_url, reader)[0]} of 4" in reader.get("plotly_chart")[0].proto.spec
+    assert f"Film {order_of(db_url, reader)[0]} of 4" in film_titles(reader)
 
 
 # ---------------------------------------------------------------------------- the answer key, user text
@@ -452,6 +455,9 @@ def test_hostile_nicknames_are_shown_as_typed(db_url):
     markdown = " ".join([m.value for m in teacher.markdown] + [c.value for c in teacher.caption]
                         + [h.value for h in teacher.subheader])
     assert not any(name in markdown for name in HOSTILE)
-    chart = json.loads(teacher.get("plotly_chart")[0].proto.spec)
-    labels = [t for trace in chart["data"] for t in (trace.get("text") or []) if isinstance(t, str)]
-    assert "&lt;b&gt;html&lt;/b&gt;" in labels and "<b>html</b>" not in labels  # Plotly reads tags in labels
+    # Vega-Lite draws text marks as plain text: each reader's point carries the nickname as typed, never escaped
+    chart = chart_titled(teacher, "The class against")
+    rows = chart.rows()
+    assert sorted(rows["nickname"].dropna()) == sorted(HOSTILE)  # the points' tooltips
+    assert sorted(rows["label"].dropna().str.split("\n").explode()) == sorted(HOSTILE)  # the text marks
+    assert "&lt;" not in chart.text() and "&amp;" not in chart.text()

@@ -10,7 +10,6 @@ too few reads are said plainly; a signed-in radiologist reads under their addres
 from __future__ import annotations
 
 import hashlib
-import json
 import sqlite3
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from pneumo_core.config import data_dir
 from pneumo_core.datasets.listing import list_images
 from pneumo_core.site.validation import validate_site
 from pneumo_core.storage.reads import FilmScore, SiteReads, film_truths
+from tests.helpers.charts import chart_titled
 from tests.helpers.support import require
 from tests.pages.test_access_pages import AUTH, RADIOLOGIST, TEACHER, bound_to
 from ui.text import literal
@@ -232,12 +232,33 @@ def test_the_site_page_shows_the_stored_rows_figures_and_an_adoption_reaches_ana
         assert table[["model NORMAL", "model PNEUMONIA"]].values.tolist() == [[tn, fp], [fn, tp]]
     readers = next(d.value for d in at.dataframe if "reader" in d.value.columns).set_index("reader")
     assert readers.loc[HOSTILE, "films with a class"] == 10 and readers.loc[HOSTILE, "sensitivity"] == "1.000"
-    roc = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "readers on this site" in c.proto.spec)
-    names = [trace.get("name", "") for trace in roc["data"]]
-    assert "&lt;b&gt;dr b&lt;/b&gt;: sensitivity 1.000, specificity 1.000 (10 films)" in names  # shown as typed
-    assert not any("<b>" in name for name in names)
+    roc = chart_titled(at, "readers on this site")
+    assert "SHA-256" in roc.title and "40 films (20 NORMAL, 20 PNEUMONIA)" in roc.title
+    rows = roc.rows()
+    curve = rows[rows.series.str.startswith("model (AUC")]
+    assert curve.series.iloc[0] == f"model (AUC {expected['at_active']['auc']:.3f})"
+    assert curve.fpr.tolist() == pytest.approx(expected["roc"]["fpr"]) and curve.tpr.tolist() == pytest.approx(
+        expected["roc"]["tpr"])
+    for what, block in (("active", expected["at_active"]), ("proposed", expected["at_proposed"])):
+        (point,) = rows[rows.series == f"model at the {what} threshold {block['threshold']:.3f}"].itertuples()
+        assert (point.fpr, point.tpr) == pytest.approx((1 - block["specificity"], block["sensitivity"]))
+    readers_drawn = rows[rows.reader.notna()].set_index("reader")  # both read 10 films the other read as well
+    assert sorted(readers_drawn.index) == sorted(["dr a", HOSTILE])  # the nickname as typed: plain text
+    for name in ("dr a", HOSTILE):
+        assert readers_drawn.loc[name, ["fpr", "tpr", "films"]].tolist() == [0, 1, 10]
+        assert readers_drawn.loc[name, "series"] == f"{name}: sensitivity 1.000, specificity 1.000 (10 films)"
+    assert "&lt;" not in roc.text()
+    bins = chart_titled(at, "Recalibration from this site's reads").rows()  # 20 films a class: drawn
+    assert bins.dropna(subset=["n"]).groupby("score").n.sum().to_dict() == {"raw score": 40, "calibrated score": 40}
+    assert roc.spec["width"] == roc.spec["height"]  # square ROC axes
     drift = next(d.value for d in at.dataframe if "week" in d.value.columns)
     assert drift["reads"].sum() == 50 and drift["films"].sum() == 40
+    drawn = chart_titled(at, "Drift by week").rows()  # the chart draws the table's weeks
+    for what, column in (("reads", "reads"), ("films first read", "films")):
+        assert drawn[drawn.what == what].set_index("week")["count"].to_dict() == drift.set_index("week")[
+            column].to_dict()
+    rates = drawn[drawn.positive_rate.notna()].set_index("week")
+    assert rates.positive_rate.to_dict() == pytest.approx(drift.set_index("week").positive_rate.to_dict())
     assert any("40 films (20 NORMAL, 20 PNEUMONIA)" in c and "SHA-256" in c for c in texts(at, "caption"))
 
     assert widget(at, "button", "Adopt the proposed threshold").disabled

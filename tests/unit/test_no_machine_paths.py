@@ -19,12 +19,14 @@ from pneumo_core.config import PROJECT_DIR
 SCANNED = ("models", "docs", "README.md")
 BINARY = {".keras", ".npz", ".h5", ".png", ".jpg", ".jpeg", ".tflite", ".dcm", ".sqlite3"}
 #: An absolute path of a machine: a POSIX path under a machine's top folders (after a space, a quote, a
-#: bracket, ``=`` or ``:``... but not inside a URL or a relative path), a Windows drive path, a file URL.
+#: bracket, ``=`` or ``:``... but not inside a URL or a relative path), a Windows drive path, a file URL, and
+#: a database URL's absolute file (``sqlite:////tmp/x.db``: the fourth slash hides it from the first pattern).
 MACHINE_PATH = re.compile(
     r"(?<![\w.~$/-])/(?:work|workspace|root|tmp|home|Users|mnt|media|opt|srv|var|scratch|private|Volumes|data|"
     r"content|builds|runner)(?=/|\b)"
     r"|(?<![\w])[A-Za-z]:(?:\\\\|\\|/)(?=[\w.-])"
     r"|file:///"
+    r"|\w:////(?=[\w.-])"
 )
 
 
@@ -65,14 +67,15 @@ def test_no_committed_file_holds_an_absolute_machine_path():
 def test_the_scan_finds_a_planted_path_and_names_file_and_line(tmp_path):
     for name in ("docs", "models/reports/frozen"):
         (tmp_path / name).mkdir(parents=True)
-    (tmp_path / "README.md").write_text("fine\nsee /home/someone/x.md\n")
+    (tmp_path / "README.md").write_text("fine\nsee /home/someone/x.md\nPNEUMO_DB_URL=sqlite:////srv/x.sqlite3\n"
+                                        "PNEUMO_DB_URL=sqlite:///dev.sqlite3\n")
     (tmp_path / "docs" / "a.md").write_text("`../shared/data/chest_xray`, $PNEUMO_DATA_DIR/test, http://h/work/x,\n"
                                             "runs/tmp/x, /proc/stat\n")
     (tmp_path / "models/reports/frozen/training.json").write_text(json.dumps(
         {"data": "$PNEUMO_DATA_DIR", "out": "/work/main/runs/x", "w": "C:\\Users\\me\\w.h5"}, indent=2))
     (tmp_path / "models/reports/frozen/ood.npz").write_bytes(b"/work/binary\0")  # binary: not read
     found = machine_paths(tmp_path)
-    assert sorted(found) == ["README.md:2: see /home/someone/x.md",
+    assert sorted(found) == ["README.md:2: see /home/someone/x.md", "README.md:3: PNEUMO_DB_URL=sqlite:////srv/x.sqlite3",
                      'models/reports/frozen/training.json:3: "out": "/work/main/runs/x",',
                      'models/reports/frozen/training.json:4: "w": "C:\\\\Users\\\\me\\\\w.h5"'], found
 

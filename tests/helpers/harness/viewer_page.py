@@ -21,3 +21,4 @@ except (KeyError, OSError, ImageError) as exc:
 heatmap_path = os.environ.get("PNEUMO_VIEWER_HEATMAP")
 heatmap = np.load(heatmap_path) if heatmap_path else None
 show_film(loaded, heatmap, key="viewer", title="12-bit DX film, shipped fine-tuned model")
+st.toggle("A widget unrelated to the viewer", key="unrelated")  # a rerun that leaves the picture as it was
