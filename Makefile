@@ -53,8 +53,8 @@ setup-train: $(BIN)/.train
 setup-dev: $(BIN)/.dev test-packages
 
 # The shipped LiteRT models (float32, the runtime's default backend) from the shipped .keras files: each export
-# writes models/<variant>.tflite, its .tflite.json sidecar and its .ood.npz detector, and records the .tflite
-# and the detector in models/MANIFEST.json.
+# writes models/<variant>.tflite and its .tflite.json sidecar (which names the detector models/reports/<variant>/ood.npz,
+# no copy), and records the .tflite in models/MANIFEST.json.
 litert-models: setup-train
 	for v in finetuned frozen; do $(BIN)/python -m pneumo_core export --model $$v || exit 1; done
 

@@ -7,9 +7,10 @@ file carries the ``cam`` output, as every file written by :mod:`pneumo_core.trai
 ``.tflite`` without it, ``predict(explain=True)`` returns the label with no heatmap and says so in ``notes``.
 
 The decision threshold and the OOD detector are the source model's, read from beside the file:
-the threshold from the ``<file>.json`` sidecar and the detector from ``<name>.ood.npz``, whose
-SHA-256 the sidecar records (a changed or damaged detector is refused), so a set moved together
-keeps both. The source's own reports (``reports/<source stem>/``) are used when present (a
+the threshold from the ``<file>.json`` sidecar and the detector from the file it names under the export's
+folder (``reports/<source>/ood.npz`` for an export beside its source, such as the shipped ones; else the copy
+``<name>.ood.npz``), whose SHA-256 the sidecar records (a changed or damaged detector is refused), so a set
+moved together keeps both. The source's own reports (``reports/<source stem>/``) are used when present (a
 threshold chosen again after the export) and for exports written before detectors travelled.
 For int8 files both are approximations: the features the detector sees are quantised.
 Every export and its detector must be listed in the manifest beside them (``MANIFEST.json``) with the
@@ -40,6 +41,7 @@ from pneumo_core.config import IMAGE_SIZE, litert_layout, model_path
 from pneumo_core.errors import MissingDependency, ModelLoadError, first_line
 from pneumo_core.inference.model_files import (
     expected_hash,
+    export_detector_path,
     report_ood,
     shipped_litert_variant,
     shown_path,
@@ -227,27 +229,29 @@ class LiteRTBackend:
         return local
 
     def load_ood(self) -> MahalanobisOOD | None:
-        """The detector exported beside this file (its SHA-256 checked against the sidecar), else the
-        source model's under its reports (exports written before detectors travelled with them)."""
+        """The detector the sidecar names (its SHA-256 checked against the sidecar and the manifest of this
+        file's folder), else the source model's under its reports (exports written before detectors travelled)."""
         entry = self.meta.get("ood_detector")
         if not entry:
             return report_ood(self.report_dir, self.verify)
-        path = self.path.parent / entry["file"]
+        file = entry.get("file") if isinstance(entry, dict) else None  # a damaged sidecar: refused below
+        path = export_detector_path(self.path, file, remedy=f"{self._fix}.")
+        rel = path.relative_to(self.path.parent).as_posix()
+        shown = f"{self.path.parent.name}/{rel}" if shipped_litert_variant(self.path) else rel
         if not path.is_file():
-            raise ModelLoadError(f"{path.name} (the OOD detector exported with {self.path.name}) is missing: "
-                                 "keep the .tflite, its .json sidecar and its .ood.npz together, or export again")
+            keep = ("keep the .tflite, its .json sidecar and its .ood.npz together" if "/" not in rel
+                    else f"keep the .tflite and its .json sidecar in the folder that holds {rel}")
+            raise ModelLoadError(f"{shown} (the OOD detector of {self.path.name}) is missing: {keep}. {self._fix}.")
         if self.verify:
-            verify_against_manifest(path, name=shown_path(path) if shipped_litert_variant(self.path) else path.name,
-                                    remedy=f"{self._fix}.")
+            verify_against_manifest(path, models_dir=self.path.parent, name=shown, remedy=f"{self._fix}.")
         if self.verify and sha256_file(path) != entry.get("sha256"):
-            raise ModelLoadError(f"{path.name} does not match the SHA-256 in {sidecar(self.path).name}: the OOD "
-                                 "detector was changed or damaged. Export the model again (python -m pneumo_core "
-                                 "export).")
+            raise ModelLoadError(f"{shown} does not match the SHA-256 in {sidecar(self.path).name}: the OOD "
+                                 f"detector was changed or damaged since the export. {self._fix}.")
         try:
             return MahalanobisOOD.load(path)
         except Exception as exc:  # np.load raises many types for a damaged file
-            raise ModelLoadError(f"{path.name} (the OOD detector) cannot be read ({type(exc).__name__}); "
-                                 "export the model again") from None
+            raise ModelLoadError(f"{shown} (the OOD detector of {self.path.name}) cannot be read "
+                                 f"({type(exc).__name__}). {self._fix}.") from None
 
     @property
     def has_gradcam(self) -> bool:

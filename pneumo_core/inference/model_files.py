@@ -3,20 +3,21 @@ OOD detectors in their reports, and taking a loaded classifier apart (backbone a
 compiled inference path and Grad-CAM.
 The builders that make these models are in :mod:`pneumo_core.training.builders`.
 
-Checks fail closed: a model (``.keras``, ``.tflite``) or detector (``.ood.npz``) loads only when the
-``MANIFEST.json`` of its models folder lists it with the SHA-256 it has. The shipped ``models/`` folder has a
-committed manifest; training (``train``, ``soup``, ``ensemble``, ``wise-ft``), ``export`` and ``calibrate-ood``
-record what they write in the manifest of the folder they write to; any other file is recorded deliberately with
-``python -m pneumo_core manifest --dir FOLDER``. The manifest guards against a changed, truncated or swapped
-file, not against someone who can write the folder (they could rewrite the manifest too).
+Checks fail closed: a model (``.keras``, ``.tflite``) or detector (``reports/<name>/ood.npz``, an export's
+copy ``<name>.ood.npz``) loads only when the ``MANIFEST.json`` of its models folder lists it with the SHA-256 it
+has. The shipped ``models/`` folder has a committed manifest; training (``train``, ``soup``, ``ensemble``,
+``wise-ft``), ``export`` and ``calibrate-ood`` record what they write in the manifest of the folder they write to;
+any other file is recorded deliberately with ``python -m pneumo_core manifest --dir FOLDER``. The manifest guards
+against a changed, truncated or swapped file, not against someone who can write the folder (they could rewrite the
+manifest too).
 """
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
-from pneumo_core.artifacts import sha256_file
+from pneumo_core.artifacts import sha256_file, sidecar
 from pneumo_core.config import DEFAULT_VARIANT, MODELS_DIR, PROJECT_DIR, SHIPPED_VARIANTS, model_path
 from pneumo_core.errors import ModelLoadError, first_line
 from pneumo_core.inference.ood import MahalanobisOOD
@@ -147,15 +148,31 @@ def report_ood(report_dir: Path | None, verify: bool = True) -> MahalanobisOOD |
     return MahalanobisOOD.load(path)
 
 
-def _export_detector(export: Path) -> Path:
-    """The OOD detector exported beside ``<name>.tflite``: ``<name>.ood.npz``."""
-    return export.with_name(export.name[: -len(".tflite")] + ".ood.npz")
+def copied_detector_path(export: str | Path) -> Path:
+    """Where an export to another folder than its source's copies the source's OOD detector: ``<name>.ood.npz``
+    beside ``<name>.tflite``."""
+    export = Path(export)
+    stem = export.name[: -len(".tflite")] if export.name.endswith(".tflite") else export.stem
+    return export.with_name(f"{stem}.ood.npz")
+
+
+def export_detector_path(export: str | Path, file,
+                         remedy: str = "Export the model again (python -m pneumo_core export).") -> Path:
+    """The detector an export's sidecar names (``"ood_detector": {"file": ...}``, a POSIX path relative to the
+    export's folder: ``<name>.ood.npz`` or ``reports/<source>/ood.npz``). The sidecar is data: a name that is not
+    such a path (absolute, ``..``, a backslash) is refused, so it can never point the loader elsewhere."""
+    export = Path(export)
+    rel = PurePosixPath(file) if isinstance(file, str) and not {"\\", "\0"} & set(file) else None
+    if rel is None or rel.is_absolute() or ".." in rel.parts or not rel.parts:
+        raise ModelLoadError(f"{sidecar(export).name} names an OOD detector that is not a path inside the "
+                             f"export's folder (absolute, or with ..), and is refused. {remedy}")
+    return export.parent.joinpath(*rel.parts)
 
 
 def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:
     """Record the SHA-256 of every ``*.keras`` and ``*.tflite`` (LiteRT export) in ``models_dir``, the detectors
-    ``reports/*/ood.npz`` and ``<export>.ood.npz``, in its ``MANIFEST.json``: from now on these files, as they
-    are, are the ones to trust."""
+    ``reports/*/ood.npz`` (which an export in this folder names in its sidecar) and ``<export>.ood.npz`` (an
+    export's copy), in its ``MANIFEST.json``: from now on these files, as they are, are the ones to trust."""
     models_dir = Path(models_dir)
     exports = sorted(models_dir.glob("*.tflite"))
     entries = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
@@ -163,7 +180,7 @@ def write_manifest(models_dir: str | Path = MODELS_DIR) -> dict:
     ood = {p.relative_to(models_dir).as_posix(): {"sha256": sha256_file(p)}
            for pattern in ("reports/*/ood.npz", "reports/*/shift_reference.npz")  # per film; per batch (site check)
            for p in sorted(models_dir.glob(pattern))}
-    for detector in map(_export_detector, exports):
+    for detector in map(copied_detector_path, exports):
         if detector.is_file():
             ood[detector.name] = {"sha256": sha256_file(detector)}
     manifest = {"models": entries, "ood_detectors": ood}
@@ -177,15 +194,17 @@ def _read_manifest(models_dir: Path) -> dict:
 
 
 def record_export(path: str | Path, detector: str | Path | None) -> None:
-    """Record a LiteRT export and its detector in the manifest beside it (started when the folder has none), as
-    ``python -m pneumo_core export`` writes them, so that the runtime, which refuses unlisted files, loads them."""
+    """Record a LiteRT export and its detector (a copy beside it, or ``reports/<source>/ood.npz`` under its folder)
+    in the manifest beside it (started when the folder has none), as ``python -m pneumo_core export`` writes them,
+    so that the runtime, which refuses unlisted files, loads them."""
     path = Path(path)
     manifest = _read_manifest(path.parent)
     manifest.setdefault("models", {})[path.name] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
     ood = manifest.setdefault("ood_detectors", {})
-    ood.pop(_export_detector(path).name, None)  # an earlier export's detector
+    ood.pop(copied_detector_path(path).name, None)  # an earlier export's copy
     if detector is not None and Path(detector).is_file():
-        ood[Path(detector).name] = {"sha256": sha256_file(detector)}
+        key = Path(os.path.abspath(detector)).relative_to(os.path.abspath(path.parent)).as_posix()
+        ood[key] = {"sha256": sha256_file(detector)}
     (path.parent / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
 
 

@@ -12,16 +12,20 @@ norm and one dense layer), so it converts to TFLite builtins and Grad-CAM surviv
 * ``int8``: weights and activations int8, calibrated on ``n_calib`` training films
   (``representative_dataset``); input and outputs stay float32, so the same preprocessing applies.
 
-An export is a self-contained set of up to three files that can be moved together:
+An export is a set of files that can be moved together:
 
 * ``<name>.tflite``: the graph;
 * ``<name>.tflite.json`` (the sidecar): the source model and its SHA-256, the file's own SHA-256,
-  the quantisation, the calibration images, and the source's validation-chosen decision threshold;
-* ``<name>.ood.npz``: a copy of the source's out-of-distribution detector
-  (``reports/<source stem>/ood.npz``), its SHA-256 in the sidecar, when the source has one.
+  the quantisation, the calibration images, the source's validation-chosen decision threshold, and
+  ``ood_detector``: which file holds the source's out-of-distribution detector (``reports/<source stem>/ood.npz``),
+  relative to the export's folder, and its SHA-256, when the source has one;
+* ``<name>.ood.npz``: a copy of that detector, written only when the export goes to another folder than its
+  source's. An export beside its source (``models/finetuned.keras`` -> ``models/finetuned.tflite``) names
+  ``reports/<source stem>/ood.npz`` itself: the folder holds the detector once.
 
 ``Predictor(path)`` on the ``.tflite`` (its LiteRT backend, :mod:`pneumo_core.inference.litert`) reads the
-threshold and the detector from beside the file (checking the detector's digest), so a moved set keeps both.
+threshold from the sidecar and the detector it names (checking the detector's digest), so a set moved with its
+copy keeps both; to take an export made beside its source elsewhere, export it again with ``--out`` there.
 The float32 exports of the shipped models, ``models/{finetuned,frozen}.tflite`` (what the runtime runs), are
 written by ``make litert-models``; every export is recorded in the manifest of its folder (``models/MANIFEST.json``
 for these; :func:`pneumo_core.inference.model_files.record_export`): the runtime refuses an unlisted file.
@@ -47,6 +51,8 @@ from pneumo_core.errors import ModelLoadError
 from pneumo_core.imaging.decode import load_path
 from pneumo_core.inference.gradcam import make_explain_fn
 from pneumo_core.inference.model_files import (
+    copied_detector_path,
+    export_detector_path,
     load_model,
     record_export,
     resolve_model_path,
@@ -146,7 +152,7 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
         "source_name": name,
         "source_sha256": source_sha,
         "threshold": threshold,
-        "ood_detector": _copy_detector(source, out, verify),
+        "ood_detector": _detector_entry(source, out, verify),
         "inputs": {"image": "float32 (B, 224, 224, 3) in [-1, 1]"},
         "outputs": {"p_pneumonia": "(B,)", "cam": "(B, 7, 7) raw Grad-CAM", "pooled": "(B, 1280 per member)"},
         "calibration": ({"images": len(calibration), "folder": record_path(Path(calibration[0]).parent.parent),
@@ -156,33 +162,35 @@ def export_tflite(model="finetuned", out=None, quantize: str = "none", data=None
     }
     sidecar(out).write_text(json.dumps(meta, indent=2) + "\n")
     # every export is checked against its folder's manifest before it loads (fails closed): record it
-    record_export(out, detector_path(out) if meta["ood_detector"] else None)
+    detector = meta["ood_detector"]
+    record_export(out, export_detector_path(out, detector["file"]) if detector else None)
     return meta
 
 
-def detector_path(tflite_path: str | Path) -> Path:
-    """The OOD detector exported beside ``<name>.tflite``: ``<name>.ood.npz``."""
-    tflite_path = Path(tflite_path)
-    stem = tflite_path.name[: -len(".tflite")] if tflite_path.name.endswith(".tflite") else tflite_path.stem
-    return tflite_path.with_name(f"{stem}.ood.npz")
-
-
-def _copy_detector(source: Path | None, out: Path, verify: bool) -> dict | None:
-    """Copy the source model's OOD detector beside the export; its record for the sidecar, or None
-    when the source has none (a stale copy from an earlier export is removed, so it cannot be read)."""
-    target = detector_path(out)
+def _detector_entry(source: Path | None, out: Path, verify: bool) -> dict | None:
+    """The sidecar's record of the source model's OOD detector, or None when the source has none. The export's
+    folder holds the detector once: an export beside its source names ``reports/<source stem>/ood.npz``, one to
+    another folder gets a copy, ``<name>.ood.npz``. A copy from an earlier export is removed when not written
+    again, so it cannot be read."""
+    target = copied_detector_path(out)
     found = reports_dir(source) / "ood.npz" if source is not None else None
     if found is None or not found.is_file():
         target.unlink(missing_ok=True)
         return None
-    if verify:  # the manifest of the models folder that holds reports/<name>/
-        verify_against_manifest(found, models_dir=found.parent.parent.parent,
+    models_dir = found.parent.parent.parent  # the models folder that holds reports/<stem>/
+    if verify:
+        verify_against_manifest(found, models_dir=models_dir,
                                 remedy="Restore it or recalibrate (python -m pneumo_core calibrate-ood).")
     try:
         detector = MahalanobisOOD.load(found)
     except Exception as exc:  # np.load raises many types for a damaged file
         raise ModelLoadError(f"the OOD detector {found} cannot be read ({type(exc).__name__}); "
                              "recalibrate it (python -m pneumo_core calibrate-ood)") from None
-    shutil.copyfile(found, target)
-    return {"file": target.name, "sha256": sha256_file(target), "threshold": detector.threshold,
+    if models_dir.resolve() == out.parent.resolve():  # the export's folder holds it already
+        target.unlink(missing_ok=True)
+        target, name = found, found.relative_to(models_dir).as_posix()
+    else:
+        shutil.copyfile(found, target)
+        name = target.name
+    return {"file": name, "sha256": sha256_file(target), "threshold": detector.threshold,
             "target_frr": detector.target_frr}

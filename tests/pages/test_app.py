@@ -392,7 +392,7 @@ def _models_subset(tmp_path: Path, variants) -> Path:
     (d / "reports").mkdir(parents=True)
     (d / "MANIFEST.json").symlink_to(MODELS / "MANIFEST.json")
     for v in variants:
-        for name in (f"{v}.keras", f"{v}.tflite", f"{v}.tflite.json", f"{v}.ood.npz"):
+        for name in (f"{v}.keras", f"{v}.tflite", f"{v}.tflite.json"):
             (d / name).symlink_to(MODELS / name)
         (d / "reports" / v).symlink_to(MODELS / "reports" / v, target_is_directory=True)
     return d

@@ -18,7 +18,7 @@ def frozen_only(tmp_path: Path, damage: bool) -> Path:
     (d / "reports").mkdir(parents=True)
     (d / "frozen.keras").symlink_to(MODELS / "frozen.keras")
     (d / "reports" / "frozen").symlink_to(MODELS / "reports" / "frozen", target_is_directory=True)
-    for name in ("frozen.tflite", "frozen.tflite.json", "frozen.ood.npz", "MANIFEST.json"):
+    for name in ("frozen.tflite", "frozen.tflite.json", "MANIFEST.json"):
         shutil.copy(MODELS / name, d)
     if damage:
         blob = bytearray((d / "frozen.tflite").read_bytes())

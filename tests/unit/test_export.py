@@ -237,34 +237,112 @@ def test_ensemble_exports_and_matches_keras(tmp_path, shared):
     assert np.abs(cam - cam_ref).max() <= 1e-3 * cam_ref.max()
 
 
-# ---------------------------------------------------------------- a moved export keeps its companions
-@pytest.fixture(scope="module")
-def moved_export(frozen_tiny, tmp_path_factory):
-    """A saved model with reports (a validation threshold and an OOD detector), exported, then the
-    .tflite, its sidecar and its detector moved to another folder and the source deleted."""
-    import shutil
-
+# ---------------------------------------------------------------- the detector: named in reports/ or copied
+def _source_with_reports(model, folder):
+    """``folder/tiny.keras`` with reports (a validation threshold and an OOD detector fitted on its features),
+    recorded in the folder's manifest; the detector."""
     from pneumo_core.artifacts import reports_dir
     from pneumo_core.inference.ood import MahalanobisOOD
-    from pneumo_core.inference.predictor import Predictor
 
-    src = tmp_path_factory.mktemp("source")
-    frozen_tiny.save(src / "tiny.keras")
-    keras_pred = Predictor(keras_model=frozen_tiny, warm_up=False)
+    model.save(folder / "tiny.keras")
+    keras_pred = Predictor(keras_model=model, warm_up=False)
     detector = MahalanobisOOD.fit(keras_pred.predict_arrays(random_inputs(16, seed=11))[1],
                                   keras_pred.predict_arrays(random_inputs(8, seed=12))[1])
-    report = reports_dir(src / "tiny.keras")
+    report = reports_dir(folder / "tiny.keras")
     report.mkdir(parents=True)
     (report / "training.json").write_text(json.dumps({"threshold": 0.37}))
     detector.save(report / "ood.npz")
-    write_manifest(src)
-    meta = export_tflite(src / "tiny.keras", out=src / "tiny.tflite")
+    write_manifest(folder)
+    return detector
+
+
+@pytest.fixture(scope="module")
+def moved_export(frozen_tiny, tmp_path_factory):
+    """A saved model with reports, exported to another folder (which gets a copy of the detector), then the
+    .tflite, its sidecar and that copy moved to a third folder and the source deleted."""
+    import shutil
+
+    src = tmp_path_factory.mktemp("source")
+    detector = _source_with_reports(frozen_tiny, src)
+    meta = export_tflite(src / "tiny.keras", out=src / "exported" / "tiny.tflite")
     dest = tmp_path_factory.mktemp("moved")
     for name in ("tiny.tflite", "tiny.tflite.json", "tiny.ood.npz"):
-        shutil.move(src / name, dest / name)
+        shutil.move(src / "exported" / name, dest / name)
     shutil.rmtree(src)
     write_manifest(dest)  # the moved set, recorded where it now lives
     return dest / "tiny.tflite", meta, detector, Predictor(keras_model=frozen_tiny, ood=detector, warm_up=False)
+
+
+@pytest.fixture(scope="module")
+def beside_export(frozen_tiny, tmp_path_factory):
+    """A saved model with reports exported into its own folder (the shipped case: models/finetuned.keras ->
+    models/finetuned.tflite), over a stale detector copy that an earlier export left, recorded in the manifest."""
+    folder = tmp_path_factory.mktemp("beside")
+    detector = _source_with_reports(frozen_tiny, folder)
+    (folder / "tiny.ood.npz").write_bytes(b"an earlier export's copy")
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    manifest["ood_detectors"]["tiny.ood.npz"] = {"sha256": "0" * 64}
+    (folder / "MANIFEST.json").write_text(json.dumps(manifest))
+    return folder / "tiny.tflite", export_tflite(folder / "tiny.keras"), detector
+
+
+def test_an_export_beside_its_source_names_the_reports_detector_and_copies_nothing(beside_export, test_normal):
+    from pneumo_core.artifacts import sha256_file
+
+    path, meta, detector = beside_export
+    folder = path.parent
+    assert meta["ood_detector"]["file"] == "reports/tiny/ood.npz"
+    assert meta["ood_detector"]["sha256"] == sha256_file(folder / "reports" / "tiny" / "ood.npz")
+    assert json.loads(sidecar(path).read_text())["ood_detector"] == meta["ood_detector"]
+    assert not (folder / "tiny.ood.npz").exists()  # no copy, and the stale one is gone
+    manifest = json.loads((folder / "MANIFEST.json").read_text())
+    assert set(manifest["ood_detectors"]) == {"reports/tiny/ood.npz"}  # one entry: the one it already had
+    assert set(manifest["models"]) == {"tiny.keras", "tiny.tflite"}
+    pred = Predictor(path, warm_up=False)
+    assert pred.threshold == 0.37 and pred.ood.threshold == pytest.approx(detector.threshold)
+    np.testing.assert_array_equal(pred.ood.precision, detector.precision)
+    assert pred.predict(test_normal).ood_distance is not None
+
+
+@pytest.mark.parametrize("case,words", [
+    ("flipped", "reports/tiny/ood.npz does not match the SHA-256 in MANIFEST.json"),
+    ("recalibrated", "reports/tiny/ood.npz does not match the SHA-256 in tiny.tflite.json"),
+    ("unreadable", "reports/tiny/ood.npz (the OOD detector of tiny.tflite) cannot be read"),
+    ("missing", "reports/tiny/ood.npz (the OOD detector of tiny.tflite) is missing"),
+])
+def test_a_changed_reports_detector_is_refused_in_one_line(beside_export, tmp_path, case, words):
+    """The detector an export names under reports/ is checked like a copy: against the manifest and against the
+    sidecar (a detector recalibrated since the export is not the one the export was made with)."""
+    import shutil
+
+    from pneumo_core.artifacts import sha256_file
+    from pneumo_core.errors import ModelLoadError
+    from pneumo_core.inference.model_files import record_ood_detector
+    from pneumo_core.inference.ood import MahalanobisOOD
+
+    _, _, detector = beside_export
+    folder = shutil.copytree(beside_export[0].parent, tmp_path / "models")
+    found, export = folder / "reports" / "tiny" / "ood.npz", folder / "tiny.tflite"
+    assert Predictor(export, warm_up=False).ood is not None  # the copy loads before damage
+    if case == "flipped":
+        blob = bytearray(found.read_bytes())
+        blob[len(blob) // 2] ^= 0xFF
+        found.write_bytes(bytes(blob))
+    elif case == "recalibrated":  # what calibrate-ood does: a new detector, recorded in the manifest
+        MahalanobisOOD(detector.mean, detector.precision, detector.threshold * 10, detector.target_frr).save(found)
+        record_ood_detector(folder, found)
+    elif case == "unreadable":  # recorded in the manifest and the sidecar, but not a detector
+        found.write_bytes(b"PK\x03\x04 truncated")
+        record_ood_detector(folder, found)
+        meta = json.loads(sidecar(export).read_text())
+        meta["ood_detector"]["sha256"] = sha256_file(found)
+        sidecar(export).write_text(json.dumps(meta))
+    else:
+        found.unlink()
+    with pytest.raises(ModelLoadError) as err:
+        Predictor(export, warm_up=False)
+    message = str(err.value)
+    assert "\n" not in message and words in message and "export" in message, message
 
 
 @pytest.mark.slow

@@ -23,7 +23,7 @@ from pneumo_core.inference.predictor import Predictor
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
 EXAMPLES = sorted((ROOT / "assets" / "examples").glob("ex*.jpeg"))
-EXPORT_FILES = ("{v}.tflite", "{v}.tflite.json", "{v}.ood.npz")
+EXPORT_FILES = ("{v}.tflite", "{v}.tflite.json")  # the detector it names: reports/{v}/ood.npz
 
 
 def run_cli(*args, env=None, timeout=300):
@@ -44,8 +44,8 @@ def one_error_line(res, *words) -> str:
 
 
 def litert_models(tmp_path: Path, variant: str = "frozen") -> Path:
-    """A models folder holding the shipped export of ``variant`` (.tflite, sidecar, detector), its reports and
-    the shipped manifest: a copy to damage, nothing under models/ touched."""
+    """A models folder holding the shipped export of ``variant`` (.tflite, sidecar), its reports (with the detector
+    the sidecar names) and the shipped manifest: a copy to damage, nothing under models/ touched."""
     models = tmp_path / "models"
     (models / "reports").mkdir(parents=True)
     for name in (*EXPORT_FILES, "MANIFEST.json"):
@@ -149,9 +149,19 @@ def _damage(models: Path, case: str) -> None:
         manifest["models"]["frozen.keras"]["sha256"] = "0" * 64
         manifest_path.write_text(json.dumps(manifest))
     elif case == "detector":
-        detector = models / "frozen.ood.npz"
+        detector = models / "reports" / "frozen" / "ood.npz"
         blob = detector.read_bytes()
         detector.write_bytes(blob[:-1] + bytes([blob[-1] ^ 0xFF]))
+    elif case == "recalibrated":  # calibrate-ood since the export: a new detector, recorded in the manifest
+        from pneumo_core.inference.model_files import record_ood_detector
+        from pneumo_core.inference.ood import MahalanobisOOD
+
+        detector = models / "reports" / "frozen" / "ood.npz"
+        old = MahalanobisOOD.load(detector)
+        MahalanobisOOD(old.mean, old.precision, old.threshold * 10, old.target_frr).save(detector)
+        record_ood_detector(models, detector)
+    elif case == "no detector":
+        (models / "reports" / "frozen" / "ood.npz").unlink()
 
 
 DAMAGE = {  # case -> words the message must hold
@@ -163,7 +173,11 @@ DAMAGE = {  # case -> words the message must hold
     "unloadable": ("could not load TFLite model frozen.tflite", "python -m pneumo_core export --model frozen"),
     "stale": ("models/frozen.tflite was exported from another frozen.keras than the one in MANIFEST.json",
               "python -m pneumo_core export --model frozen"),
-    "detector": ("models/frozen.ood.npz does not match the SHA-256 in MANIFEST.json", "git checkout models/"),
+    "detector": ("models/reports/frozen/ood.npz does not match the SHA-256 in MANIFEST.json", "git checkout models/"),
+    "recalibrated": ("models/reports/frozen/ood.npz does not match the SHA-256 in frozen.tflite.json",
+                     "python -m pneumo_core export --model frozen"),
+    "no detector": ("models/reports/frozen/ood.npz (the OOD detector of frozen.tflite) is missing",
+                    "python -m pneumo_core export --model frozen", "git checkout models/"),
 }
 
 
@@ -309,16 +323,54 @@ def test_manifest_lists_the_shipped_exports_and_export_records_them(tmp_path):
     shipped = json.loads((MODELS / "MANIFEST.json").read_text())
     written = write_manifest(models)
     assert set(written["models"]) == {"frozen.keras", "frozen.tflite"}
-    assert set(written["ood_detectors"]) == {"reports/frozen/ood.npz", "frozen.ood.npz",
-                                             "reports/frozen/shift_reference.npz"}
+    assert set(written["ood_detectors"]) == {"reports/frozen/ood.npz", "reports/frozen/shift_reference.npz"}
     for section, entries in written.items():
         for name, entry in entries.items():
             assert entry["sha256"] == shipped[section][name]["sha256"], name  # the shipped hashes, unchanged
     del written["models"]["frozen.tflite"]
     (models / "MANIFEST.json").write_text(json.dumps(written))
-    record_export(models / "frozen.tflite", models / "frozen.ood.npz")
-    assert json.loads((models / "MANIFEST.json").read_text())["models"]["frozen.tflite"] == shipped["models"][
-        "frozen.tflite"]
+    record_export(models / "frozen.tflite", models / "reports" / "frozen" / "ood.npz")
+    recorded = json.loads((models / "MANIFEST.json").read_text())
+    assert recorded["models"]["frozen.tflite"] == shipped["models"]["frozen.tflite"]
+    assert recorded["ood_detectors"] == written["ood_detectors"]  # the reports/ entry, once, under its own path
+
+
+def test_the_shipped_exports_name_their_reports_detector_and_no_copy_ships():
+    """The models folder holds each detector once: the sidecars name reports/<variant>/ood.npz."""
+    from pneumo_core.artifacts import sha256_file
+
+    assert not list(MODELS.glob("*.ood.npz"))
+    for variant in ("finetuned", "frozen"):
+        entry = json.loads((MODELS / f"{variant}.tflite.json").read_text())["ood_detector"]
+        assert entry["file"] == f"reports/{variant}/ood.npz"
+        assert entry["sha256"] == sha256_file(MODELS / entry["file"])
+        assert Predictor(variant, warm_up=False).ood.threshold == pytest.approx(entry["threshold"])
+
+
+@pytest.mark.parametrize("file", ["../outside/ood.npz", "reports/../../outside/ood.npz", "ABSOLUTE",
+                                  "reports\\frozen\\ood.npz", ""])
+def test_a_sidecar_naming_a_detector_outside_its_folder_is_refused(file, tmp_path, test_normal):
+    """A sidecar is data: even pointing at a valid detector with the digest it records, a name that leaves the
+    export's folder is refused (with checks off too), in one line; the CLI exits 2."""
+    from pneumo_core.artifacts import sidecar
+
+    models = litert_models(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(models / "reports" / "frozen" / "ood.npz", outside / "ood.npz")
+    file = str(outside / "ood.npz") if file == "ABSOLUTE" else file
+    meta = json.loads(sidecar(models / "frozen.tflite").read_text())
+    meta["ood_detector"]["file"] = file
+    sidecar(models / "frozen.tflite").write_text(json.dumps(meta))
+    for verify in (True, False):
+        with pytest.raises(ModelLoadError) as err:
+            Predictor(models / "frozen.tflite", verify=verify, warm_up=False)
+        message = str(err.value)
+        assert "\n" not in message and str(tmp_path) not in message, message
+        assert "frozen.tflite.json names an OOD detector that is not a path inside the export's folder" in message
+        assert "python -m pneumo_core export" in message.split("refused")[1], message
+    one_error_line(run_cli("predict", "--json", "--model", "frozen", test_normal, env={"PNEUMO_MODELS_DIR": models}),
+                   "frozen.tflite.json names an OOD detector", "python -m pneumo_core export --model frozen")
 
 
 def test_a_report_evaluated_on_the_export_matches_its_keras_file():

@@ -16,15 +16,16 @@ from tests.unit.test_cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
-EXPORT = ("frozen.tflite", "frozen.tflite.json", "frozen.ood.npz")
 
 
 def _own_export(tmp_path: Path) -> Path:
-    """A real shipped export copied to a folder of the user's, as they would keep their own model: no manifest."""
+    """A real shipped export copied to a folder of the user's, as they would keep their own model (its detector as
+    the copy an export to another folder writes): no manifest."""
     folder = tmp_path / "my_models"
     folder.mkdir()
-    for name in EXPORT:
+    for name in ("frozen.tflite", "frozen.tflite.json"):
         shutil.copy(MODELS / name, folder / name.replace("frozen", "mine"))
+    shutil.copy(MODELS / "reports" / "frozen" / "ood.npz", folder / "mine.ood.npz")
     sidecar = folder / "mine.tflite.json"
     sidecar.write_text(json.dumps({**json.loads(sidecar.read_text()), "ood_detector": {
         **json.loads(sidecar.read_text())["ood_detector"], "file": "mine.ood.npz"}}))
