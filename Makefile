@@ -74,7 +74,7 @@ run: setup
 
 test: setup-dev lean-venv
 	$(BIN)/ruff check .
-	PNEUMO_LEAN_PYTHON=$(CURDIR)/$(LEAN)/bin/python $(BIN)/python -m pytest
+	PNEUMO_LEAN_PYTHON=$(CURDIR)/$(LEAN)/bin/python $(BIN)/python -m pytest --durations=15  # the slowest tests, to keep CI under 30 min
 
 # The fast loop while working (no browser, PACS, DICOM-tool or database tests, none marked slow): a few minutes.
 test-fast: setup-dev
